@@ -1,0 +1,313 @@
+//! [`MemoryStore`]: the reference [`Store`], in memory. Used by tests, benchmarks and as the model
+//! every durable backend must match (`store_contract_tests!`).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+
+use crate::{
+    clock::Timestamp,
+    id::{ApprovalId, EntryId, GrantId},
+    model::{AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin, Status},
+    store::{
+        ApprovalFilter, ApprovalWrite, AuditFilter, BindingWrite, CallbackJob, CallbackState, CallbackWrite,
+        Commit, Committed, EntryWrite, GrantWrite, IDEMPOTENCY_WINDOW, Store, StoreError,
+    },
+};
+
+#[derive(Debug, Default, Clone)]
+struct Inner {
+    approvals: HashMap<ApprovalId, Approval>,
+    idempotency: HashMap<(String, String), (String, ApprovalId, Timestamp)>,
+    entries: BTreeMap<EntryId, Entry>,
+    grants: BTreeMap<GrantId, Grant>,
+    bindings: HashMap<String, Binding>,
+    audit: Vec<AuditEntry>,
+    events: Vec<Event>,
+    callbacks: BTreeMap<String, CallbackJob>,
+    notice_keys: std::collections::HashSet<String>,
+    sessions: HashMap<String, Origin>,
+}
+
+/// An in-memory [`Store`]. Commits are atomic: they are applied to a copy of the touched state
+/// only after every check passed.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner.lock().map_err(|_| StoreError::Unavailable("memory store lock poisoned".to_owned()))
+    }
+}
+
+fn check(inner: &Inner, commit: &Commit, now: Timestamp) -> Result<(), StoreError> {
+    match &commit.approval {
+        Some(ApprovalWrite::Insert { approval, idempotency }) => {
+            if inner.approvals.contains_key(&approval.id) {
+                return Err(StoreError::Conflict("approval id exists"));
+            }
+            if let Some(rec) = idempotency {
+                if let Some((digest, existing, at)) =
+                    inner.idempotency.get(&(rec.principal.clone(), rec.key.clone()))
+                {
+                    if *at + IDEMPOTENCY_WINDOW > now {
+                        return Err(if *digest == rec.digest {
+                            StoreError::IdempotentReplay(existing.clone())
+                        } else {
+                            StoreError::IdempotencyConflict
+                        });
+                    }
+                }
+            }
+        }
+        Some(ApprovalWrite::Update { approval, expected_version }) => {
+            let stored = inner.approvals.get(&approval.id).ok_or(StoreError::Conflict("approval missing"))?;
+            // ST-4: a terminal write also requires the stored row to be pending, so a terminal
+            // status is never re-tagged.
+            let re_tag = stored.status.is_terminal() && approval.status != stored.status;
+            if stored.version != *expected_version || re_tag {
+                return Err(StoreError::Conflict("approval version"));
+            }
+        }
+        None => {}
+    }
+    for w in &commit.entries {
+        if let EntryWrite::Insert(e) = w {
+            let dup = inner.entries.values().any(|x| {
+                x.approval_id == e.approval_id
+                    && x.channel == e.channel
+                    && x.account == e.account
+                    && x.target_key == e.target_key
+            });
+            if dup || inner.entries.contains_key(&e.entry_id) {
+                return Err(StoreError::Conflict("ledger entry exists"));
+            }
+        }
+    }
+    for w in &commit.callbacks {
+        if let CallbackWrite::Insert(j) = w {
+            if inner.callbacks.contains_key(&j.key) {
+                return Err(StoreError::Conflict("callback job exists"));
+            }
+        }
+    }
+    if let Some(k) = &commit.notice_key {
+        if inner.notice_keys.contains(k) {
+            return Err(StoreError::Conflict("notice already sent"));
+        }
+    }
+    Ok(())
+}
+
+fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
+    match commit.approval {
+        Some(ApprovalWrite::Insert { approval, idempotency }) => {
+            if let Some(rec) = idempotency {
+                inner.idempotency.insert((rec.principal, rec.key), (rec.digest, approval.id.clone(), now));
+            }
+            inner.approvals.insert(approval.id.clone(), approval);
+        }
+        Some(ApprovalWrite::Update { approval, .. }) => {
+            inner.approvals.insert(approval.id.clone(), approval);
+        }
+        None => {}
+    }
+    for w in commit.entries {
+        let (EntryWrite::Insert(e) | EntryWrite::Update(e)) = w;
+        inner.entries.insert(e.entry_id.clone(), e);
+    }
+    for w in commit.grants {
+        let (GrantWrite::Insert(g) | GrantWrite::Update(g)) = w;
+        inner.grants.insert(g.id.clone(), g);
+    }
+    for w in commit.bindings {
+        match w {
+            BindingWrite::Upsert(b) => {
+                inner.bindings.insert(b.key.clone(), b);
+            }
+            BindingWrite::Remove(k) => {
+                inner.bindings.remove(&k);
+            }
+        }
+    }
+    for w in commit.callbacks {
+        let (CallbackWrite::Insert(j) | CallbackWrite::Update(j)) = w;
+        inner.callbacks.insert(j.key.clone(), j);
+    }
+    if let Some(k) = commit.notice_key {
+        inner.notice_keys.insert(k);
+    }
+    if let Some((k, o)) = commit.session_origin {
+        inner.sessions.insert(k, o);
+    }
+    for mut a in commit.audit {
+        a.seq = inner.audit.len() as u64 + 1;
+        inner.audit.push(a);
+    }
+    let mut events = Vec::with_capacity(commit.events.len());
+    for mut e in commit.events {
+        e.seq = inner.events.len() as u64 + 1;
+        inner.events.push(e.clone());
+        events.push(e);
+    }
+    Committed { events }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+        let mut inner = self.lock()?;
+        check(&inner, &commit, now)?;
+        Ok(apply(&mut inner, commit, now))
+    }
+
+    async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError> {
+        Ok(self.lock()?.approvals.get(id).cloned())
+    }
+
+    async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
+        Ok(self.lock()?.approvals.values().filter(|a| a.status == Status::Pending).cloned().collect())
+    }
+
+    async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Approval>, StoreError> {
+        let inner = self.lock()?;
+        let mut due: Vec<Approval> = inner
+            .approvals
+            .values()
+            .filter(|a| a.status == Status::Pending && a.expires_at <= now)
+            .cloned()
+            .collect();
+        due.sort_by_key(|a| a.expires_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn approvals(&self, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+        let inner = self.lock()?;
+        let mut out: Vec<Approval> = inner
+            .approvals
+            .values()
+            .filter(|a| f.status.is_none_or(|s| s == a.status))
+            .filter(|a| f.kind.is_none_or(|k| k == a.kind()))
+            .filter(|a| f.requester.as_ref().is_none_or(|r| *r == a.requester.principal))
+            .filter(|a| f.since.is_none_or(|t| a.created_at >= t))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        out.truncate(if f.limit == 0 { 100 } else { f.limit });
+        Ok(out)
+    }
+
+    async fn entries(&self, id: &ApprovalId) -> Result<Vec<Entry>, StoreError> {
+        Ok(self.lock()?.entries.values().filter(|e| &e.approval_id == id).cloned().collect())
+    }
+
+    async fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        Ok(self.lock()?.entries.get(id).cloned())
+    }
+
+    async fn open_entries(&self, account: &AccountKey) -> Result<Vec<Entry>, StoreError> {
+        Ok(self
+            .lock()?
+            .entries
+            .values()
+            .filter(|e| e.channel == account.channel && e.account == account.account && e.needs_finalizing())
+            .cloned()
+            .collect())
+    }
+
+    async fn finalize_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let inner = self.lock()?;
+        let terminal = |id: &ApprovalId| inner.approvals.get(id).is_some_and(|a| a.status.is_terminal());
+        Ok(inner
+            .entries
+            .values()
+            .filter(|e| {
+                e.needs_finalizing() && e.next_attempt_at.is_none_or(|t| t <= now) && terminal(&e.approval_id)
+            })
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError> {
+        Ok(self
+            .lock()?
+            .grants
+            .values()
+            .filter(|g| g.kind == kind && g.revoked_at.is_none())
+            .cloned()
+            .collect())
+    }
+
+    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        let mut all: Vec<Grant> = self.lock()?.grants.values().cloned().collect();
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(all)
+    }
+
+    async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
+        Ok(self.lock()?.grants.get(id).cloned())
+    }
+
+    async fn binding(&self, key: &str) -> Result<Option<Binding>, StoreError> {
+        Ok(self.lock()?.bindings.get(key).cloned())
+    }
+
+    async fn events_since(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let inner = self.lock()?;
+        let start = usize::try_from(seq).unwrap_or(usize::MAX).min(inner.events.len());
+        Ok(inner.events[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self
+            .lock()?
+            .audit
+            .iter()
+            .filter(|a| a.seq > f.after_seq)
+            .filter(|a| f.approval_id.as_ref().is_none_or(|id| a.approval_id.as_ref() == Some(id)))
+            .take(if f.limit == 0 { 1000 } else { f.limit })
+            .cloned()
+            .collect())
+    }
+
+    async fn session_origin(&self, session_key: &str) -> Result<Option<Origin>, StoreError> {
+        Ok(self.lock()?.sessions.get(session_key).cloned())
+    }
+
+    async fn claim_callbacks(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        let mut inner = self.lock()?;
+        let mut claimed = Vec::new();
+        for job in inner.callbacks.values_mut() {
+            if claimed.len() >= limit {
+                break;
+            }
+            if job.state == CallbackState::Pending && job.next_attempt_at <= now {
+                job.next_attempt_at = now + lease;
+                claimed.push(job.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError> {
+        Ok(self.lock()?.callbacks.get(key).cloned())
+    }
+}

@@ -1,0 +1,212 @@
+//! Exec approvals (DM-2): the exact argv, never a requester-supplied command string.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::validate::{ValidationError, max_bytes};
+
+/// An exec request as a requester sends it. Environment values are only hashed, never kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The exact argument vector.
+    pub argv: Vec<String>,
+    /// Absolute path of the executable, if resolved by the requester (`assent run` does).
+    #[serde(default)]
+    pub executable: Option<String>,
+    /// Working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Environment the command will get; only the keys and a digest are kept.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host the command will run on.
+    #[serde(default)]
+    pub host: String,
+}
+
+/// A validated exec action as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecAction {
+    /// The exact argument vector.
+    pub argv: Vec<String>,
+    /// Absolute path of the executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Sorted environment keys (names only).
+    pub env_keys: Vec<String>,
+    /// SHA-256 of the sorted `k=v` lines, if any environment was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_digest: Option<String>,
+    /// Host name.
+    pub host: String,
+    /// `argv` rendered with POSIX quoting by assent.
+    pub command_text: String,
+    /// SHA-256 of the canonical `{argv, executable, cwd, env_digest, host}`.
+    pub action_digest: String,
+}
+
+const MAX_ARGS: usize = 256;
+const MAX_ARG_BYTES: usize = 4096;
+const MAX_ARGV_BYTES: usize = 32 * 1024;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 as lowercase hex.
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+impl ExecRequest {
+    /// Validates the request and derives the stored action.
+    pub fn into_action(self) -> Result<ExecAction, ValidationError> {
+        validate_argv(&self.argv)?;
+        if let Some(exe) = &self.executable {
+            if !exe.starts_with('/') {
+                return Err(ValidationError::new("executable", "must be an absolute path"));
+            }
+        }
+        max_bytes("cwd", self.cwd.as_deref(), MAX_ARG_BYTES)?;
+        max_bytes("host", Some(&self.host), 64)?;
+        let env_digest = (!self.env.is_empty()).then(|| {
+            let lines: String = self.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            sha256_hex(lines.as_bytes())
+        });
+        let env_keys: Vec<String> = self.env.into_keys().collect();
+        let action_digest = action_digest(
+            &self.argv,
+            self.executable.as_deref(),
+            self.cwd.as_deref(),
+            env_digest.as_deref(),
+            &self.host,
+        );
+        Ok(ExecAction {
+            command_text: self.argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "),
+            argv: self.argv,
+            executable: self.executable,
+            cwd: self.cwd,
+            env_keys,
+            env_digest,
+            host: self.host,
+            action_digest,
+        })
+    }
+}
+
+fn validate_argv(argv: &[String]) -> Result<(), ValidationError> {
+    if argv.is_empty() || argv.len() > MAX_ARGS {
+        return Err(ValidationError::new("argv", format!("1 to {MAX_ARGS} items, got {}", argv.len())));
+    }
+    for (i, arg) in argv.iter().enumerate() {
+        if arg.len() > MAX_ARG_BYTES {
+            return Err(ValidationError::new(
+                format!("argv[{i}]"),
+                format!("at most {MAX_ARG_BYTES} bytes, got {}", arg.len()),
+            ));
+        }
+        if arg.contains('\0') {
+            return Err(ValidationError::new(format!("argv[{i}]"), "contains a NUL byte"));
+        }
+    }
+    let total: usize = argv.iter().map(String::len).sum();
+    if total > MAX_ARGV_BYTES {
+        return Err(ValidationError::new(
+            "argv",
+            format!("at most {MAX_ARGV_BYTES} bytes in total, got {total}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The digest that binds a decision to exactly what runs (CLI-4 re-checks it).
+pub fn action_digest(
+    argv: &[String],
+    executable: Option<&str>,
+    cwd: Option<&str>,
+    env_digest: Option<&str>,
+    host: &str,
+) -> String {
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        argv: &'a [String],
+        executable: Option<&'a str>,
+        cwd: Option<&'a str>,
+        env_digest: Option<&'a str>,
+        host: &'a str,
+    }
+    let canonical = Canonical { argv, executable, cwd, env_digest, host };
+    // Serializing a struct of strings cannot fail.
+    let json = serde_json::to_vec(&canonical).unwrap_or_default();
+    sha256_hex(&json)
+}
+
+/// Quotes one argument for a POSIX shell: bare when safe, else single-quoted.
+pub fn shell_quote(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !arg.is_empty() && arg.chars().all(safe) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(argv: &[&str]) -> ExecRequest {
+        ExecRequest { argv: argv.iter().map(|s| (*s).to_owned()).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn dm_2_command_text_is_derived_with_posix_quoting() {
+        let a = req(&["rm", "-rf", "my dir", "it's", ""]).into_action().unwrap();
+        assert_eq!(a.command_text, r#"rm -rf 'my dir' 'it'\''s' ''"#);
+    }
+
+    #[test]
+    fn dm_2_env_values_are_never_kept_only_keys_and_digest() {
+        let mut r = req(&["deploy"]);
+        r.env.insert("TOKEN".into(), "hunter2".into());
+        r.env.insert("A".into(), "1".into());
+        let a = r.into_action().unwrap();
+        assert_eq!(a.env_keys, ["A", "TOKEN"]);
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(!json.contains("hunter2"));
+        assert_eq!(a.env_digest.as_deref(), Some(sha256_hex(b"A=1\nTOKEN=hunter2\n").as_str()));
+    }
+
+    #[test]
+    fn dm_2_digest_changes_with_every_bound_field() {
+        let base = req(&["ls", "-l"]).into_action().unwrap();
+        let mut other = req(&["ls", "-la"]);
+        assert_ne!(base.action_digest, other.clone().into_action().unwrap().action_digest);
+        other.argv = vec!["ls".into(), "-l".into()];
+        other.cwd = Some("/tmp".into());
+        assert_ne!(base.action_digest, other.into_action().unwrap().action_digest);
+        assert_eq!(base.action_digest, req(&["ls", "-l"]).into_action().unwrap().action_digest);
+    }
+
+    #[test]
+    fn dm_2_argv_limits_are_enforced_with_the_field_named() {
+        assert_eq!(req(&[]).into_action().unwrap_err().field, "argv");
+        assert_eq!(req(&["a", "b\0c"]).into_action().unwrap_err().field, "argv[1]");
+        let long = "x".repeat(4097);
+        assert_eq!(req(&["a", &long]).into_action().unwrap_err().field, "argv[1]");
+        let many: Vec<&str> = vec!["a"; 257];
+        assert_eq!(req(&many).into_action().unwrap_err().field, "argv");
+        let big = "x".repeat(4000);
+        let total: Vec<&str> = vec![big.as_str(); 9];
+        assert!(req(&total).into_action().unwrap_err().message.contains("in total"));
+        let mut rel = req(&["ls"]);
+        rel.executable = Some("bin/ls".into());
+        assert_eq!(rel.into_action().unwrap_err().field, "executable");
+    }
+}

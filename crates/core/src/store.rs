@@ -1,0 +1,261 @@
+//! The `Store` seam (ST-1): everything durable goes through one atomic [`Commit`], so a store
+//! backend implements one write path with compare-and-set and a few reads.
+//!
+//! [`MemoryStore`](crate::memory::MemoryStore) is the reference implementation; SQLite and
+//! PostgreSQL live in `assent-store`. All pass `store_contract_tests!` in `assent-testing`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    clock::Timestamp,
+    id::{ApprovalId, EntryId, GrantId},
+    model::{AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin, Status},
+};
+
+/// How long an idempotency key is remembered (LC-2).
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Store failures. `Conflict` is the normal outcome of a lost compare-and-set race.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A compare-and-set or uniqueness check failed; nothing was written.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// Same idempotency key and payload within 24 h: the existing approval (LC-2).
+    #[error("idempotent replay of {0}")]
+    IdempotentReplay(ApprovalId),
+    /// Same idempotency key, different payload (LC-2).
+    #[error("idempotency key reused with a different request")]
+    IdempotencyConflict,
+    /// The backend is down; integrations treat this as deny (PO-8).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Idempotency record written with a new approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// Requester principal.
+    pub principal: String,
+    /// Client key.
+    pub key: String,
+    /// Payload digest.
+    pub digest: String,
+}
+
+/// Approval write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalWrite {
+    /// A new approval.
+    Insert {
+        /// The record.
+        approval: Approval,
+        /// LC-2.
+        idempotency: Option<IdempotencyRecord>,
+    },
+    /// `UPDATE … WHERE id = $1 AND version = $2` (ST-4); the record carries `version + 1`.
+    /// Terminal records also require the stored status to be pending.
+    Update {
+        /// The new record.
+        approval: Approval,
+        /// The version that was read.
+        expected_version: u64,
+    },
+}
+
+/// Ledger write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryWrite {
+    /// New entry; unique on (approval, channel, account, target_key).
+    Insert(Entry),
+    /// Replace by `entry_id`.
+    Update(Entry),
+}
+
+/// Grant write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantWrite {
+    /// New grant.
+    Insert(Grant),
+    /// Replace by id (use counts, revocation).
+    Update(Grant),
+}
+
+/// Binding write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingWrite {
+    /// Insert or replace by key.
+    Upsert(Binding),
+    /// Remove by key.
+    Remove(String),
+}
+
+/// Where a callback goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum CallbackTarget {
+    /// A webhook URL (signed, API-5).
+    Url {
+        /// The URL.
+        url: String,
+    },
+    /// In-process handlers of one plugin install (BD-8).
+    Plugin {
+        /// Plugin id.
+        id: String,
+        /// Install root.
+        root: String,
+    },
+}
+
+/// State of a callback job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallbackState {
+    /// Waiting to be sent.
+    Pending,
+    /// Delivered.
+    Done,
+    /// Gave up after 8 attempts (audited).
+    Failed,
+}
+
+/// A callback outbox row (LC-14), written in the terminal transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackJob {
+    /// `<approval id>:<event>`; also the idempotency key sent with it.
+    pub key: String,
+    /// The approval.
+    pub approval_id: ApprovalId,
+    /// `on_resolved` or `binding.resolved`.
+    pub event: String,
+    /// Destination.
+    pub target: CallbackTarget,
+    /// Body.
+    pub payload: serde_json::Value,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Earliest next attempt (also the claim lease while in flight).
+    pub next_attempt_at: Timestamp,
+    /// State.
+    pub state: CallbackState,
+    /// Last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Callback write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackWrite {
+    /// New job; unique on key.
+    Insert(CallbackJob),
+    /// Replace by key.
+    Update(CallbackJob),
+}
+
+/// One atomic write. Audit entries and events get their `seq` here, gap-free (LC-15).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// The approval, with CAS.
+    pub approval: Option<ApprovalWrite>,
+    /// Ledger.
+    pub entries: Vec<EntryWrite>,
+    /// Grants.
+    pub grants: Vec<GrantWrite>,
+    /// Bindings.
+    pub bindings: Vec<BindingWrite>,
+    /// Audit drafts (seq ignored).
+    pub audit: Vec<AuditEntry>,
+    /// Event drafts (seq ignored).
+    pub events: Vec<Event>,
+    /// Callback outbox.
+    pub callbacks: Vec<CallbackWrite>,
+    /// RT-8 layer 6: a unique notice key; a duplicate makes the commit conflict.
+    pub notice_key: Option<String>,
+    /// RT-6: the session registry's last origin.
+    pub session_origin: Option<(String, Origin)>,
+}
+
+/// What a commit assigned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Events with their seq, to publish after commit.
+    pub events: Vec<Event>,
+}
+
+/// Filter for approval listings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalFilter {
+    /// Status.
+    pub status: Option<Status>,
+    /// Kind.
+    pub kind: Option<Kind>,
+    /// Requester principal (a `request` token sees only its own).
+    pub requester: Option<String>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// Filter for audit listings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// One approval.
+    pub approval_id: Option<ApprovalId>,
+    /// After this seq.
+    pub after_seq: u64,
+    /// At most this many, oldest first.
+    pub limit: usize,
+}
+
+/// The durable store (ST-1). Implementations are `Send + Sync` and safe for concurrent use.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Applies `commit` atomically, or nothing.
+    async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError>;
+    /// One approval.
+    async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError>;
+    /// All pending approvals (start-up index).
+    async fn pending(&self) -> Result<Vec<Approval>, StoreError>;
+    /// Pending approvals with `expires_at <= now`, oldest deadline first.
+    async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Approval>, StoreError>;
+    /// Listing.
+    async fn approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, StoreError>;
+    /// Entries of one approval.
+    async fn entries(&self, id: &ApprovalId) -> Result<Vec<Entry>, StoreError>;
+    /// One entry.
+    async fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
+    /// Entries of one account that still need work (re-bind at start, CAP-8).
+    async fn open_entries(&self, account: &AccountKey) -> Result<Vec<Entry>, StoreError>;
+    /// Entries of terminal approvals that need finalizing and are due (LC-12).
+    async fn finalize_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Entry>, StoreError>;
+    /// Grants of a kind that are not revoked.
+    async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError>;
+    /// All grants, newest first.
+    async fn grants(&self) -> Result<Vec<Grant>, StoreError>;
+    /// One grant.
+    async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError>;
+    /// A binding by conversation key (BD-6).
+    async fn binding(&self, key: &str) -> Result<Option<Binding>, StoreError>;
+    /// Events after `seq`, oldest first.
+    async fn events_since(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// Audit listing.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Session registry (RT-6).
+    async fn session_origin(&self, session_key: &str) -> Result<Option<Origin>, StoreError>;
+    /// Claims due pending callback jobs, pushing their `next_attempt_at` to `now + lease` so
+    /// another dispatcher (or replica) skips them while in flight.
+    async fn claim_callbacks(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<CallbackJob>, StoreError>;
+    /// One callback job.
+    async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError>;
+}
