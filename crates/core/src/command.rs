@@ -110,9 +110,6 @@ pub fn recorded_text(reference: &str, decision: Decision, progress: Option<(usiz
 /// IX-9.
 pub const ALREADY_RECORDED: &str = "Already recorded.";
 
-/// IX-5 ambiguity text; never lists candidates.
-pub const AMBIGUOUS: &str = "More than one pending approval starts with that; type more characters.";
-
 /// RT-1 reply when approvals are off.
 pub const APPROVALS_OFF: &str = "Approvals are off for this bot.";
 

@@ -52,6 +52,9 @@ pub enum Rejection {
     /// The decision is not offered.
     #[error("That option isn't available here.")]
     DecisionNotAllowed,
+    /// A typed ref matches more than one pending approval (IX-5); never lists candidates.
+    #[error("More than one pending approval starts with that; type more characters.")]
+    AmbiguousRef,
     /// Too many failed attempts (IX-7).
     #[error("Too many attempts. Try again in {} minutes.", retry_after.as_secs().div_ceil(60))]
     Throttled {

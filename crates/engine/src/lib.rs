@@ -1,1 +1,380 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod accounts;
+mod bindings;
+mod callbacks;
+mod config;
+mod create;
+mod deliver;
+mod error;
+mod finalize;
+mod index;
+pub mod registry;
+mod resolve;
+mod sweeper;
+mod system;
+mod transition;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{
+        Arc, Mutex, MutexGuard, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use assent_core::{
+    capability::DynApprovalCapability,
+    clock::{Clock, Timestamp},
+    id::{ApprovalId, IdGen},
+    model::{AccountKey, Approval, Event},
+    store::{Commit, Committed, Store, StoreError},
+    throttle::GuessThrottle,
+};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use self::{
+    accounts::AccountStatus,
+    bindings::{BindingOutcome, ConversationBinding},
+    callbacks::{BindingHandler, CallbackSink},
+    config::{ConsoleRoute, EngineConfig},
+    error::{EngineError, ResolveError},
+    resolve::{Accepted, ApprovalRef, Authority, Interaction, Resolution, TypedOutcome},
+    system::{OsIds, SystemClock},
+};
+
+/// Capacity of the live event channel; slower subscribers get `Lagged` and resume from the store.
+const EVENT_BUFFER: usize = 1024;
+
+/// Shared engine state. Locks are std locks held only for short, synchronous sections.
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGen>,
+    config: EngineConfig,
+    index: Mutex<index::PendingIndex>,
+    accounts: RwLock<BTreeMap<AccountKey, accounts::Attached>>,
+    throttle: Mutex<GuessThrottle>,
+    console_sessions: AtomicUsize,
+    events: broadcast::Sender<Event>,
+    finalize_wake: Notify,
+    callback_wake: Notify,
+    callbacks: callbacks::Sinks,
+    inflight: Mutex<std::collections::HashSet<String>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// A cheap, cloneable handle to a running engine: what channels, the server and the CLI call.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").field("pending", &self.pending_count()).finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGen>,
+    config: EngineConfig,
+    webhook: Option<Arc<dyn CallbackSink>>,
+}
+
+impl EngineBuilder {
+    /// Uses `clock` instead of the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses `ids` instead of the OS random source.
+    pub fn ids(mut self, ids: Arc<dyn IdGen>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// Sends URL callbacks through `sink` (the server's signed webhook client).
+    pub fn webhook_sink(mut self, sink: Arc<dyn CallbackSink>) -> Self {
+        self.webhook = Some(sink);
+        self
+    }
+
+    /// Starts the engine in the LC-13 order: pending index, sweeper pass to completion,
+    /// finalization backlog, then background loops. Channels attach afterwards.
+    pub async fn start(self) -> Result<Engine, EngineError> {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let inner = Arc::new(Inner {
+            store: self.store,
+            clock: self.clock,
+            ids: self.ids,
+            config: self.config,
+            index: Mutex::default(),
+            accounts: RwLock::default(),
+            throttle: Mutex::default(),
+            console_sessions: AtomicUsize::new(0),
+            events,
+            finalize_wake: Notify::new(),
+            callback_wake: Notify::new(),
+            callbacks: callbacks::Sinks::new(self.webhook),
+            inflight: Mutex::default(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+        let handle = EngineHandle { inner };
+        handle.load_index().await?;
+        handle.sweep_once().await?;
+        handle.spawn_loops();
+        handle.inner.finalize_wake.notify_one();
+        Ok(Engine { handle })
+    }
+}
+
+/// The running engine. Dropping it does not stop it; call [`Engine::shutdown`].
+pub struct Engine {
+    handle: EngineHandle,
+}
+
+impl Engine {
+    /// A builder over `store` with the system clock and OS ids.
+    pub fn builder(store: Arc<dyn Store>, config: EngineConfig) -> EngineBuilder {
+        EngineBuilder { store, clock: Arc::new(SystemClock), ids: Arc::new(OsIds), config, webhook: None }
+    }
+
+    /// A handle for callers.
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// LC-18: stops background loops, lets running deliveries, finalizations and callbacks
+    /// finish for up to `grace`, then returns. Pending approvals stay pending.
+    pub async fn shutdown(self, grace: Duration) {
+        let inner = &self.handle.inner;
+        inner.shutdown.cancel();
+        inner.tasks.close();
+        let _ = tokio::time::timeout(grace, inner.tasks.wait()).await;
+    }
+}
+
+impl EngineHandle {
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    fn index(&self) -> MutexGuard<'_, index::PendingIndex> {
+        // A poisoned index means a panic inside a short synchronous section; the data is still
+        // consistent (each section is a single insert or remove), so keep serving.
+        self.inner.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Commits and publishes the events the store numbered.
+    async fn commit(&self, commit: Commit) -> Result<Committed, StoreError> {
+        let committed = self.inner.store.commit(commit, self.now()).await?;
+        for e in &committed.events {
+            // No subscriber is fine: events are also in the store for resume.
+            let _ = self.inner.events.send(e.clone());
+        }
+        Ok(committed)
+    }
+
+    /// Runs `fut` as an owned background task that shutdown waits for.
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, fut: F) {
+        self.inner.tasks.spawn(fut);
+    }
+
+    fn spawn_loops(&self) {
+        self.spawn(sweeper::run(self.clone()));
+        self.spawn(finalize::run(self.clone()));
+        self.spawn(callbacks::run(self.clone()));
+    }
+
+    async fn load_index(&self) -> Result<(), EngineError> {
+        let pending = self.inner.store.pending().await?;
+        let mut handled: BTreeMap<ApprovalId, Vec<AccountKey>> = BTreeMap::new();
+        for a in &pending {
+            for e in self.inner.store.entries(&a.id).await? {
+                handled.entry(a.id.clone()).or_default().push(e.account_key());
+            }
+        }
+        let mut index = self.index();
+        for a in &pending {
+            index.upsert(a, handled.remove(&a.id).unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// Number of pending approvals in the index.
+    pub fn pending_count(&self) -> usize {
+        self.index().len()
+    }
+
+    /// One approval from the store.
+    pub async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, EngineError> {
+        Ok(self.inner.store.approval(id).await?)
+    }
+
+    /// Resolves a ref (full id or unique ≥ 8-character prefix among pending approvals, API-2).
+    pub fn resolve_ref(&self, reference: &str) -> Result<ApprovalId, EngineError> {
+        if let Ok(id) = ApprovalId::parse(reference) {
+            return Ok(id);
+        }
+        if reference.len() < assent_core::id::REF_LEN {
+            return Err(EngineError::Invalid(assent_core::model::ValidationError {
+                field: "ref".to_owned(),
+                message: "at least 8 characters".to_owned(),
+            }));
+        }
+        self.index().resolve_prefix(&reference.to_ascii_lowercase(), None).map_err(|miss| match miss {
+            index::RefMiss::NotFound => EngineError::NotFound,
+            index::RefMiss::Ambiguous => {
+                EngineError::Rejected(assent_core::lifecycle::Rejection::AmbiguousRef)
+            }
+        })
+    }
+
+    /// Live events. On `Lagged`, resume with [`EngineHandle::events_since`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Stored events after `seq` (LC-15 resume).
+    pub async fn events_since(&self, seq: u64, limit: usize) -> Result<Vec<Event>, EngineError> {
+        Ok(self.inner.store.events_since(seq, limit).await?)
+    }
+
+    /// The store, for read-only listings by the server.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Waits until the approval is terminal or `timeout` passes; returns the latest record.
+    pub async fn wait(&self, id: &ApprovalId, timeout: Duration) -> Result<Approval, EngineError> {
+        let mut rx = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let a = self.approval(id).await?.ok_or(EngineError::NotFound)?;
+            if a.status.is_terminal() {
+                return Ok(a);
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Err(_) => return Ok(a),
+                    Ok(Ok(e)) if e.approval_id.as_ref() != Some(id) => continue,
+                    Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(a),
+                }
+            }
+        }
+    }
+
+    /// Marks an `approve`-scope console session open while the guard lives (RT-11).
+    pub fn console_session(&self) -> ConsoleSession {
+        self.inner.console_sessions.fetch_add(1, Ordering::SeqCst);
+        ConsoleSession { handle: self.clone() }
+    }
+
+    /// True if the console counts as a route now (RT-11).
+    pub fn console_is_route(&self) -> bool {
+        match self.config().console_route {
+            ConsoleRoute::Always => true,
+            ConsoleRoute::Connected => self.inner.console_sessions.load(Ordering::SeqCst) > 0,
+            ConsoleRoute::Auto => {
+                self.accounts_snapshot().is_empty() || self.inner.console_sessions.load(Ordering::SeqCst) > 0
+            }
+        }
+    }
+
+    fn accounts_snapshot(&self) -> Vec<(AccountKey, Arc<dyn DynApprovalCapability>)> {
+        let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter().map(|(k, a)| (k.clone(), a.capability.clone())).collect()
+    }
+
+    fn capability(&self, key: &AccountKey) -> Option<Arc<dyn DynApprovalCapability>> {
+        let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(key).map(|a| a.capability.clone())
+    }
+}
+
+/// An open console session; dropping it closes it.
+#[derive(Debug)]
+pub struct ConsoleSession {
+    handle: EngineHandle,
+}
+
+impl Drop for ConsoleSession {
+    fn drop(&mut self) {
+        self.handle.inner.console_sessions.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Exponential backoff: `base` doubling per attempt, capped at `max`.
+pub(crate) fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX);
+    base.saturating_mul(factor).min(max)
+}
+
+/// Removes its key from the in-flight set when dropped, so a panic cannot wedge a key.
+pub(crate) struct InflightGuard {
+    handle: EngineHandle,
+    key: String,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.handle
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+impl EngineHandle {
+    /// Claims `key` for one worker; `None` if another holds it (no double delivery or finalize).
+    pub(crate) fn claim(&self, key: String) -> Option<InflightGuard> {
+        let mut set = self.inner.inflight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.insert(key.clone()).then(|| InflightGuard { handle: self.clone(), key })
+    }
+}
+
+/// Runs a channel hook, turning a panic into [`CapabilityError::Panicked`] (CAP-10).
+pub(crate) async fn guarded<T, F>(fut: F) -> Result<T, assent_core::capability::CapabilityError>
+where
+    F: Future<Output = Result<T, assent_core::capability::CapabilityError>>,
+{
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => Err(assent_core::capability::CapabilityError::Panicked(panic_message(&panic))),
+    }
+}
+
+/// Synchronous variant of [`guarded`].
+pub(crate) fn guarded_sync<T>(
+    f: impl FnOnce() -> Result<T, assent_core::capability::CapabilityError>,
+) -> Result<T, assent_core::capability::CapabilityError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(assent_core::capability::CapabilityError::Panicked(panic_message(&panic)))
+    })
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned())
+}

@@ -1,0 +1,174 @@
+//! Creating approvals (LC-1..LC-3, LC-7): validate, evaluate policy, commit durably, then deliver
+//! in the background.
+
+use assent_core::{
+    id::IdGenExt,
+    lifecycle::{ExpiryCause, approve_by_grant, expire},
+    model::{Action, Approval, AuditEntry, AuditType, EventType, Kind, NewApproval, Quorum, Status},
+    routing::resolve_origin,
+    store::{ApprovalWrite, Commit, GrantWrite, IdempotencyRecord, StoreError},
+};
+use serde_json::json;
+
+use crate::{EngineError, EngineHandle, transition::event};
+
+impl EngineHandle {
+    /// Creates an approval (LC-1). Returns once it is durable: pending with deliveries started
+    /// in the background (LC-3), approved by a grant, or `expired/no-route` when nobody can be
+    /// reached (LC-7). A replay of the same idempotency key returns the existing approval (LC-2).
+    pub async fn create(&self, req: NewApproval) -> Result<Approval, EngineError> {
+        req.validate()?;
+        let mut req = req;
+        req.action = match req.action {
+            Action::Binding(b) => Action::Binding(b.validated()?),
+            other => other,
+        };
+        let now = self.now();
+        let kind = req.action.kind();
+        let grants = match kind {
+            Kind::Plugin => Vec::new(),
+            _ => self.inner.store.active_grants(kind).await?,
+        };
+        let eval = self.config().policy.evaluate(&req, &grants, now)?;
+        let session_key = req.effective_session_key();
+        let registry_origin = match &session_key {
+            Some(k) => self.inner.store.session_origin(k).await?,
+            None => None,
+        };
+        let origin = match &req.action {
+            Action::Binding(b) => Some(b.conversation.as_origin()),
+            _ => resolve_origin(req.origin.as_ref(), registry_origin.as_ref()),
+        };
+        let approval = Approval {
+            id: self.inner.ids.approval_id(),
+            action: req.action.clone(),
+            status: Status::Pending,
+            mode: None,
+            reason: None,
+            created_at: now,
+            expires_at: now + eval.timeout,
+            decided_at: None,
+            allowed_decisions: eval.allowed_decisions.clone(),
+            grant_scope: eval.grant_scope.clone(),
+            quorum: Quorum { required: eval.quorum, votes: Vec::new() },
+            requester: req.requester.clone(),
+            origin: origin.clone(),
+            agent_id: req.agent_id.clone(),
+            session_key: session_key.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            callback: req.callback.clone(),
+            decided_by: None,
+            deny_reason: None,
+            consumed_at: None,
+            grant_id: None,
+            on_timeout: eval.on_timeout,
+            prevent_self_approval: eval.prevent_self_approval,
+            policy_rule: eval.rule.clone(),
+            version: 1,
+        };
+        let mut commit = Commit {
+            approval: Some(ApprovalWrite::Insert {
+                approval: approval.clone(),
+                idempotency: req.idempotency_key.as_ref().map(|key| IdempotencyRecord {
+                    principal: req.requester.principal.clone(),
+                    key: key.clone(),
+                    digest: req.payload_digest(),
+                }),
+            }),
+            session_origin: match (&session_key, &req.origin) {
+                (Some(k), Some(o)) => Some((k.clone(), o.clone())),
+                _ => None,
+            },
+            ..Commit::default()
+        };
+        commit.audit.push(
+            AuditEntry::new(AuditType::Requested, now)
+                .approval(&approval.id)
+                .details(json!({ "requester": approval.requester.principal, "rule": approval.policy_rule })),
+        );
+        commit.events.push(event(self, EventType::Requested, &approval));
+
+        // A grant match approves at once, with no cards (LC-1).
+        if let Some(grant_id) = eval.auto_approve {
+            let mut approved = approve_by_grant(&approval, now);
+            approved.grant_id = Some(grant_id.clone());
+            approved.version = 1;
+            self.use_grant(&mut commit, &grant_id, &approved, now).await?;
+            return self.insert_terminal(commit, approved).await;
+        }
+
+        let (targets, selection) = self.plan_for(&approval).await;
+        for channel in &selection.ambiguous {
+            commit.audit.push(
+                AuditEntry::new(AuditType::RoutingAmbiguous, now)
+                    .approval(&approval.id)
+                    .details(json!({ "channel": channel, "hint": "set `default = true` on one account" })),
+            );
+        }
+        if targets.is_empty() && !self.console_is_route() {
+            let mut expired =
+                expire(&approval, ExpiryCause::NoRoute, now).unwrap_or_else(|| approval.clone());
+            expired.version = 1;
+            return self.insert_terminal(commit, expired).await;
+        }
+        match self.commit(commit).await {
+            Ok(_) => {}
+            Err(StoreError::IdempotentReplay(existing)) => return self.existing(&existing).await,
+            Err(e) => return Err(e.into()),
+        }
+        let handled = targets.iter().map(|t| t.account.clone()).collect();
+        self.index().upsert(&approval, handled);
+        self.spawn_deliveries(approval.clone(), targets, true);
+        Ok(approval)
+    }
+
+    async fn existing(&self, id: &assent_core::id::ApprovalId) -> Result<Approval, EngineError> {
+        self.inner.store.approval(id).await?.ok_or(EngineError::NotFound)
+    }
+
+    /// Inserts a record that is terminal from birth (grant or no-route), with its callbacks.
+    async fn insert_terminal(&self, mut commit: Commit, terminal: Approval) -> Result<Approval, EngineError> {
+        let now = self.now();
+        let (audit_kind, event_kind) = match terminal.status {
+            Status::Approved => (AuditType::AutoApproved, EventType::Approved),
+            _ => (AuditType::Expired, EventType::Expired),
+        };
+        commit.audit.push(
+            AuditEntry::new(audit_kind, now)
+                .approval(&terminal.id)
+                .details(json!({ "status": terminal.status, "reason": terminal.reason })),
+        );
+        commit.events.push(event(self, event_kind, &terminal));
+        commit.callbacks = crate::transition::callback_jobs(&terminal, None, now);
+        if let Some(ApprovalWrite::Insert { approval, .. }) = &mut commit.approval {
+            *approval = terminal.clone();
+        }
+        match self.commit(commit).await {
+            Ok(_) => {}
+            Err(StoreError::IdempotentReplay(existing)) => return self.existing(&existing).await,
+            Err(e) => return Err(e.into()),
+        }
+        self.index().finish(&terminal, now);
+        self.inner.callback_wake.notify_one();
+        Ok(terminal)
+    }
+
+    async fn use_grant(
+        &self,
+        commit: &mut Commit,
+        grant_id: &assent_core::id::GrantId,
+        approval: &Approval,
+        now: assent_core::clock::Timestamp,
+    ) -> Result<(), EngineError> {
+        let mut a = AuditEntry::new(AuditType::GrantUsed, now).approval(&approval.id);
+        a.grant_id = Some(grant_id.clone());
+        commit.audit.push(a);
+        // Config grants are not stored; only stored grants count uses.
+        if let Some(mut g) = self.inner.store.grant(grant_id).await? {
+            g.use_count += 1;
+            g.last_used_at = Some(now);
+            commit.grants.push(GrantWrite::Update(g));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,342 @@
+//! Deliveries (RT-5..RT-12, LC-7, LC-12): accounts in parallel, targets in plan order, transient
+//! errors retried, failures visible, the routed-elsewhere notice, and no-route detection.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use assent_core::{
+    capability::{CapabilityError, DynApprovalCapability, Handle, PrepareOutcome, RetryKind},
+    card::{CardContext, CardView},
+    id::IdGenExt,
+    lifecycle::{ExpiryCause, expire},
+    model::{AccountKey, Approval, AuditEntry, AuditType, Channel, Entry, EntryState, EventType, Surface},
+    routing::{Delivered, PlannedTarget, RouteRequest, Selection, notice_text, plan},
+    store::{Commit, EntryWrite, StoreError},
+};
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::{EngineHandle, backoff, guarded, guarded_sync, transition::event};
+
+/// Longest time a transient delivery failure is retried (RT-12).
+const RETRY_WINDOW: Duration = Duration::from_secs(300);
+
+impl EngineHandle {
+    /// RT-4..RT-7 for one approval over the attached accounts.
+    pub(crate) async fn plan_for(&self, a: &Approval) -> (Vec<PlannedTarget>, Selection) {
+        let accounts: Vec<_> = {
+            let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.values()
+                .filter(|x| matches!(x.capability.availability().should_handle(a), Handle::Yes))
+                .map(|x| x.routing.clone())
+                .collect()
+        };
+        let session_accounts: Vec<AccountKey> = a.origin.iter().map(|o| o.account_key()).collect();
+        let req = RouteRequest {
+            kind: a.kind(),
+            agent_id: a.agent_id.as_deref(),
+            session_key: a.session_key.as_deref(),
+            origin: a.origin.as_ref(),
+            session_accounts: &session_accounts,
+        };
+        plan(&req, &accounts, &self.config().forwards)
+    }
+
+    /// Starts deliveries in the background (LC-3). `fresh` is true for a new approval, which
+    /// gets no-route detection and the routed-elsewhere notice; re-deliveries at attach do not.
+    pub(crate) fn spawn_deliveries(&self, a: Approval, targets: Vec<PlannedTarget>, fresh: bool) {
+        let h = self.clone();
+        self.spawn(async move { h.deliver_all(a, targets, fresh).await });
+    }
+
+    async fn deliver_all(&self, a: Approval, targets: Vec<PlannedTarget>, fresh: bool) {
+        let delivered: Arc<Mutex<Vec<Delivered>>> = Arc::default();
+        if fresh && self.console_is_route() {
+            lock(&delivered).push(Delivered {
+                channel: Channel::Console,
+                account: "console".to_owned(),
+                surface: Surface::Console,
+            });
+        }
+        let mut by_account: BTreeMap<AccountKey, Vec<PlannedTarget>> = BTreeMap::new();
+        for t in targets {
+            by_account.entry(t.account.clone()).or_default().push(t);
+        }
+        let work = join_all(by_account.into_iter().map(|(account, targets)| {
+            let delivered = delivered.clone();
+            let a = &a;
+            async move {
+                for d in self.deliver_account(a, &account, targets).await {
+                    lock(&delivered).push(d);
+                }
+            }
+        }));
+        if !fresh {
+            work.await;
+            return;
+        }
+        tokio::pin!(work);
+        let notice_timer = tokio::time::sleep(self.config().notice_wait);
+        let route_timer = tokio::time::sleep(self.config().route_wait);
+        tokio::pin!(notice_timer, route_timer);
+        let (mut noticed, mut route_checked, mut finished) = (false, false, false);
+        while !finished {
+            tokio::select! {
+                _ = &mut work => finished = true,
+                () = &mut notice_timer, if !noticed => {
+                    noticed = true;
+                    self.send_notice(&a, &snapshot(&delivered)).await;
+                }
+                () = &mut route_timer, if !route_checked => {
+                    route_checked = true;
+                    if snapshot(&delivered).is_empty() {
+                        self.expire_no_route(&a).await;
+                    }
+                }
+            }
+        }
+        let all = snapshot(&delivered);
+        if all.is_empty() {
+            self.expire_no_route(&a).await;
+        } else if !noticed {
+            self.send_notice(&a, &all).await;
+        }
+    }
+
+    async fn expire_no_route(&self, a: &Approval) {
+        let Ok(Some(current)) = self.inner.store.approval(&a.id).await else { return };
+        if let Some(next) = expire(&current, ExpiryCause::NoRoute, self.now()) {
+            // Losing the race to a decision is fine: that decision stands.
+            let _ = self.apply_transition(&current, next, None, None).await;
+        }
+    }
+
+    /// RT-9: tells the origin once where the card went. Best-effort, never shows the command.
+    async fn send_notice(&self, a: &Approval, delivered: &[Delivered]) {
+        let Some(origin) = &a.origin else { return };
+        let key = origin.account_key();
+        let (Some(cap), Some(routing)) = (self.capability(&key), self.routing_of(&key)) else { return };
+        let Some(text) = notice_text(a.short_ref(), origin, delivered, routing.notify_origin_when_dm_only)
+        else {
+            return;
+        };
+        let audit = AuditEntry::new(AuditType::NoticeSent, self.now())
+            .approval(&a.id)
+            .account(key.clone())
+            .details(json!({ "text": text }));
+        let commit =
+            Commit { notice_key: Some(format!("notice:{}", a.id)), audit: vec![audit], ..Commit::default() };
+        if self.commit(commit).await.is_err() {
+            return; // Already sent (RT-8 layer 6) or the store is down: skip, it is best-effort.
+        }
+        if let Err(e) = guarded(cap.send_notice(origin, &text)).await {
+            tracing::warn!(approval = %a.id, error = %e, "routed-elsewhere notice failed");
+        }
+    }
+
+    /// One account's targets, in plan order, deduplicated by the channel's `dedupe_key`.
+    async fn deliver_account(
+        &self,
+        a: &Approval,
+        account: &AccountKey,
+        targets: Vec<PlannedTarget>,
+    ) -> Vec<Delivered> {
+        let Some(cap) = self.capability(account) else { return Vec::new() };
+        let existing: Vec<String> = match self.inner.store.entries(&a.id).await {
+            Ok(entries) => {
+                entries.into_iter().filter(|e| &e.account_key() == account).map(|e| e.target_key).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let mut seen_keys: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        for target in targets {
+            let target_key = target.to.key();
+            if existing.contains(&target_key) {
+                continue; // Already has a card (restart or re-attach).
+            }
+            let Some(_claim) = self.claim(format!("dlv:{}:{account}:{target_key}", a.id)) else { continue };
+            match self.deliver_target(a, &cap, &target, &mut seen_keys).await {
+                Ok(Some(surface)) => out.push(Delivered {
+                    channel: account.channel,
+                    account: account.account.clone(),
+                    surface,
+                }),
+                Ok(None) => {}
+                Err(e) => self.delivery_failed(a, &cap, &target, &e).await,
+            }
+        }
+        out
+    }
+
+    async fn deliver_target(
+        &self,
+        a: &Approval,
+        cap: &Arc<dyn DynApprovalCapability>,
+        target: &PlannedTarget,
+        seen_keys: &mut Vec<String>,
+    ) -> Result<Option<Surface>, CapabilityError> {
+        let prepared = match guarded(cap.prepare(target)).await? {
+            PrepareOutcome::Ready(p) => p,
+            PrepareOutcome::Skip(_) => return Ok(None),
+        };
+        if seen_keys.contains(&prepared.dedupe_key) {
+            if let Some(o) = cap.observe() {
+                o.on_duplicate_skipped(target, &prepared.dedupe_key);
+            }
+            return Ok(None);
+        }
+        seen_keys.push(prepared.dedupe_key.clone());
+        let account = cap.account();
+        let view = self.card(a, &account, target.buttons);
+        let payload = guarded_sync(|| cap.render(&view))?;
+        let deadline = self.now() + RETRY_WINDOW.min(self.now().until(a.expires_at));
+        let mut attempt = 0;
+        let native = loop {
+            match guarded(cap.deliver(&prepared, &payload)).await {
+                Ok(native) => break native,
+                Err(e) => {
+                    let RetryKind::Transient { retry_after } = e.retry_kind() else { return Err(e) };
+                    let wait = retry_after
+                        .unwrap_or_else(|| backoff(attempt, Duration::from_secs(1), Duration::from_secs(30)));
+                    if self.now() + wait >= deadline || !self.is_pending(&a.id) {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        };
+        if let Some(o) = cap.observe() {
+            o.on_delivered(target);
+        }
+        if let Some(native_ref) = native {
+            self.record_entry(a, cap, target, native_ref).await;
+        }
+        Ok(Some(target.surface))
+    }
+
+    async fn record_entry(
+        &self,
+        a: &Approval,
+        cap: &Arc<dyn DynApprovalCapability>,
+        target: &PlannedTarget,
+        native_ref: serde_json::Value,
+    ) {
+        let now = self.now();
+        let mut entry = Entry {
+            entry_id: self.inner.ids.entry_id(),
+            approval_id: a.id.clone(),
+            channel: target.account.channel,
+            account: target.account.account.clone(),
+            surface: target.surface,
+            target_key: target.to.key(),
+            native_ref,
+            anchor: None,
+            state: EntryState::Delivered,
+            final_action: None,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: None,
+            delivered_at: now,
+        };
+        if cap.has_interactions() {
+            match guarded(cap.bind(&entry.native_ref)).await {
+                Ok(anchor) => entry.anchor = anchor,
+                Err(e) => self.report_hook_error(&target.account, &a.id, "bind", &e.to_string()).await,
+            }
+        }
+        let audit = AuditEntry::new(AuditType::Delivered, now)
+            .approval(&a.id)
+            .account(target.account.clone())
+            .details(json!({ "surface": target.surface, "target": target.to.key() }));
+        let mut ev = event(self, EventType::Delivered, a);
+        ev.data["account"] = json!(target.account.to_string());
+        ev.data["surface"] = json!(target.surface);
+        let commit = Commit {
+            entries: vec![EntryWrite::Insert(entry)],
+            audit: vec![audit],
+            events: vec![ev],
+            ..Commit::default()
+        };
+        match self.commit(commit).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => tracing::error!(approval = %a.id, error = %e, "could not record a delivered card"),
+        }
+        self.index().add_handler(&a.id, &target.account);
+        // A card that lands after the terminal commit is finalized at once (LC-12).
+        if !self.is_pending(&a.id) {
+            self.inner.finalize_wake.notify_one();
+        }
+    }
+
+    async fn delivery_failed(
+        &self,
+        a: &Approval,
+        cap: &Arc<dyn DynApprovalCapability>,
+        target: &PlannedTarget,
+        e: &CapabilityError,
+    ) {
+        if let Some(o) = cap.observe() {
+            o.on_delivery_error(target, &e.to_string());
+        }
+        let class = match e.retry_kind() {
+            RetryKind::Transient { .. } => "transient",
+            RetryKind::Permanent => "permanent",
+        };
+        tracing::warn!(approval = %a.id, account = %target.account, error = %e, class, "delivery failed");
+        let details = json!({ "target": target.to.key(), "error": e.to_string(), "class": class });
+        let audit = AuditEntry::new(AuditType::DeliveryFailed, self.now())
+            .approval(&a.id)
+            .account(target.account.clone())
+            .details(details.clone());
+        let mut ev = event(self, EventType::DeliveryFailed, a);
+        ev.data["account"] = json!(target.account.to_string());
+        ev.data["error"] = details;
+        let _ = self.commit(Commit { audit: vec![audit], events: vec![ev], ..Commit::default() }).await;
+    }
+
+    /// The card of `a` as `account` shows it.
+    pub(crate) fn card(&self, a: &Approval, account: &AccountKey, buttons: bool) -> CardView {
+        let ctx = CardContext {
+            account,
+            now: self.now(),
+            keyring: &self.config().keyring,
+            redactor: &self.config().policy.redactor,
+            public_url: self.config().public_url.as_deref(),
+        };
+        CardView::build(a, &ctx, buttons)
+    }
+
+    /// Whether a delivered card carries controls: all but forwards without approvers (RT-7).
+    pub(crate) fn entry_has_buttons(&self, e: &Entry) -> bool {
+        if e.surface != Surface::Forward {
+            return true;
+        }
+        let account = e.account_key();
+        let has_approvers = self.routing_of(&account).is_some_and(|r| r.is_active());
+        self.config().forwards.iter().any(|f| {
+            let key = assent_core::routing::TargetAddr::Conversation {
+                conversation: f.to.clone(),
+                thread: f.thread.clone(),
+            }
+            .key();
+            f.account == account && key == e.target_key && f.buttons && has_approvers
+        })
+    }
+
+    pub(crate) fn is_pending(&self, id: &assent_core::id::ApprovalId) -> bool {
+        matches!(self.index().lookup(id), crate::index::Lookup::Pending(_))
+    }
+}
+
+fn lock(m: &Mutex<Vec<Delivered>>) -> std::sync::MutexGuard<'_, Vec<Delivered>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn snapshot(m: &Mutex<Vec<Delivered>>) -> Vec<Delivered> {
+    lock(m).clone()
+}
