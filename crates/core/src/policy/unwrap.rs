@@ -131,17 +131,36 @@ fn skip_options<'a>(
     Ok(args.get(i..).unwrap_or(&[]))
 }
 
+/// `env` mixes options and `NAME=VALUE` assignments before the command.
+fn unwrap_env(args: &[String]) -> Result<&[String], UnwrapError> {
+    let mut i = 0;
+    let mut options = true;
+    while let Some(a) = args.get(i) {
+        if options && a == "--" {
+            options = false;
+            i += 1;
+        } else if options && matches!(a.as_str(), "-i" | "--ignore-environment" | "-") {
+            i += 1;
+        } else if options && (a == "-u" || a == "--unset") {
+            i += 2;
+        } else if options && ((a.starts_with("-u") && a.len() > 2) || a.starts_with("--unset=")) {
+            i += 1;
+        } else if options && a.starts_with('-') {
+            return Err(UnwrapError { wrapper: "env".to_owned(), option: a.clone() });
+        } else if a.contains('=') && !a.starts_with('=') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    Ok(args.get(i..).unwrap_or(&[]))
+}
+
 fn unwrap_once(argv: &[String]) -> Result<Option<&[String]>, UnwrapError> {
     let Some((first, rest)) = argv.split_first() else { return Ok(None) };
     let name = basename(first);
     let inner: &[String] = match name {
-        "env" => {
-            let mut r = skip_options("env", rest, &["-u", "--unset"], &["-i", "--ignore-environment", "-"])?;
-            while r.first().is_some_and(|a| a.contains('=') && !a.starts_with('=')) {
-                r = &r[1..];
-            }
-            r
-        }
+        "env" => unwrap_env(rest)?,
         "nice" => {
             skip_options("nice", rest, &["-n", "--adjustment"], &[]).or_else(|e| match rest.first() {
                 // `nice -10 cmd`

@@ -1,0 +1,275 @@
+//! The channel contract (CAP-11). Every channel crate implements [`ChannelHarness`] over its
+//! platform fake (or a real server, for Matrix) and invokes [`channel_contract_tests!`].
+
+use std::{sync::Arc, time::Duration};
+
+use assent_core::{
+    capability::{DynApprovalCapability, IntoDynCapability},
+    card::Phase,
+    id::ApprovalId,
+    lifecycle::Rejection,
+    memory::MemoryStore,
+    model::{AuditType, Decision, Status},
+    store::AuditFilter,
+};
+use assent_engine::{EngineHandle, Resolution, ResolveError};
+use async_trait::async_trait;
+
+use crate::{FakeChannel, TestBed, exec_request, fake::token_decision, test_config};
+
+/// A card as an approver sees it on the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedCard {
+    /// Platform message id.
+    pub message: String,
+    /// Visible text.
+    pub text: String,
+    /// Callback tokens of the live controls.
+    pub tokens: Vec<String>,
+    /// Decisions the live controls offer.
+    pub decisions: Vec<Decision>,
+    /// Deleted by the bot.
+    pub deleted: bool,
+}
+
+/// What pressing a control produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pressed {
+    /// The ack the platform showed at once.
+    pub ack: String,
+    /// The durable result, `None` if the precheck refused.
+    pub resolution: Option<Result<Resolution, ResolveError>>,
+}
+
+/// One channel under contract test.
+#[async_trait]
+pub trait ChannelHarness: Send + Sync {
+    /// A fresh capability for the account; called again after a simulated restart.
+    async fn capability(&self) -> Arc<dyn DynApprovalCapability>;
+    /// An approver's platform user id.
+    fn approver(&self) -> String;
+    /// A user who is not an approver.
+    fn outsider(&self) -> String;
+    /// The platform's limit for a control's callback data, in bytes.
+    fn max_token_bytes(&self) -> usize;
+    /// Cards of one approval visible on the platform.
+    async fn cards(&self, id: &ApprovalId) -> Vec<ObservedCard>;
+    /// Presses `decision` on `card` as `user` through the platform's own path.
+    async fn press(
+        &self,
+        engine: &EngineHandle,
+        card: &ObservedCard,
+        decision: Decision,
+        user: &str,
+    ) -> Pressed;
+}
+
+/// Generates one test per contract case for the harness made by `$factory`, an async expression
+/// yielding `Arc<dyn ChannelHarness>`.
+#[macro_export]
+macro_rules! channel_contract_tests {
+    ($factory:expr) => {
+        $crate::__channel_contract_cases!($factory;
+            cap_11_card_is_delivered_with_fitting_tokens,
+            cap_11_approver_press_acks_resolves_and_finalizes,
+            cap_11_outsider_press_changes_nothing,
+            cap_11_late_press_is_refused_quietly,
+            cap_11_restart_keeps_cards_resolvable,
+            cap_11_deny_finalizes_with_reason);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __channel_contract_cases {
+    ($factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let harness: ::std::sync::Arc<dyn $crate::channel_contract::ChannelHarness> = $factory.await;
+                $crate::channel_contract::$name(harness).await;
+            }
+        )*
+    };
+}
+
+async fn bed(h: &dyn ChannelHarness) -> TestBed {
+    TestBed::with_capabilities(Arc::new(MemoryStore::new()), test_config(), vec![h.capability().await]).await
+}
+
+async fn first_card(h: &dyn ChannelHarness, id: &ApprovalId) -> ObservedCard {
+    for _ in 0..2000 {
+        if let Some(c) = h.cards(id).await.into_iter().next() {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no card was delivered for {id}");
+}
+
+async fn settled(h: &dyn ChannelHarness, id: &ApprovalId) -> ObservedCard {
+    for _ in 0..2000 {
+        if let Some(c) = h.cards(id).await.into_iter().next().filter(|c| c.deleted || c.decisions.is_empty())
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the card of {id} was never finalized");
+}
+
+/// CAP-2, CH-CARD-2: one card per approver target, controls for exactly the allowed decisions,
+/// tokens within the platform's limit.
+pub async fn cap_11_card_is_delivered_with_fitting_tokens(h: Arc<dyn ChannelHarness>) {
+    let bed = bed(&*h).await;
+    let a = bed.handle.create(exec_request(&["deploy", "--prod"])).await.unwrap();
+    let card = first_card(&*h, &a.id).await;
+    assert!(card.text.contains("deploy --prod"), "{}", card.text);
+    assert!(card.text.contains(a.short_ref()), "the ref is shown: {}", card.text);
+    assert_eq!(card.decisions, a.allowed_decisions);
+    assert!(card.tokens.iter().all(|t| t.len() <= h.max_token_bytes()));
+    assert_eq!(h.cards(&a.id).await.len(), 1, "one approver, one card");
+}
+
+/// IX-2, CAP-3, LC-12: the ack comes from the precheck, the decision is durable, the card ends
+/// without controls and shows who decided.
+pub async fn cap_11_approver_press_acks_resolves_and_finalizes(h: Arc<dyn ChannelHarness>) {
+    let bed = bed(&*h).await;
+    let a = bed.handle.create(exec_request(&["make", "release"])).await.unwrap();
+    let card = first_card(&*h, &a.id).await;
+    let pressed = h.press(&bed.handle, &card, Decision::AllowOnce, &h.approver()).await;
+    assert_eq!(pressed.ack, "Recording: allow once");
+    let res = pressed.resolution.expect("accepted").expect("resolved");
+    assert_eq!(res.approval.status, Status::Approved);
+    assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Approved);
+    let done = settled(&*h, &a.id).await;
+    assert!(done.deleted || done.text.contains("Approved once by"), "{}", done.text);
+}
+
+/// IX-4: a non-approver's press is refused before the ack, changes nothing and is audited.
+pub async fn cap_11_outsider_press_changes_nothing(h: Arc<dyn ChannelHarness>) {
+    let bed = bed(&*h).await;
+    let a = bed.handle.create(exec_request(&["rm", "-rf", "/srv/data"])).await.unwrap();
+    let card = first_card(&*h, &a.id).await;
+    let pressed = h.press(&bed.handle, &card, Decision::AllowOnce, &h.outsider()).await;
+    assert_eq!(pressed.ack, Rejection::Unauthorized.to_string());
+    assert!(pressed.resolution.is_none());
+    assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Pending);
+    let store = bed.store.clone();
+    let id = a.id.clone();
+    let mut audited = false;
+    for _ in 0..400 {
+        let audit = store
+            .audit(&AuditFilter { approval_id: Some(id.clone()), ..AuditFilter::default() })
+            .await
+            .unwrap();
+        audited = audit.iter().any(|e| e.kind == AuditType::InteractionRejected);
+        if audited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(audited, "the refused press is audited");
+}
+
+/// IX-8, LC-5: a press after the decision gets the winner's rejection and nothing changes.
+pub async fn cap_11_late_press_is_refused_quietly(h: Arc<dyn ChannelHarness>) {
+    let bed = bed(&*h).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    let card = first_card(&*h, &a.id).await;
+    h.press(&bed.handle, &card, Decision::Deny, &h.approver()).await;
+    let late = h.press(&bed.handle, &card, Decision::AllowOnce, &h.approver()).await;
+    assert!(late.ack.starts_with("Already denied by"), "{}", late.ack);
+    assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Denied);
+}
+
+/// LC-13: after a restart the old card still resolves.
+pub async fn cap_11_restart_keeps_cards_resolvable(h: Arc<dyn ChannelHarness>) {
+    let bed = bed(&*h).await;
+    let a = bed.handle.create(exec_request(&["systemctl", "restart", "web"])).await.unwrap();
+    let card = first_card(&*h, &a.id).await;
+    let bed = bed.restart_with(vec![h.capability().await]).await;
+    let pressed = h.press(&bed.handle, &card, Decision::AllowOnce, &h.approver()).await;
+    assert_eq!(pressed.resolution.expect("accepted").expect("resolved").approval.status, Status::Approved);
+    let done = settled(&*h, &a.id).await;
+    assert!(done.deleted || done.text.contains("Approved once"), "{}", done.text);
+}
+
+/// CH-CARD-1: a denied card names the decider and has no controls left.
+pub async fn cap_11_deny_finalizes_with_reason(h: Arc<dyn ChannelHarness>) {
+    let bed = bed(&*h).await;
+    let a = bed.handle.create(exec_request(&["drop", "table"])).await.unwrap();
+    let card = first_card(&*h, &a.id).await;
+    h.press(&bed.handle, &card, Decision::Deny, &h.approver()).await;
+    let done = settled(&*h, &a.id).await;
+    assert!(done.deleted || done.text.contains("Denied by"), "{}", done.text);
+}
+
+/// The [`FakeChannel`] as a [`ChannelHarness`]: approver `42`, outsider `666`.
+#[derive(Debug, Clone)]
+pub struct FakeHarness {
+    channel: FakeChannel,
+}
+
+impl FakeHarness {
+    /// A Telegram-like fake with one approver.
+    pub fn new() -> Arc<dyn ChannelHarness> {
+        Arc::new(Self { channel: FakeChannel::new(assent_core::model::Channel::Telegram, "main", &["42"]) })
+    }
+}
+
+#[async_trait]
+impl ChannelHarness for FakeHarness {
+    async fn capability(&self) -> Arc<dyn DynApprovalCapability> {
+        self.channel.clone().erase()
+    }
+
+    fn approver(&self) -> String {
+        "42".to_owned()
+    }
+
+    fn outsider(&self) -> String {
+        "666".to_owned()
+    }
+
+    fn max_token_bytes(&self) -> usize {
+        64
+    }
+
+    async fn cards(&self, id: &ApprovalId) -> Vec<ObservedCard> {
+        self.channel
+            .messages_for(id)
+            .into_iter()
+            .map(|m| {
+                let p = &m.payload;
+                let text = format!(
+                    "{}\n{}\n{}\n{}",
+                    p.title,
+                    p.body,
+                    p.footer,
+                    p.outcome.clone().unwrap_or_default()
+                );
+                let open = matches!(p.phase, Phase::Pending | Phase::Progress);
+                let tokens: Vec<String> =
+                    if open { p.buttons.iter().map(|(_, t)| t.clone()).collect() } else { Vec::new() };
+                let decisions = tokens.iter().filter_map(|t| token_decision(t)).collect();
+                ObservedCard { message: m.id.to_string(), text, tokens, decisions, deleted: m.deleted }
+            })
+            .collect()
+    }
+
+    async fn press(
+        &self,
+        engine: &EngineHandle,
+        card: &ObservedCard,
+        decision: Decision,
+        user: &str,
+    ) -> Pressed {
+        // Press the control the user saw, even if the card changed since (IX-8 stale controls).
+        let Some(token) = card.tokens.iter().find(|t| token_decision(t) == Some(decision)) else {
+            return Pressed { ack: "no such button".to_owned(), resolution: None };
+        };
+        let out = self.channel.click_token(engine, token, user).await;
+        Pressed { ack: out.ack, resolution: out.resolution }
+    }
+}

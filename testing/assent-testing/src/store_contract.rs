@@ -1,0 +1,342 @@
+//! The store contract (ST-1). Every [`Store`] runs these through [`store_contract_tests!`]:
+//! idempotent create, CAS, no re-tag, vote CAS, consume-once, ledger uniqueness, outbox claim,
+//! gap-free seq and all-or-nothing commits.
+
+use std::{sync::Arc, time::Duration};
+
+use assent_core::{
+    id::{ApprovalId, EntryId},
+    lifecycle::{VoteOutcome, apply_vote, consume},
+    model::{
+        Action, Actor, Approval, AuditEntry, AuditType, Channel, Decision, Entry, EntryState, Event,
+        EventType, ExecRequest, Quorum, Requester, Status, Surface, TimeoutAction,
+    },
+    store::{
+        ApprovalWrite, AuditFilter, CallbackJob, CallbackState, CallbackTarget, CallbackWrite, Commit,
+        EntryWrite, IdempotencyRecord, Store, StoreError,
+    },
+};
+
+use crate::T0;
+
+/// Generates one `#[tokio::test]` per contract case for the store made by `$factory`, an async
+/// expression yielding `Arc<dyn Store>`. The calling crate needs `tokio` as a dev-dependency.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($factory:expr) => {
+        $crate::__store_contract_cases!($factory;
+            st_1_idempotent_create, st_1_cas_update, st_1_no_re_tag, st_1_vote_cas, st_1_consume_once,
+            st_1_ledger_uniqueness, st_1_outbox_claim, st_1_gap_free_seq, st_1_commit_is_all_or_nothing,
+            st_1_queries);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_contract_cases {
+    ($factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: ::std::sync::Arc<dyn $crate::__private::Store> = $factory.await;
+                $crate::store_contract::$name(store).await;
+            }
+        )*
+    };
+}
+
+/// A pending exec approval with id `bits`, created at `T0`, expiring after a minute.
+pub fn sample(bits: u128) -> Approval {
+    let exec = ExecRequest { argv: vec!["ls".into(), "-l".into()], ..Default::default() };
+    Approval {
+        id: ApprovalId::from_bits(bits),
+        action: Action::Exec(exec.into_action().unwrap_or_else(|e| panic!("{e}"))),
+        status: Status::Pending,
+        mode: None,
+        reason: None,
+        created_at: T0,
+        expires_at: T0 + Duration::from_secs(60),
+        decided_at: None,
+        allowed_decisions: vec![Decision::AllowOnce, Decision::Deny],
+        grant_scope: None,
+        quorum: Quorum { required: 2, votes: Vec::new() },
+        requester: Requester { principal: "token:ci".into() },
+        origin: None,
+        agent_id: None,
+        session_key: None,
+        idempotency_key: None,
+        callback: None,
+        decided_by: None,
+        deny_reason: None,
+        consumed_at: None,
+        grant_id: None,
+        on_timeout: TimeoutAction::Deny,
+        prevent_self_approval: false,
+        policy_rule: "default".into(),
+        version: 1,
+    }
+}
+
+fn insert(a: &Approval) -> Commit {
+    Commit {
+        approval: Some(ApprovalWrite::Insert { approval: a.clone(), idempotency: None }),
+        ..Commit::default()
+    }
+}
+
+fn update(next: &Approval, expected: u64) -> Commit {
+    Commit {
+        approval: Some(ApprovalWrite::Update { approval: next.clone(), expected_version: expected }),
+        ..Commit::default()
+    }
+}
+
+fn kim() -> Actor {
+    Actor::platform(Channel::Telegram, "42", "@kim", Surface::ApproverDm)
+}
+
+fn entry(approval: &ApprovalId, bits: u128, target: &str) -> Entry {
+    Entry {
+        entry_id: EntryId::from_bits(bits),
+        approval_id: approval.clone(),
+        channel: Channel::Telegram,
+        account: "main".into(),
+        surface: Surface::ApproverDm,
+        target_key: target.into(),
+        native_ref: serde_json::json!({ "v": 1, "data": { "message_id": bits as u64 } }),
+        anchor: None,
+        state: EntryState::Delivered,
+        final_action: None,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: None,
+        delivered_at: T0,
+    }
+}
+
+fn ev(a: &Approval) -> Event {
+    Event {
+        seq: 0,
+        kind: EventType::Requested,
+        at: T0,
+        approval_kind: Some(a.kind()),
+        approval_id: Some(a.id.clone()),
+        data: serde_json::Value::Null,
+    }
+}
+
+/// LC-2: same key and payload → the existing approval; different payload → conflict; after 24 h
+/// the key is free again.
+pub async fn st_1_idempotent_create(store: Arc<dyn Store>) {
+    let rec = |digest: &str| IdempotencyRecord {
+        principal: "token:ci".into(),
+        key: "k1".into(),
+        digest: digest.into(),
+    };
+    let a = sample(1);
+    let first = Commit {
+        approval: Some(ApprovalWrite::Insert { approval: a.clone(), idempotency: Some(rec("d1")) }),
+        ..Commit::default()
+    };
+    store.commit(first, T0).await.unwrap();
+    let b = sample(2);
+    let same = Commit {
+        approval: Some(ApprovalWrite::Insert { approval: b.clone(), idempotency: Some(rec("d1")) }),
+        ..Commit::default()
+    };
+    assert_eq!(store.commit(same.clone(), T0).await, Err(StoreError::IdempotentReplay(a.id.clone())));
+    let other = Commit {
+        approval: Some(ApprovalWrite::Insert { approval: b.clone(), idempotency: Some(rec("d2")) }),
+        ..Commit::default()
+    };
+    assert_eq!(store.commit(other, T0).await, Err(StoreError::IdempotencyConflict));
+    assert!(store.approval(&b.id).await.unwrap().is_none(), "a refused create stores nothing");
+    let later = T0 + Duration::from_secs(24 * 3600 + 1);
+    store.commit(same, later).await.unwrap();
+    assert!(store.approval(&b.id).await.unwrap().is_some());
+}
+
+/// ST-4: an update succeeds only against the version that was read.
+pub async fn st_1_cas_update(store: Arc<dyn Store>) {
+    let a = sample(10);
+    store.commit(insert(&a), T0).await.unwrap();
+    let mut next = a.clone();
+    next.version = 2;
+    next.agent_id = Some("x".into());
+    assert_eq!(store.commit(update(&next, 7), T0).await, Err(StoreError::Conflict("approval version")));
+    store.commit(update(&next, 1), T0).await.unwrap();
+    assert_eq!(store.approval(&a.id).await.unwrap().unwrap().version, 2);
+    assert!(store.commit(update(&next, 1), T0).await.is_err(), "stale version");
+}
+
+/// LC-4/LC-5: a terminal status is never re-tagged, even with the right version.
+pub async fn st_1_no_re_tag(store: Arc<dyn Store>) {
+    let a = sample(20);
+    store.commit(insert(&a), T0).await.unwrap();
+    let mut denied = a.clone();
+    denied.status = Status::Denied;
+    denied.version = 2;
+    store.commit(update(&denied, 1), T0).await.unwrap();
+    let mut approved = denied.clone();
+    approved.status = Status::Approved;
+    approved.version = 3;
+    assert!(matches!(store.commit(update(&approved, 2), T0).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.approval(&a.id).await.unwrap().unwrap().status, Status::Denied);
+}
+
+/// LC-6: two votes built from the same version race; exactly one is stored.
+pub async fn st_1_vote_cas(store: Arc<dyn Store>) {
+    let a = sample(30);
+    store.commit(insert(&a), T0).await.unwrap();
+    let bob = Actor::platform(Channel::Telegram, "43", "@bob", Surface::ApproverDm);
+    let mut handles = Vec::new();
+    for actor in [kim(), bob] {
+        let VoteOutcome::Recorded(next) = apply_vote(&a, &actor, Decision::AllowOnce, None, T0).unwrap()
+        else {
+            panic!("quorum 2")
+        };
+        let store = store.clone();
+        handles.push(tokio::spawn(async move { store.commit(update(&next, 1), T0).await.is_ok() }));
+    }
+    let mut wins = 0;
+    for h in handles {
+        wins += usize::from(h.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.approval(&a.id).await.unwrap().unwrap().quorum.votes.len(), 1);
+}
+
+/// LC-11: consume sets `consumed_at` once; a second consume from the same read conflicts.
+pub async fn st_1_consume_once(store: Arc<dyn Store>) {
+    let mut a = sample(40);
+    a.status = Status::Approved;
+    store.commit(insert(&a), T0).await.unwrap();
+    let next = consume(&a, "token:ci", T0).unwrap();
+    store.commit(update(&next, a.version), T0).await.unwrap();
+    assert!(store.commit(update(&next, a.version), T0).await.is_err());
+    assert_eq!(store.approval(&a.id).await.unwrap().unwrap().consumed_at, Some(T0));
+}
+
+/// DM-9: one entry per (approval, channel, account, target_key).
+pub async fn st_1_ledger_uniqueness(store: Arc<dyn Store>) {
+    let a = sample(50);
+    store.commit(insert(&a), T0).await.unwrap();
+    let c = |e: Entry| Commit { entries: vec![EntryWrite::Insert(e)], ..Commit::default() };
+    store.commit(c(entry(&a.id, 51, "user:1")), T0).await.unwrap();
+    assert!(matches!(store.commit(c(entry(&a.id, 52, "user:1")), T0).await, Err(StoreError::Conflict(_))));
+    store.commit(c(entry(&a.id, 53, "user:2")), T0).await.unwrap();
+    assert_eq!(store.entries(&a.id).await.unwrap().len(), 2);
+}
+
+/// LC-14 / ST-8: a claimed job is leased; done jobs are never claimed again.
+pub async fn st_1_outbox_claim(store: Arc<dyn Store>) {
+    let a = sample(60);
+    let job = CallbackJob {
+        key: format!("{}:on_resolved", a.id),
+        approval_id: a.id.clone(),
+        event: "on_resolved".into(),
+        target: CallbackTarget::Url { url: "https://example.org/cb".into() },
+        payload: serde_json::json!({ "ok": true }),
+        attempts: 0,
+        next_attempt_at: T0,
+        state: CallbackState::Pending,
+        last_error: None,
+    };
+    let mut commit = insert(&a);
+    commit.callbacks.push(CallbackWrite::Insert(job.clone()));
+    store.commit(commit, T0).await.unwrap();
+    let lease = Duration::from_secs(60);
+    let claimed = store.claim_callbacks(T0, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(store.claim_callbacks(T0, lease, 10).await.unwrap().is_empty(), "leased");
+    let again = store.claim_callbacks(T0 + lease, lease, 10).await.unwrap();
+    assert_eq!(again.len(), 1, "lease expired: at-least-once");
+    let mut done = again[0].clone();
+    done.state = CallbackState::Done;
+    store
+        .commit(Commit { callbacks: vec![CallbackWrite::Update(done)], ..Commit::default() }, T0)
+        .await
+        .unwrap();
+    assert!(store.claim_callbacks(T0 + lease * 10, lease, 10).await.unwrap().is_empty());
+    let dup = Commit { callbacks: vec![CallbackWrite::Insert(job)], ..Commit::default() };
+    assert!(store.commit(dup, T0).await.is_err(), "keys are unique");
+}
+
+/// LC-15: concurrent commits number events 1..=N without gaps; resume reads the rest.
+pub async fn st_1_gap_free_seq(store: Arc<dyn Store>) {
+    let mut handles = Vec::new();
+    for i in 0..40u128 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let a = sample(1000 + i);
+            let mut c = insert(&a);
+            c.events.push(ev(&a));
+            c.events.push(ev(&a));
+            c.audit.push(AuditEntry::new(AuditType::Requested, T0).approval(&a.id));
+            store.commit(c, T0).await.unwrap();
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let all = store.events_since(0, 1000).await.unwrap();
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<u64>>());
+    let tail = store.events_since(75, 1000).await.unwrap();
+    assert_eq!(tail.first().map(|e| e.seq), Some(76));
+    let audit = store.audit(&AuditFilter { limit: 1000, ..AuditFilter::default() }).await.unwrap();
+    assert_eq!(audit.iter().map(|a| a.seq).collect::<Vec<_>>(), (1..=40).collect::<Vec<u64>>());
+}
+
+/// A commit that fails any check writes nothing: no events, no audit, no entries.
+pub async fn st_1_commit_is_all_or_nothing(store: Arc<dyn Store>) {
+    let a = sample(70);
+    store.commit(insert(&a), T0).await.unwrap();
+    let mut stale = update(&a, 99);
+    stale.events.push(ev(&a));
+    stale.audit.push(AuditEntry::new(AuditType::Vote, T0));
+    stale.entries.push(EntryWrite::Insert(entry(&a.id, 71, "user:9")));
+    stale.notice_key = Some("notice:x".into());
+    assert!(store.commit(stale, T0).await.is_err());
+    assert!(store.events_since(0, 10).await.unwrap().is_empty());
+    assert!(store.audit(&AuditFilter::default()).await.unwrap().is_empty());
+    assert!(store.entries(&a.id).await.unwrap().is_empty());
+    let notice = Commit { notice_key: Some("notice:x".into()), ..Commit::default() };
+    store.commit(notice.clone(), T0).await.unwrap();
+    assert!(store.commit(notice, T0).await.is_err(), "RT-8: one notice per key");
+}
+
+/// Pending index, expiry index and finalization queue queries.
+pub async fn st_1_queries(store: Arc<dyn Store>) {
+    let a = sample(80);
+    let mut b = sample(81);
+    b.expires_at = T0 + Duration::from_secs(5);
+    for x in [&a, &b] {
+        store.commit(insert(x), T0).await.unwrap();
+    }
+    assert_eq!(store.pending().await.unwrap().len(), 2);
+    let due = store.due_for_expiry(T0 + Duration::from_secs(10), 10).await.unwrap();
+    assert_eq!(due.iter().map(|x| x.id.clone()).collect::<Vec<_>>(), vec![b.id.clone()]);
+    store
+        .commit(
+            Commit { entries: vec![EntryWrite::Insert(entry(&b.id, 82, "user:1"))], ..Commit::default() },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(store.finalize_due(T0, 10).await.unwrap().is_empty(), "pending approvals are not finalized");
+    let mut expired = b.clone();
+    expired.status = Status::Expired;
+    expired.version = 2;
+    store.commit(update(&expired, 1), T0).await.unwrap();
+    let fin = store.finalize_due(T0, 10).await.unwrap();
+    assert_eq!(fin.len(), 1);
+    let mut later = fin[0].clone();
+    later.next_attempt_at = Some(T0 + Duration::from_secs(30));
+    store.commit(Commit { entries: vec![EntryWrite::Update(later)], ..Commit::default() }, T0).await.unwrap();
+    assert!(store.finalize_due(T0, 10).await.unwrap().is_empty(), "not due yet");
+    assert_eq!(store.finalize_due(T0 + Duration::from_secs(30), 10).await.unwrap().len(), 1);
+    let acct = assent_core::model::AccountKey::new(Channel::Telegram, "main");
+    assert_eq!(store.open_entries(&acct).await.unwrap().len(), 1);
+    assert_eq!(store.pending().await.unwrap().len(), 1);
+}
