@@ -8,6 +8,7 @@ mod create;
 mod deliver;
 mod error;
 mod finalize;
+mod grants;
 mod index;
 pub mod registry;
 mod resolve;

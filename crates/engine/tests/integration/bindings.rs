@@ -1,0 +1,259 @@
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use assent_core::{memory::MemoryStore, model::*, routing::Forward};
+use assent_engine::{BindingHandler, BindingOutcome, EngineError, EngineHandle};
+use assent_testing::{FakeChannel, TestBed, test_config};
+use async_trait::async_trait;
+
+use crate::{card, status_becomes, until};
+
+fn conversation(id: &str) -> Conversation {
+    Conversation {
+        channel: Channel::Telegram,
+        account: "main".into(),
+        conversation: id.into(),
+        parent: None,
+        thread: None,
+    }
+}
+
+fn request(root: &str, conv: &str) -> BindingRequest {
+    BindingRequest {
+        plugin: PluginRef { id: "codex".into(), name: "Codex".into(), root: root.into() },
+        conversation: conversation(conv),
+        summary: "Answer build questions".into(),
+        detach_hint: "/detach".into(),
+        requested_by: Some("7".into()),
+    }
+}
+
+fn room() -> FakeChannel {
+    FakeChannel::new(Channel::Telegram, "main", &["42"])
+}
+
+async fn pending(h: &EngineHandle, root: &str, conv: &str) -> Approval {
+    match h.request_binding(request(root, conv), "plugin:codex").await.unwrap() {
+        BindingOutcome::Pending(a) => a,
+        BindingOutcome::Bound(b) => panic!("bound without approval: {b:?}"),
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<serde_json::Value>>,
+    block: Option<Duration>,
+    panic: bool,
+}
+
+#[async_trait]
+impl BindingHandler for Recorder {
+    async fn on_binding_resolved(&self, payload: &serde_json::Value) -> Result<(), String> {
+        self.calls.lock().unwrap().push(payload.clone());
+        if let Some(d) = self.block {
+            tokio::time::sleep(d).await;
+        }
+        if self.panic {
+            panic!("plugin handler crashed");
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_1_request_is_pending_then_same_root_refreshes_and_other_roots_are_refused() {
+    let fake = room();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let a = pending(&bed.handle, "/plugins/codex@1", "-100").await;
+    assert_eq!(a.kind(), Kind::Binding);
+    let msg = card(&fake, &a.id).await;
+    assert_eq!(msg.conversation, "42", "the account's approver DMs");
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    let mut refreshed = request("/plugins/codex@1", "-100");
+    refreshed.summary = "New summary".into();
+    let BindingOutcome::Bound(b) = bed.handle.request_binding(refreshed, "plugin:codex").await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(b.summary, "New summary");
+    let mut rival = request("/plugins/other@1", "-100");
+    rival.plugin.id = "other".into();
+    assert!(
+        matches!(bed.handle.request_binding(rival, "plugin:other").await, Err(EngineError::ConversationBound { owner }) if owner == "codex")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_1_conversations_assent_routes_into_cannot_be_bound() {
+    let mut config = test_config();
+    config.forwards = vec![Forward {
+        account: AccountKey::new(Channel::Telegram, "main"),
+        to: "-999".into(),
+        thread: None,
+        kinds: vec![Kind::Exec],
+        buttons: true,
+    }];
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), config, &[room()]).await;
+    assert!(matches!(
+        bed.handle.request_binding(request("/p@1", "-999"), "plugin:codex").await,
+        Err(EngineError::ConversationOwnedByCore)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_2_the_requester_may_allow_once_when_configured() {
+    let fake = room();
+    let mut config = test_config();
+    config.requester_may_approve_bindings = true;
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), config, &[fake.clone()]).await;
+    let a = pending(&bed.handle, "/p@1", "-100").await;
+    let msg = card(&fake, &a.id).await;
+    assert_eq!(
+        fake.click(&bed.handle, msg.id, Decision::AllowAlways, "7").await.ack,
+        "You can't decide this approval."
+    );
+    let ok = fake.click(&bed.handle, msg.id, Decision::AllowOnce, "7").await;
+    assert_eq!(ok.resolution.unwrap().unwrap().approval.status, Status::Approved);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_3_allow_once_binds_only_this_conversation_until_detached() {
+    let fake = room();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let a = pending(&bed.handle, "/p@1", "-100").await;
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    assert!(bed.handle.binding_for(&conversation("-100")).await.unwrap().is_some());
+    pending(&bed.handle, "/p@1", "-200").await;
+    assert_eq!(bed.handle.detach_binding(&conversation("-100"), Some("/p@1"), false).await.unwrap(), true);
+    pending(&bed.handle, "/p@1", "-100").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_4_allow_always_trusts_the_root_on_this_account_only() {
+    let fake = room();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let a = pending(&bed.handle, "/p@1", "-100").await;
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowAlways, "42").await;
+    let BindingOutcome::Bound(b) =
+        bed.handle.request_binding(request("/p@1", "-300"), "plugin:codex").await.unwrap()
+    else {
+        panic!("a BindingPlugin grant binds at once")
+    };
+    assert_eq!(b.conversation.conversation, "-300");
+    pending(&bed.handle, "/p@2", "-400").await;
+    let grant = bed.store.grants().await.unwrap().remove(0);
+    bed.handle.revoke_grant(&grant.id, &Actor::console("admin")).await.unwrap();
+    assert!(
+        bed.handle.binding_for(&conversation("-300")).await.unwrap().is_some(),
+        "revoking keeps existing bindings"
+    );
+    pending(&bed.handle, "/p@1", "-500").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_5_deny_expire_and_cancel_bind_nothing() {
+    let fake = room();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let denied = pending(&bed.handle, "/p@1", "-1").await;
+    let msg = card(&fake, &denied.id).await;
+    fake.click(&bed.handle, msg.id, Decision::Deny, "42").await;
+    let cancelled = pending(&bed.handle, "/p@1", "-2").await;
+    bed.handle.cancel(&cancelled.id, &Actor::token("x"), true).await.unwrap();
+    let expired = pending(&bed.handle, "/p@1", "-3").await;
+    bed.clock.advance(Duration::from_secs(601));
+    status_becomes(&bed, &expired.id, Status::Expired).await;
+    for c in ["-1", "-2", "-3"] {
+        assert!(bed.handle.binding_for(&conversation(c)).await.unwrap().is_none(), "{c}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_6_and_bd_7_lookup_and_idempotent_detach_by_owner_or_admin() {
+    let fake = room();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let a = pending(&bed.handle, "/p@1", "-100").await;
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    let mut spaced = conversation(" -100 ");
+    spaced.account = " main ".into();
+    let owner = bed.handle.binding_for(&spaced).await.unwrap().unwrap();
+    assert_eq!(owner.plugin.root, "/p@1");
+    assert!(matches!(
+        bed.handle.detach_binding(&conversation("-100"), Some("/other"), false).await,
+        Err(EngineError::ConversationBound { .. })
+    ));
+    assert!(bed.handle.detach_binding(&conversation("-100"), None, true).await.unwrap(), "admin");
+    assert!(!bed.handle.detach_binding(&conversation("-100"), None, true).await.unwrap(), "idempotent");
+    let types: Vec<AuditType> =
+        bed.store.audit(&Default::default()).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(types.contains(&AuditType::BindingDetached));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_8_approved_callbacks_carry_status_decision_binding_and_request() {
+    let fake = room();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let handler = Arc::new(Recorder::default());
+    bed.handle.register_binding_handler("codex", "/p@1", handler.clone());
+    let other_root = Arc::new(Recorder::default());
+    bed.handle.register_binding_handler("codex", "/p@2", other_root.clone());
+    let ok = pending(&bed.handle, "/p@1", "-100").await;
+    let msg = card(&fake, &ok.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    let no = pending(&bed.handle, "/p@1", "-200").await;
+    let msg = card(&fake, &no.id).await;
+    fake.click(&bed.handle, msg.id, Decision::Deny, "42").await;
+    until("both callbacks arrive", || {
+        let h = handler.clone();
+        async move { h.calls.lock().unwrap().len() >= 2 }
+    })
+    .await;
+    let calls = handler.calls.lock().unwrap().clone();
+    let approved = calls.iter().find(|c| c["approval_id"] == ok.id.as_str()).unwrap();
+    assert_eq!(approved["event"], "binding.resolved");
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["decision"], "allow-once");
+    assert_eq!(approved["binding"]["plugin_root"], "/p@1");
+    assert_eq!(approved["request"]["summary"], "Answer build questions");
+    let denied = calls.iter().find(|c| c["approval_id"] == no.id.as_str()).unwrap();
+    assert_eq!(denied["status"], "denied");
+    assert!(denied["binding"].is_null(), "denied gets no binding");
+    assert!(other_root.calls.lock().unwrap().is_empty(), "only handlers of the same id and root");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_9_callback_never_delays_ack_and_never_undoes_the_binding() {
+    for (block, panic) in [(Some(Duration::from_secs(30)), false), (None, true)] {
+        let fake = room();
+        let bed = TestBed::new(&[fake.clone()]).await;
+        let handler = Arc::new(Recorder { block, panic, ..Recorder::default() });
+        bed.handle.register_binding_handler("codex", "/p@1", handler.clone());
+        let a = pending(&bed.handle, "/p@1", "-100").await;
+        let msg = card(&fake, &a.id).await;
+        // Hang guard, not a timing assertion: a 30 s handler must not hold up the decision.
+        let out = tokio::time::timeout(
+            Duration::from_secs(5),
+            fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.resolution.unwrap().unwrap().approval.status, Status::Approved);
+        assert!(bed.handle.binding_for(&conversation("-100")).await.unwrap().is_some());
+        until("the handler is called", || {
+            let h = handler.clone();
+            async move { !h.calls.lock().unwrap().is_empty() }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            bed.handle.binding_for(&conversation("-100")).await.unwrap().is_some(),
+            "the failed callback undid nothing"
+        );
+        let job = bed.store.callback(&format!("{}:binding.resolved", a.id)).await.unwrap().unwrap();
+        assert!(job.attempts >= 1 && job.last_error.is_some(), "{job:?}");
+    }
+}

@@ -1,0 +1,313 @@
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use assent_core::{
+    clock::Timestamp,
+    id::{ApprovalId, EntryId, GrantId},
+    lifecycle::Rejection,
+    memory::MemoryStore,
+    model::*,
+    store::*,
+    token::{Keyring, TokenAction, TokenKey},
+};
+use assent_engine::{ApprovalRef, Authority, Interaction, ResolveError};
+use assent_testing::{Fault, Op, TestBed, exec_request, test_config};
+use async_trait::async_trait;
+
+use crate::{card, finalized, telegram, until};
+
+fn console_ix(id: &ApprovalId, decision: Decision) -> Interaction {
+    Interaction {
+        approval: ApprovalRef::Id(id.clone()),
+        kind: Some(Kind::Exec),
+        decision,
+        actor: Actor::console("kim"),
+        authority: Authority::Approver,
+        reason: Some("ok from the console".into()),
+        grant_scope: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_1_buttons_reactions_typed_commands_and_console_all_resolve() {
+    let fake = telegram();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let ids: Vec<ApprovalId> = futures_ids(&bed, 4).await;
+    let m0 = card(&fake, &ids[0]).await;
+    assert!(fake.click(&bed.handle, m0.id, Decision::AllowOnce, "42").await.resolution.unwrap().is_ok());
+    let m1 = card(&fake, &ids[1]).await;
+    assert!(fake.react(&bed.handle, m1.id, Decision::Deny, "43").await.resolution.unwrap().is_ok());
+    card(&fake, &ids[2]).await;
+    let reply = fake.type_message(&bed.handle, &format!("/approve {} once", ids[2].short_ref()), "42").await;
+    assert_eq!(reply.as_deref(), Some(&*format!("Recorded: allow once for {}.", ids[2].short_ref())));
+    let acc = bed.handle.precheck(&console_ix(&ids[3], Decision::Deny)).unwrap();
+    bed.handle.resolve(acc).await.unwrap();
+    let statuses: Vec<Status> = futures::future::join_all(ids.iter().map(|id| {
+        let store = bed.store.clone();
+        async move { store.approval(id).await.unwrap().unwrap().status }
+    }))
+    .await;
+    assert_eq!(statuses, [Status::Approved, Status::Denied, Status::Approved, Status::Denied]);
+    let denied = bed.store.approval(&ids[3]).await.unwrap().unwrap();
+    assert_eq!(denied.deny_reason.as_deref(), Some("ok from the console"));
+}
+
+async fn futures_ids(bed: &TestBed, n: usize) -> Vec<ApprovalId> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(bed.handle.create(exec_request(&["echo", &i.to_string()])).await.unwrap().id);
+    }
+    out
+}
+
+/// A store that can be switched off: proves precheck does no I/O.
+struct SwitchableStore {
+    inner: MemoryStore,
+    down: AtomicBool,
+}
+
+macro_rules! gate {
+    ($self:ident) => {
+        if $self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("switched off".into()));
+        }
+    };
+}
+
+#[async_trait]
+impl Store for SwitchableStore {
+    async fn commit(&self, c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+        gate!(self);
+        self.inner.commit(c, now).await
+    }
+    async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError> {
+        gate!(self);
+        self.inner.approval(id).await
+    }
+    async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
+        self.inner.pending().await
+    }
+    async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Approval>, StoreError> {
+        gate!(self);
+        self.inner.due_for_expiry(now, limit).await
+    }
+    async fn approvals(&self, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+        self.inner.approvals(f).await
+    }
+    async fn entries(&self, id: &ApprovalId) -> Result<Vec<Entry>, StoreError> {
+        gate!(self);
+        self.inner.entries(id).await
+    }
+    async fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        self.inner.entry(id).await
+    }
+    async fn open_entries(&self, a: &AccountKey) -> Result<Vec<Entry>, StoreError> {
+        self.inner.open_entries(a).await
+    }
+    async fn finalize_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        gate!(self);
+        self.inner.finalize_due(now, limit).await
+    }
+    async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError> {
+        gate!(self);
+        self.inner.active_grants(kind).await
+    }
+    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.inner.grants().await
+    }
+    async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
+        self.inner.grant(id).await
+    }
+    async fn binding(&self, key: &str) -> Result<Option<Binding>, StoreError> {
+        self.inner.binding(key).await
+    }
+    async fn events_since(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.inner.events_since(seq, limit).await
+    }
+    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit(f).await
+    }
+    async fn session_origin(&self, k: &str) -> Result<Option<Origin>, StoreError> {
+        gate!(self);
+        self.inner.session_origin(k).await
+    }
+    async fn claim_callbacks(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        gate!(self);
+        self.inner.claim_callbacks(now, lease, limit).await
+    }
+    async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError> {
+        self.inner.callback(key).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_2_precheck_answers_from_memory_even_with_the_store_down() {
+    let fake = telegram();
+    let store = Arc::new(SwitchableStore { inner: MemoryStore::new(), down: AtomicBool::new(false) });
+    let bed = TestBed::with(store.clone(), test_config(), &[fake.clone()]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    let msg = card(&fake, &a.id).await;
+    store.down.store(true, Ordering::SeqCst);
+    let acc = bed.handle.precheck_token(&fake.key(), &msg.payload.buttons[0].1, fake.actor("42")).unwrap();
+    assert_eq!(acc.ack_text, "Recording: allow once");
+    // The durable step fails closed: nothing is recorded as approved.
+    assert!(matches!(bed.handle.resolve(acc.clone()).await, Err(ResolveError::Store(_))));
+    store.down.store(false, Ordering::SeqCst);
+    assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Pending);
+    assert_eq!(bed.handle.resolve(acc).await.unwrap().approval.status, Status::Approved);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_3_unknown_ids_are_not_found() {
+    let bed = TestBed::new(&[telegram()]).await;
+    let ix = console_ix(&ApprovalId::from_bits(77), Decision::AllowOnce);
+    assert_eq!(bed.handle.precheck(&ix), Err(Rejection::NotFound));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_4_only_approvers_of_a_handling_account_decide() {
+    let fake = telegram();
+    let other = assent_testing::FakeChannel::new(Channel::Telegram, "other", &["99"])
+        .with_routing(|r| r.agent_filter = vec!["nobody".into()]);
+    let bed = TestBed::new(&[fake.clone(), other.clone()]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    let msg = card(&fake, &a.id).await;
+    let outsider = fake.click(&bed.handle, msg.id, Decision::AllowOnce, "666").await;
+    assert_eq!(outsider.ack, "You can't decide this approval.");
+    // An approver of another account that does not handle this approval, using a token minted
+    // for that account, is refused too.
+    let keyring = Keyring::new(TokenKey::new([42; 32]), vec![]);
+    let foreign = keyring.sign(Kind::Exec, TokenAction::Decide(Decision::AllowOnce), &a.id, &other.key());
+    assert_eq!(other.click_token(&bed.handle, &foreign, "99").await.ack, "You can't decide this approval.");
+    // A token copied from one account to another fails its MAC.
+    assert_eq!(
+        other.click_token(&bed.handle, &msg.payload.buttons[0].1, "99").await.ack,
+        Rejection::NotFound.to_string()
+    );
+    assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Pending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_4_empty_approver_list_fails_closed() {
+    let nobody = assent_testing::FakeChannel::new(Channel::Telegram, "main", &[]);
+    let mut config = test_config();
+    config.console_route = assent_engine::ConsoleRoute::Always;
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), config, &[nobody.clone()]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    let keyring = Keyring::new(TokenKey::new([42; 32]), vec![]);
+    let t = keyring.sign(Kind::Exec, TokenAction::Decide(Decision::AllowOnce), &a.id, &nobody.key());
+    assert_eq!(nobody.click_token(&bed.handle, &t, "1").await.ack, "You can't decide this approval.");
+    let reply =
+        nobody.type_message(&bed.handle, &format!("/approve {} once", a.short_ref()), "1").await.unwrap();
+    assert!(
+        reply == Rejection::NotFound.to_string() || reply == "You can't decide this approval.",
+        "{reply}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_5_typed_commands_usage_other_bots_and_bare_words() {
+    let fake = telegram();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    card(&fake, &a.id).await;
+    assert_eq!(fake.type_message(&bed.handle, "yes", "42").await, None);
+    assert_eq!(
+        fake.type_message(&bed.handle, &format!("/approve@otherbot {} once", a.short_ref()), "42").await,
+        None
+    );
+    assert_eq!(
+        fake.type_message(&bed.handle, "/approve abc once", "42").await.as_deref(),
+        Some("Usage: /approve <ref> <once|always|deny>")
+    );
+    let reply = fake
+        .type_message(&bed.handle, &format!("/approve@assentbot deny {} not today", a.short_ref()), "42")
+        .await;
+    assert_eq!(reply.as_deref(), Some(&*format!("Recorded: deny for {}.", a.short_ref())));
+    let denied = bed.store.approval(&a.id).await.unwrap().unwrap();
+    assert_eq!(denied.deny_reason.as_deref(), Some("not today"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_7_guessing_refs_gets_throttled() {
+    let fake = telegram();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    for i in 0..10 {
+        let reply = fake.type_message(&bed.handle, &format!("/approve zzzzzzz{i} once"), "42").await.unwrap();
+        assert_eq!(reply, Rejection::NotFound.to_string());
+    }
+    fake.type_message(&bed.handle, "/approve zzzzzzzz once", "42").await;
+    let reply = fake.type_message(&bed.handle, "/approve zzzzzzzy once", "42").await.unwrap();
+    assert_eq!(reply, "Too many attempts. Try again in 10 minutes.");
+    let other = fake.type_message(&bed.handle, "/approve zzzzzzzy once", "43").await.unwrap();
+    assert_eq!(other, Rejection::NotFound.to_string(), "only the guesser is throttled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_8_a_stale_click_requeues_finalization() {
+    let fake = telegram();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    let msg = card(&fake, &a.id).await;
+    fake.fail_next(Op::Update, Fault::Transient, 1);
+    fake.click(&bed.handle, msg.id, Decision::Deny, "42").await;
+    until("the first final action failed", || {
+        let store = bed.store.clone();
+        let id = a.id.clone();
+        async move { store.entries(&id).await.unwrap().iter().any(|e| e.state == EntryState::FinalizeFailed) }
+    })
+    .await;
+    // No clock movement: only the stale click can bring the retry forward.
+    let stale = fake.click_token(&bed.handle, &msg.payload.buttons[0].1, "43").await;
+    assert!(stale.ack.starts_with("Already denied by"), "{}", stale.ack);
+    finalized(&fake, &a.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_9_same_actor_same_decision_is_already_recorded() {
+    let fake = telegram();
+    let mut config = test_config();
+    config.policy.rules =
+        vec![assent_core::policy::PolicyRule { quorum: 2, ..assent_core::policy::PolicyRule::implicit() }];
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), config, &[fake.clone()]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    let again = fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    assert_eq!(again.ack, "Already recorded.");
+    let r = again.resolution.unwrap().unwrap();
+    assert!(r.idempotent);
+    assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().quorum.votes.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ix_11_only_assent_tokens_count() {
+    let fake = telegram();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    card(&fake, &a.id).await;
+    let forged = Keyring::new(TokenKey::new([1; 32]), vec![]).sign(
+        Kind::Exec,
+        TokenAction::Decide(Decision::AllowOnce),
+        &a.id,
+        &fake.key(),
+    );
+    assert_eq!(fake.click_token(&bed.handle, &forged, "42").await.ack, Rejection::NotFound.to_string());
+    let full_text =
+        assent_testing::test_keyring().sign(Kind::Exec, TokenAction::FullText, &a.id, &fake.key());
+    assert_eq!(
+        fake.click_token(&bed.handle, &full_text, "42").await.ack,
+        Rejection::DecisionNotAllowed.to_string()
+    );
+    assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Pending);
+}
