@@ -1,1 +1,105 @@
-fn main() {}
+//! Developer commands. `cargo xtask ci` runs exactly what CI runs; `cargo xtask bench` runs the
+//! benchmark harness and prints the figures the spec budgets (NF-1, NF-2, NF-3).
+
+use std::{
+    env,
+    process::{Command, ExitCode},
+};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci        run exactly what CI runs: fmt check, clippy -D warnings, the core purity check,
+            every test (nextest, plus doctests) and the docs with RUSTDOCFLAGS=-Dwarnings
+  bench     run the engine benchmarks (release build) and print NF-1 ack p50/p99,
+            NF-2 lifecycles/s and NF-3 bytes per pending approval
+  help      show this text";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("bench") => bench(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+fn run(what: &str, cmd: &mut Command) -> Result<(), String> {
+    eprintln!("\n==> {what}");
+    let status = cmd.status().map_err(|e| format!("{what}: could not start: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
+}
+
+fn has_nextest() -> bool {
+    cargo().args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success())
+}
+
+fn ci() -> Result<(), String> {
+    run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+    )?;
+    core_is_sans_io()?;
+    if has_nextest() {
+        run(
+            "tests (nextest)",
+            cargo().args(["nextest", "run", "--workspace", "--locked", "--profile", "ci"]),
+        )?;
+        run("doctests", cargo().args(["test", "--workspace", "--locked", "--doc"]))?;
+    } else {
+        eprintln!("cargo-nextest not found; falling back to cargo test");
+        run("tests", cargo().args(["test", "--workspace", "--locked"]))?;
+    }
+    run(
+        "docs",
+        cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-Dwarnings"),
+    )?;
+    eprintln!("\nci: all checks passed");
+    Ok(())
+}
+
+/// NF-14: assent-core has no tokio, HTTP or platform types.
+fn core_is_sans_io() -> Result<(), String> {
+    eprintln!("\n==> assent-core dependency check");
+    let out = cargo()
+        .args(["tree", "-p", "assent-core", "-e", "normal", "--prefix", "none", "--locked"])
+        .output()
+        .map_err(|e| format!("cargo tree: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let forbidden =
+        ["tokio", "hyper", "reqwest", "serenity", "teloxide", "matrix-sdk", "slack-morphism", "sqlx"];
+    let found: Vec<&str> =
+        forbidden.iter().copied().filter(|f| tree.lines().any(|l| l.starts_with(&format!("{f} ")))).collect();
+    if found.is_empty() {
+        eprintln!("assent-core depends on none of: {}", forbidden.join(", "));
+        Ok(())
+    } else {
+        Err(format!("assent-core must stay sans-I/O but depends on: {}", found.join(", ")))
+    }
+}
+
+fn bench(rest: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--locked", "-p", "assent-bench", "--"]).args(rest);
+    run("bench", &mut cmd)
+}

@@ -63,10 +63,10 @@ pub fn parse_approve(msg: TypedMessage<'_>, bot_username: Option<&str>) -> Parse
     if name != "approve" {
         return ParsedCommand::NotACommand;
     }
-    if let Some(bot) = addressee {
-        if bot_username.is_none_or(|me| !me.eq_ignore_ascii_case(bot)) {
-            return ParsedCommand::OtherBot;
-        }
+    if let Some(bot) = addressee
+        && bot_username.is_none_or(|me| !me.eq_ignore_ascii_case(bot))
+    {
+        return ParsedCommand::OtherBot;
     }
     let (Some(first), Some(second)) = (words.next(), words.next()) else {
         return ParsedCommand::Usage(USAGE);

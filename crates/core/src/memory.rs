@@ -2,7 +2,7 @@
 //! every durable backend must match (`store_contract_tests!`).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Mutex, MutexGuard},
     time::Duration,
 };
@@ -12,24 +12,38 @@ use async_trait::async_trait;
 use crate::{
     clock::Timestamp,
     id::{ApprovalId, EntryId, GrantId},
-    model::{AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin, Status},
+    model::{AccountKey, Approval, AuditEntry, Binding, Channel, Entry, Event, Grant, Kind, Origin, Status},
     store::{
         ApprovalFilter, ApprovalWrite, AuditFilter, BindingWrite, CallbackJob, CallbackState, CallbackWrite,
         Commit, Committed, EntryWrite, GrantWrite, IDEMPOTENCY_WINDOW, Store, StoreError,
     },
 };
 
+/// `(approval, channel, account, target_key)`: the ledger's unique key (DM-9).
+type LedgerKey = (ApprovalId, Channel, String, String);
+
+fn ledger_key(e: &Entry) -> LedgerKey {
+    (e.approval_id.clone(), e.channel, e.account.clone(), e.target_key.clone())
+}
+
 #[derive(Debug, Default, Clone)]
 struct Inner {
     approvals: HashMap<ApprovalId, Approval>,
+    /// Pending approvals by deadline: the sweeper's index (LC-8).
+    deadlines: BTreeSet<(Timestamp, ApprovalId)>,
     idempotency: HashMap<(String, String), (String, ApprovalId, Timestamp)>,
     entries: BTreeMap<EntryId, Entry>,
+    entries_by_approval: HashMap<ApprovalId, Vec<EntryId>>,
+    ledger_keys: HashSet<LedgerKey>,
+    /// Entries that still need a final action (LC-12's persisted queue).
+    unfinalized: BTreeSet<EntryId>,
     grants: BTreeMap<GrantId, Grant>,
     bindings: HashMap<String, Binding>,
     audit: Vec<AuditEntry>,
     events: Vec<Event>,
     callbacks: BTreeMap<String, CallbackJob>,
-    notice_keys: std::collections::HashSet<String>,
+    pending_callbacks: BTreeSet<String>,
+    notice_keys: HashSet<String>,
     sessions: HashMap<String, Origin>,
 }
 
@@ -57,18 +71,16 @@ fn check(inner: &Inner, commit: &Commit, now: Timestamp) -> Result<(), StoreErro
             if inner.approvals.contains_key(&approval.id) {
                 return Err(StoreError::Conflict("approval id exists"));
             }
-            if let Some(rec) = idempotency {
-                if let Some((digest, existing, at)) =
+            if let Some(rec) = idempotency
+                && let Some((digest, existing, at)) =
                     inner.idempotency.get(&(rec.principal.clone(), rec.key.clone()))
-                {
-                    if *at + IDEMPOTENCY_WINDOW > now {
-                        return Err(if *digest == rec.digest {
-                            StoreError::IdempotentReplay(existing.clone())
-                        } else {
-                            StoreError::IdempotencyConflict
-                        });
-                    }
-                }
+                && *at + IDEMPOTENCY_WINDOW > now
+            {
+                return Err(if *digest == rec.digest {
+                    StoreError::IdempotentReplay(existing.clone())
+                } else {
+                    StoreError::IdempotencyConflict
+                });
             }
         }
         Some(ApprovalWrite::Update { approval, expected_version }) => {
@@ -96,16 +108,16 @@ fn check(inner: &Inner, commit: &Commit, now: Timestamp) -> Result<(), StoreErro
         }
     }
     for w in &commit.callbacks {
-        if let CallbackWrite::Insert(j) = w {
-            if inner.callbacks.contains_key(&j.key) {
-                return Err(StoreError::Conflict("callback job exists"));
-            }
+        if let CallbackWrite::Insert(j) = w
+            && inner.callbacks.contains_key(&j.key)
+        {
+            return Err(StoreError::Conflict("callback job exists"));
         }
     }
-    if let Some(k) = &commit.notice_key {
-        if inner.notice_keys.contains(k) {
-            return Err(StoreError::Conflict("notice already sent"));
-        }
+    if let Some(k) = &commit.notice_key
+        && inner.notice_keys.contains(k)
+    {
+        return Err(StoreError::Conflict("notice already sent"));
     }
     Ok(())
 }
@@ -116,15 +128,21 @@ fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
             if let Some(rec) = idempotency {
                 inner.idempotency.insert((rec.principal, rec.key), (rec.digest, approval.id.clone(), now));
             }
-            inner.approvals.insert(approval.id.clone(), approval);
+            put_approval(inner, approval);
         }
-        Some(ApprovalWrite::Update { approval, .. }) => {
-            inner.approvals.insert(approval.id.clone(), approval);
-        }
+        Some(ApprovalWrite::Update { approval, .. }) => put_approval(inner, approval),
         None => {}
     }
     for w in commit.entries {
         let (EntryWrite::Insert(e) | EntryWrite::Update(e)) = w;
+        if e.needs_finalizing() {
+            inner.unfinalized.insert(e.entry_id.clone());
+        } else {
+            inner.unfinalized.remove(&e.entry_id);
+        }
+        if inner.ledger_keys.insert(ledger_key(&e)) {
+            inner.entries_by_approval.entry(e.approval_id.clone()).or_default().push(e.entry_id.clone());
+        }
         inner.entries.insert(e.entry_id.clone(), e);
     }
     for w in commit.grants {
@@ -134,7 +152,7 @@ fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
     for w in commit.bindings {
         match w {
             BindingWrite::Upsert(b) => {
-                inner.bindings.insert(b.key.clone(), b);
+                inner.bindings.insert(b.key.clone(), *b);
             }
             BindingWrite::Remove(k) => {
                 inner.bindings.remove(&k);
@@ -143,6 +161,11 @@ fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
     }
     for w in commit.callbacks {
         let (CallbackWrite::Insert(j) | CallbackWrite::Update(j)) = w;
+        if j.state == CallbackState::Pending {
+            inner.pending_callbacks.insert(j.key.clone());
+        } else {
+            inner.pending_callbacks.remove(&j.key);
+        }
         inner.callbacks.insert(j.key.clone(), j);
     }
     if let Some(k) = commit.notice_key {
@@ -162,6 +185,16 @@ fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
         events.push(e);
     }
     Committed { events }
+}
+
+fn put_approval(inner: &mut Inner, approval: Approval) {
+    if let Some(old) = inner.approvals.get(&approval.id) {
+        inner.deadlines.remove(&(old.expires_at, old.id.clone()));
+    }
+    if approval.status == Status::Pending {
+        inner.deadlines.insert((approval.expires_at, approval.id.clone()));
+    }
+    inner.approvals.insert(approval.id.clone(), approval);
 }
 
 #[async_trait]
@@ -210,7 +243,9 @@ impl Store for MemoryStore {
     }
 
     async fn entries(&self, id: &ApprovalId) -> Result<Vec<Entry>, StoreError> {
-        Ok(self.lock()?.entries.values().filter(|e| &e.approval_id == id).cloned().collect())
+        let inner = self.lock()?;
+        let ids = inner.entries_by_approval.get(id).map(Vec::as_slice).unwrap_or_default();
+        Ok(ids.iter().filter_map(|e| inner.entries.get(e).cloned()).collect())
     }
 
     async fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
@@ -253,7 +288,7 @@ impl Store for MemoryStore {
 
     async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
         let mut all: Vec<Grant> = self.lock()?.grants.values().cloned().collect();
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        all.sort_by_key(|g| std::cmp::Reverse(g.created_at));
         Ok(all)
     }
 
@@ -294,12 +329,15 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<CallbackJob>, StoreError> {
         let mut inner = self.lock()?;
+        let inner = &mut *inner;
         let mut claimed = Vec::new();
-        for job in inner.callbacks.values_mut() {
+        for key in &inner.pending_callbacks {
             if claimed.len() >= limit {
                 break;
             }
-            if job.state == CallbackState::Pending && job.next_attempt_at <= now {
+            if let Some(job) = inner.callbacks.get_mut(key)
+                && job.next_attempt_at <= now
+            {
                 job.next_attempt_at = now + lease;
                 claimed.push(job.clone());
             }

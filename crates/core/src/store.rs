@@ -89,7 +89,7 @@ pub enum GrantWrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindingWrite {
     /// Insert or replace by key.
-    Upsert(Binding),
+    Upsert(Box<Binding>),
     /// Remove by key.
     Remove(String),
 }

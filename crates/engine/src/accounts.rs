@@ -46,13 +46,13 @@ impl EngineHandle {
         self.rebind(&key, &capability).await?;
         let pending = self.index().pending_ids();
         for id in pending {
-            if let Some(a) = self.inner.store.approval(&id).await? {
-                if !a.status.is_terminal() {
-                    let (targets, _) = self.plan_for(&a).await;
-                    let mine: Vec<_> = targets.into_iter().filter(|t| t.account == key).collect();
-                    if !mine.is_empty() {
-                        self.spawn_deliveries(a, mine, false);
-                    }
+            if let Some(a) = self.inner.store.approval(&id).await?
+                && !a.status.is_terminal()
+            {
+                let (targets, _) = self.plan_for(&a).await;
+                let mine: Vec<_> = targets.into_iter().filter(|t| t.account == key).collect();
+                if !mine.is_empty() {
+                    self.spawn_deliveries(a, mine, false);
                 }
             }
         }

@@ -19,9 +19,9 @@ use crate::{EngineError, EngineHandle};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindingOutcome {
     /// Bound now (same root refreshed, or a `BindingPlugin` grant matched).
-    Bound(Binding),
+    Bound(Box<Binding>),
     /// Waiting for a human: the binding approval.
-    Pending(assent_core::model::Approval),
+    Pending(Box<assent_core::model::Approval>),
 }
 
 /// Who owns a conversation (BD-6).
@@ -46,10 +46,12 @@ impl EngineHandle {
             }
             existing.summary = req.summary.clone();
             existing.detach_hint = req.detach_hint.clone();
-            let commit =
-                Commit { bindings: vec![BindingWrite::Upsert(existing.clone())], ..Commit::default() };
+            let commit = Commit {
+                bindings: vec![BindingWrite::Upsert(Box::new(existing.clone()))],
+                ..Commit::default()
+            };
             self.commit(commit).await?;
-            return Ok(BindingOutcome::Bound(existing));
+            return Ok(BindingOutcome::Bound(Box::new(existing)));
         }
         let action = Action::Binding(req.clone());
         let grants = self.inner.store.active_grants(Kind::Binding).await?;
@@ -73,7 +75,7 @@ impl EngineHandle {
             let mut created = AuditEntry::new(AuditType::BindingCreated, now);
             created.binding_id = Some(binding.id.clone());
             let mut commit = Commit {
-                bindings: vec![BindingWrite::Upsert(binding.clone())],
+                bindings: vec![BindingWrite::Upsert(Box::new(binding.clone()))],
                 audit: vec![used, created.details(json!({ "plugin_id": binding.plugin.id, "via": "grant" }))],
                 events: vec![binding_event(EventType::BindingCreated, &binding, now)],
                 ..Commit::default()
@@ -84,10 +86,10 @@ impl EngineHandle {
                 commit.grants.push(GrantWrite::Update(g));
             }
             self.commit(commit).await?;
-            return Ok(BindingOutcome::Bound(binding));
+            return Ok(BindingOutcome::Bound(Box::new(binding)));
         }
         let approval = self.create(NewApproval::new(action, requester)).await?;
-        Ok(BindingOutcome::Pending(approval))
+        Ok(BindingOutcome::Pending(Box::new(approval)))
     }
 
     /// BD-6: who owns a conversation.

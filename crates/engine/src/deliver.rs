@@ -257,19 +257,23 @@ impl EngineHandle {
         ev.data["account"] = json!(target.account.to_string());
         ev.data["surface"] = json!(target.surface);
         let commit = Commit {
-            entries: vec![EntryWrite::Insert(entry)],
+            entries: vec![EntryWrite::Insert(entry.clone())],
             audit: vec![audit],
             events: vec![ev],
             ..Commit::default()
         };
         match self.commit(commit).await {
-            Ok(_) | Err(StoreError::Conflict(_)) => {}
-            Err(e) => tracing::error!(approval = %a.id, error = %e, "could not record a delivered card"),
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => return,
+            Err(e) => {
+                tracing::error!(approval = %a.id, error = %e, "could not record a delivered card");
+                return;
+            }
         }
         self.index().add_handler(&a.id, &target.account);
         // A card that lands after the terminal commit is finalized at once (LC-12).
         if !self.is_pending(&a.id) {
-            self.inner.finalize_wake.notify_one();
+            self.spawn_finalize(entry);
         }
     }
 

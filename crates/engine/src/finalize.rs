@@ -33,7 +33,9 @@ impl EngineHandle {
     /// One pass over due entries; each runs in its own task so a slow platform delays only its
     /// own cards.
     pub(crate) async fn finalize_pass(&self) {
-        let due = match self.inner.store.finalize_due(self.now(), BATCH).await {
+        // Entries already in flight are still due in the store; look past them.
+        let in_flight = self.inner.inflight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+        let due = match self.inner.store.finalize_due(self.now(), BATCH + in_flight).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "finalization backlog unavailable");
@@ -41,13 +43,33 @@ impl EngineHandle {
             }
         };
         for entry in due {
-            let Some(claim) = self.claim(format!("fin:{}", entry.entry_id)) else { continue };
-            let h = self.clone();
-            self.spawn(async move {
-                let _claim = claim;
-                h.finalize_entry(entry).await;
-            });
+            self.spawn_finalize(entry);
         }
+    }
+
+    /// Finalizes one entry in its own task unless another worker already has it.
+    pub(crate) fn spawn_finalize(&self, entry: Entry) {
+        let Some(claim) = self.claim(format!("fin:{}", entry.entry_id)) else { return };
+        let h = self.clone();
+        self.spawn(async move {
+            h.finalize_entry(entry).await;
+            drop(claim);
+        });
+    }
+
+    /// Right after a terminal commit: finalize the approval's cards without waiting for a pass.
+    pub(crate) fn spawn_finalize_approval(&self, id: &assent_core::id::ApprovalId) {
+        let h = self.clone();
+        let id = id.clone();
+        self.spawn(async move {
+            match h.inner.store.entries(&id).await {
+                Ok(entries) => {
+                    entries.into_iter().filter(Entry::needs_finalizing).for_each(|e| h.spawn_finalize(e))
+                }
+                // The periodic pass picks them up.
+                Err(e) => tracing::warn!(approval = %id, error = %e, "could not read entries to finalize"),
+            }
+        });
     }
 
     async fn finalize_entry(&self, mut entry: Entry) {
@@ -136,10 +158,10 @@ impl EngineHandle {
             }
             FinalAction::Leave => FinalActionKind::Leave,
         };
-        if let Some(anchor) = &entry.anchor {
-            if let Err(e) = guarded(cap.unbind(anchor)).await {
-                tracing::debug!(error = %e, "unbind after finalization failed");
-            }
+        if let Some(anchor) = &entry.anchor
+            && let Err(e) = guarded(cap.unbind(anchor)).await
+        {
+            tracing::debug!(error = %e, "unbind after finalization failed");
         }
         Ok(kind)
     }

@@ -111,10 +111,10 @@ impl PendingIndex {
     }
 
     pub(crate) fn add_handler(&mut self, id: &ApprovalId, account: &AccountKey) {
-        if let Some(s) = self.pending.get_mut(id) {
-            if !s.handled_by.contains(account) {
-                s.handled_by.push(account.clone());
-            }
+        if let Some(s) = self.pending.get_mut(id)
+            && !s.handled_by.contains(account)
+        {
+            s.handled_by.push(account.clone());
         }
     }
 

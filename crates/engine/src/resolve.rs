@@ -307,7 +307,8 @@ impl EngineHandle {
     }
 
     fn resolution(&self, next: Approval, decision: Decision) -> Resolution {
-        let progress = (!next.status.is_terminal()).then(|| (next.quorum.votes.len(), next.quorum.required));
+        let progress =
+            (!next.status.is_terminal()).then_some((next.quorum.votes.len(), next.quorum.required));
         if progress.is_some() {
             self.spawn_progress_update(next.clone());
         }

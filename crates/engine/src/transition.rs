@@ -144,7 +144,7 @@ pub(crate) fn transition_commit(
             approval_id: Some(next.id.clone()),
             data: json!({ "binding_id": b.id, "plugin_id": b.plugin.id }),
         });
-        commit.bindings.push(BindingWrite::Upsert(b.clone()));
+        commit.bindings.push(BindingWrite::Upsert(Box::new(b.clone())));
     }
 
     if next.status.is_terminal() {
@@ -246,7 +246,7 @@ impl EngineHandle {
         self.commit(commit).await?;
         if next.status.is_terminal() {
             self.index().finish(&next, self.now());
-            self.inner.finalize_wake.notify_one();
+            self.spawn_finalize_approval(&next.id);
             self.inner.callback_wake.notify_one();
         } else {
             self.index().record_vote(&next);

@@ -1,2 +1,229 @@
-//! placeholder
-fn main() {}
+//! `cargo xtask bench`: the engine benchmarks behind NF-1, NF-2 and NF-3, on MemoryStore and
+//! FakeChannel. Prints each figure next to its budget. Figures, not assertions: a slow machine
+//! prints a slow number.
+
+mod alloc;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use assent_core::{
+    capability::IntoDynCapability,
+    clock::Timestamp,
+    memory::MemoryStore,
+    model::{Channel, Decision, Kind},
+    store::{ApprovalWrite, CallbackJob, Commit, Store},
+    token::TokenAction,
+};
+use assent_engine::{CallbackSink, ConsoleRoute, Engine, EngineConfig, EngineHandle};
+use assent_testing::{FakeChannel, exec_request, test_config, test_keyring};
+use async_trait::async_trait;
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
+
+const USAGE: &str = "usage: assent-bench [--quick]\n  --quick  smaller runs (for a smoke test)";
+
+/// A webhook receiver that takes 30 s to answer, like a slow plugin.
+struct SleepySink;
+
+#[async_trait]
+impl CallbackSink for SleepySink {
+    async fn send(&self, _job: &CallbackJob) -> Result<(), String> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    }
+}
+
+fn config() -> EngineConfig {
+    let mut c = test_config();
+    c.callback_attempt_timeout = Duration::from_secs(60);
+    c.route_wait = Duration::from_secs(30);
+    c.notice_wait = Duration::from_secs(10);
+    c
+}
+
+async fn engine(config: EngineConfig, channels: &[FakeChannel], sink: bool) -> (Engine, EngineHandle) {
+    let mut b = Engine::builder(Arc::new(MemoryStore::new()), config);
+    if sink {
+        b = b.webhook_sink(Arc::new(SleepySink));
+    }
+    let engine = b.start().await.unwrap_or_else(|e| panic!("engine: {e}"));
+    let h = engine.handle();
+    for c in channels {
+        h.attach(c.clone().erase()).await.unwrap_or_else(|e| panic!("attach: {e}"));
+    }
+    (engine, h)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// NF-1: receipt → ack issued (the precheck) with 10k pending and callbacks that sleep 30 s.
+async fn nf1(pending: usize, samples: usize) {
+    let fake = FakeChannel::new(Channel::Telegram, "main", &["42"]);
+    let (engine, h) = engine(config(), std::slice::from_ref(&fake), true).await;
+    let mut ids = Vec::with_capacity(pending);
+    for i in 0..pending {
+        let mut req = exec_request(&["echo", &i.to_string()]);
+        req.callback = Some("https://hooks.example.org/assent".to_owned());
+        ids.push(h.create(req).await.unwrap_or_else(|e| panic!("create: {e}")).id);
+    }
+    let keyring = test_keyring();
+    let account = fake.key();
+    let actor = fake.actor("42");
+    let mut acks = Vec::with_capacity(samples);
+    for id in ids.iter().take(samples) {
+        let token = keyring.sign(Kind::Exec, TokenAction::Decide(Decision::AllowOnce), id, &account);
+        let received = Instant::now();
+        let accepted = h.precheck_token(&account, &token, actor.clone());
+        acks.push(received.elapsed());
+        let accepted = accepted.unwrap_or_else(|r| panic!("precheck refused: {r}"));
+        // Resolve after the ack, as a channel does; its callback then sleeps 30 s in the outbox.
+        let h2 = h.clone();
+        tokio::spawn(async move { h2.resolve(accepted).await });
+    }
+    acks.sort();
+    println!(
+        "NF-1 ack (receipt → ack issued), {pending} pending, callbacks sleeping 30 s, {samples} acks: p50 {:.1} µs, p99 {:.1} µs (budget: p99 ≤ 1 ms)",
+        percentile(&acks, 0.50).as_secs_f64() * 1e6,
+        percentile(&acks, 0.99).as_secs_f64() * 1e6,
+    );
+    engine.shutdown(Duration::from_millis(10)).await;
+}
+
+/// NF-2: full lifecycles (create, deliver to 3 targets, resolve, finalize) per second. Runs in
+/// waves so the harness does not poll per approval: create a wave, wait until all its cards are
+/// delivered, resolve them all, wait until every card is finalized.
+async fn nf2(lifecycles: usize) {
+    let fake = FakeChannel::new(Channel::Telegram, "main", &["41", "42", "43"]);
+    let (engine, h) = engine(config(), std::slice::from_ref(&fake), false).await;
+    let store = h.store().clone();
+    let keyring = test_keyring();
+    let account = fake.key();
+    let wave = 1_000.min(lifecycles);
+    let start = Instant::now();
+    for w in 0..lifecycles.div_ceil(wave) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..wave {
+            let h = h.clone();
+            tasks.spawn(async move {
+                h.create(exec_request(&["echo", &(w * wave + i).to_string()])).await.map(|a| a.id)
+            });
+        }
+        let ids: Vec<_> =
+            tasks.join_all().await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect();
+        until_all(&store, &ids, |entries| entries.len() == 3).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in &ids {
+            let token = keyring.sign(Kind::Exec, TokenAction::Decide(Decision::AllowOnce), id, &account);
+            let acc = h.precheck_token(&account, &token, fake.actor("42")).unwrap_or_else(|r| panic!("{r}"));
+            let h = h.clone();
+            tasks.spawn(async move { h.resolve(acc).await.map(|_| ()) });
+        }
+        for r in tasks.join_all().await {
+            r.unwrap_or_else(|e| panic!("{e}"));
+        }
+        until_all(&store, &ids, |entries| entries.iter().all(|e| !e.needs_finalizing())).await;
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "NF-2 lifecycles on MemoryStore (create, deliver to 3 targets, resolve, finalize all 3): {lifecycles} in {:.2} s = {:.0}/s (budget: ≥ 50,000/s)",
+        elapsed.as_secs_f64(),
+        lifecycles as f64 / elapsed.as_secs_f64()
+    );
+    engine.shutdown(Duration::from_millis(10)).await;
+}
+
+async fn until_all(
+    store: &Arc<dyn Store>,
+    ids: &[assent_core::id::ApprovalId],
+    done: impl Fn(&[assent_core::model::Entry]) -> bool,
+) {
+    let mut rest: Vec<_> = ids.to_vec();
+    while !rest.is_empty() {
+        let mut still = Vec::new();
+        for id in rest {
+            if !done(&store.entries(&id).await.unwrap_or_default()) {
+                still.push(id);
+            }
+        }
+        rest = still;
+        if !rest.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// NF-3: resident bytes per pending approval, engine only and engine + MemoryStore.
+async fn nf3(pending: usize) {
+    let mut c = config();
+    c.console_route = ConsoleRoute::Always;
+    let (engine, h) = engine(c, &[], false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = alloc::live_bytes();
+    for i in 0..pending {
+        h.create(exec_request(&["echo", &i.to_string()])).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let total = alloc::live_bytes() - before;
+    // The same records committed straight into a fresh MemoryStore: the store's share. Measured
+    // from before they are read, so the copies the twin keeps are counted.
+    let before_store = alloc::live_bytes();
+    let records = h
+        .store()
+        .approvals(&assent_core::store::ApprovalFilter { limit: pending, ..Default::default() })
+        .await
+        .unwrap_or_default();
+    let events = h.store().events_since(0, pending).await.unwrap_or_default();
+    let audit = h
+        .store()
+        .audit(&assent_core::store::AuditFilter { limit: pending, ..Default::default() })
+        .await
+        .unwrap_or_default();
+    let twin = MemoryStore::new();
+    for ((a, e), au) in records.into_iter().zip(events).zip(audit) {
+        let commit = Commit {
+            approval: Some(ApprovalWrite::Insert { approval: a, idempotency: None }),
+            events: vec![e],
+            audit: vec![au],
+            ..Commit::default()
+        };
+        twin.commit(commit, Timestamp(0)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let store_share = alloc::live_bytes() - before_store;
+    let per = |b: isize| b as f64 / pending as f64;
+    println!(
+        "NF-3 resident bytes per pending approval ({pending} pending): engine {:.0} B, engine + MemoryStore {:.0} B (budget: engine ≤ 2,048 B)",
+        per(total - store_share),
+        per(total)
+    );
+    drop(twin);
+    engine.shutdown(Duration::from_millis(10)).await;
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = match args.as_slice() {
+        [] => false,
+        [flag] if flag == "--quick" => true,
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (p1, s1, l2, p3) = if quick { (1_000, 500, 1_000, 10_000) } else { (10_000, 5_000, 20_000, 100_000) };
+    println!("assent engine benchmarks (release build, 2 worker threads, MemoryStore + FakeChannel)");
+    rt.block_on(nf1(p1, s1));
+    rt.block_on(nf2(l2));
+    rt.block_on(nf3(p3));
+}

@@ -1,6 +1,8 @@
 //! The channel contract (CAP-11). Every channel crate implements [`ChannelHarness`] over its
 //! platform fake (or a real server, for Matrix) and invokes [`channel_contract_tests!`].
 
+#![allow(clippy::unwrap_used)] // Contract cases are tests: a failed step must fail loudly.
+
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{
@@ -213,7 +215,7 @@ pub struct FakeHarness {
 
 impl FakeHarness {
     /// A Telegram-like fake with one approver.
-    pub fn new() -> Arc<dyn ChannelHarness> {
+    pub fn shared() -> Arc<dyn ChannelHarness> {
         Arc::new(Self { channel: FakeChannel::new(assent_core::model::Channel::Telegram, "main", &["42"]) })
     }
 }

@@ -2,6 +2,8 @@
 //! idempotent create, CAS, no re-tag, vote CAS, consume-once, ledger uniqueness, outbox claim,
 //! gap-free seq and all-or-nothing commits.
 
+#![allow(clippy::unwrap_used)] // Contract cases are tests: a failed step must fail loudly.
+
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{

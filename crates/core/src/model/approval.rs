@@ -234,13 +234,13 @@ impl NewApproval {
         max_bytes("agent_id", self.agent_id.as_deref(), 128)?;
         max_bytes("session_key", self.session_key.as_deref(), 256)?;
         max_bytes("idempotency_key", self.idempotency_key.as_deref(), 128)?;
-        if let Some(url) = &self.callback {
-            if !callback_url_allowed(url) {
-                return Err(super::ValidationError::new(
-                    "callback",
-                    "must be an https URL, or http to a loopback address",
-                ));
-            }
+        if let Some(url) = &self.callback
+            && !callback_url_allowed(url)
+        {
+            return Err(super::ValidationError::new(
+                "callback",
+                "must be an https URL, or http to a loopback address",
+            ));
         }
         match &self.action {
             Action::Exec(_) => Ok(()),

@@ -68,10 +68,10 @@ impl ExecRequest {
     /// Validates the request and derives the stored action.
     pub fn into_action(self) -> Result<ExecAction, ValidationError> {
         validate_argv(&self.argv)?;
-        if let Some(exe) = &self.executable {
-            if !exe.starts_with('/') {
-                return Err(ValidationError::new("executable", "must be an absolute path"));
-            }
+        if let Some(exe) = &self.executable
+            && !exe.starts_with('/')
+        {
+            return Err(ValidationError::new("executable", "must be an absolute path"));
         }
         max_bytes("cwd", self.cwd.as_deref(), MAX_ARG_BYTES)?;
         max_bytes("host", Some(&self.host), 64)?;

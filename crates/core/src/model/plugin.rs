@@ -62,10 +62,10 @@ impl PluginRequest {
         chars_between("description", &self.description, 1, 512)?;
         max_bytes("tool_name", self.tool_name.as_deref(), 64)?;
         max_bytes("tool_call_id", self.tool_call_id.as_deref(), 128)?;
-        if let Some(set) = &self.allowed_decisions {
-            if !(set.contains(&Decision::AllowOnce) && set.contains(&Decision::Deny)) {
-                return Err(ValidationError::new("allowed_decisions", "must include allow-once and deny"));
-            }
+        if let Some(set) = &self.allowed_decisions
+            && !(set.contains(&Decision::AllowOnce) && set.contains(&Decision::Deny))
+        {
+            return Err(ValidationError::new("allowed_decisions", "must include allow-once and deny"));
         }
         Ok(())
     }

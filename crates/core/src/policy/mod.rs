@@ -153,10 +153,10 @@ impl PolicyRule {
             ScopeBase::Pattern { .. } => Some((ScopeOption::Pattern, "pattern")),
             ScopeBase::ExactArgv | ScopeBase::BindingAccount => None,
         };
-        if let Some((opt, name)) = needed {
-            if !self.grant_scope.contains(&opt) {
-                return Err(ScopeError::NotAllowed(name.to_owned()));
-            }
+        if let Some((opt, name)) = needed
+            && !self.grant_scope.contains(&opt)
+        {
+            return Err(ScopeError::NotAllowed(name.to_owned()));
         }
         Ok(())
     }

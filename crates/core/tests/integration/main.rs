@@ -1,5 +1,6 @@
 //! Integration tests of assent-core, named after the spec requirements they check.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 mod cards;
 mod lifecycle;
 mod policy;

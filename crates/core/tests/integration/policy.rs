@@ -66,7 +66,7 @@ fn po_2_grants_skip_the_human_unless_ask_is_always() {
     let g = grant(Kind::Exec, exact(&["ls", "-l"]));
     let policy = Policy::default();
     assert_eq!(
-        policy.evaluate(&req(exec_action(&["ls", "-l"])), &[g.clone()], T0).unwrap().auto_approve,
+        policy.evaluate(&req(exec_action(&["ls", "-l"])), std::slice::from_ref(&g), T0).unwrap().auto_approve,
         Some(g.id.clone())
     );
     let always = Policy {

@@ -36,7 +36,7 @@ fn room() -> FakeChannel {
 
 async fn pending(h: &EngineHandle, root: &str, conv: &str) -> Approval {
     match h.request_binding(request(root, conv), "plugin:codex").await.unwrap() {
-        BindingOutcome::Pending(a) => a,
+        BindingOutcome::Pending(a) => *a,
         BindingOutcome::Bound(b) => panic!("bound without approval: {b:?}"),
     }
 }
@@ -127,7 +127,7 @@ async fn bd_3_allow_once_binds_only_this_conversation_until_detached() {
     fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
     assert!(bed.handle.binding_for(&conversation("-100")).await.unwrap().is_some());
     pending(&bed.handle, "/p@1", "-200").await;
-    assert_eq!(bed.handle.detach_binding(&conversation("-100"), Some("/p@1"), false).await.unwrap(), true);
+    assert!(bed.handle.detach_binding(&conversation("-100"), Some("/p@1"), false).await.unwrap());
     pending(&bed.handle, "/p@1", "-100").await;
 }
 

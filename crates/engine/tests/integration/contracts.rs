@@ -12,5 +12,5 @@ mod memory_store {
 
 mod fake_channel {
     use super::*;
-    channel_contract_tests!(async { FakeHarness::new() });
+    channel_contract_tests!(async { FakeHarness::shared() });
 }

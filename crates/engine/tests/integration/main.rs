@@ -1,6 +1,8 @@
 //! Integration tests of assent-engine with MemoryStore and FakeChannel, named after the spec
 //! requirements they check.
 
+// Tests fail loudly on purpose, and `&[fake.clone()]` reads better than `slice::from_ref`.
+#![allow(clippy::unwrap_used, clippy::cloned_ref_to_slice_refs)]
 mod bindings;
 mod capability;
 mod contracts;
