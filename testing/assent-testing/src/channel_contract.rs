@@ -1,5 +1,5 @@
 //! The channel contract (CAP-11). Every channel crate implements [`ChannelHarness`] over its
-//! platform fake (or a real server, for Matrix) and invokes [`channel_contract_tests!`].
+//! platform fake (or a real server, for Matrix) and invokes [`channel_contract_tests!`](crate::channel_contract_tests).
 
 #![allow(clippy::unwrap_used)] // Contract cases are tests: a failed step must fail loudly.
 

@@ -1,4 +1,4 @@
-//! The store contract (ST-1). Every [`Store`] runs these through [`store_contract_tests!`]:
+//! The store contract (ST-1). Every [`Store`] runs these through [`store_contract_tests!`](crate::store_contract_tests):
 //! idempotent create, CAS, no re-tag, vote CAS, consume-once, ledger uniqueness, outbox claim,
 //! gap-free seq and all-or-nothing commits.
 
