@@ -17,7 +17,7 @@ use assent_core::{
     store::Store,
     token::{Keyring, TokenKey},
 };
-use assent_engine::{Engine, EngineConfig, EngineHandle};
+use assent_engine::{CallbackSink, Engine, EngineConfig, EngineHandle};
 
 pub use self::fake::{
     ClickOutcome, FakeAnchor, FakeChannel, FakeEntry, FakeError, FakeMessage, FakePayload, Fault, FinalMode,
@@ -90,6 +90,20 @@ impl TestBed {
         Self::start(store, config, erase_all(channels), clock, Arc::new(SequentialIds::default())).await
     }
 
+    /// A bed whose URL callbacks go to `sink`.
+    pub async fn with_webhook(channels: &[FakeChannel], sink: Arc<dyn CallbackSink>) -> Self {
+        let ids = Arc::new(SequentialIds::default());
+        Self::start_with(
+            Arc::new(MemoryStore::new()),
+            test_config(),
+            erase_all(channels),
+            ManualClock::new(T0),
+            ids,
+            Some(sink),
+        )
+        .await
+    }
+
     /// A bed over `store` with erased capabilities of any channel.
     pub async fn with_capabilities(
         store: Arc<dyn Store>,
@@ -106,12 +120,23 @@ impl TestBed {
         clock: ManualClock,
         ids: Arc<SequentialIds>,
     ) -> Self {
-        let engine = Engine::builder(store.clone(), config.clone())
-            .clock(Arc::new(clock.clone()))
-            .ids(ids.clone())
-            .start()
-            .await
-            .unwrap_or_else(|e| panic!("engine failed to start: {e}"));
+        Self::start_with(store, config, caps, clock, ids, None).await
+    }
+
+    async fn start_with(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+        caps: Vec<Arc<dyn DynApprovalCapability>>,
+        clock: ManualClock,
+        ids: Arc<SequentialIds>,
+        sink: Option<Arc<dyn CallbackSink>>,
+    ) -> Self {
+        let mut builder =
+            Engine::builder(store.clone(), config.clone()).clock(Arc::new(clock.clone())).ids(ids.clone());
+        if let Some(sink) = sink {
+            builder = builder.webhook_sink(sink);
+        }
+        let engine = builder.start().await.unwrap_or_else(|e| panic!("engine failed to start: {e}"));
         let handle = engine.handle();
         for c in caps {
             handle.attach(c).await.unwrap_or_else(|e| panic!("attach failed: {e}"));

@@ -228,3 +228,23 @@ async fn cap_10_a_panicking_channel_does_not_stop_the_others() {
     let b = bed.handle.create(exec_request(&["pwd"])).await.unwrap();
     card(&fake, &b.id).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_7_a_stale_start_never_replaces_a_newer_handler() {
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), console_always(), &[]).await;
+    let registry = ContextRegistry::<(FakeChannel, u64)>::new();
+    let key = AccountKey::new(Channel::Telegram, "main");
+    bed.handle.bootstrap(registry.clone(), key.clone(), |(fake, delay_ms): (FakeChannel, u64)| async move {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        Ok(fake.erase() as Arc<dyn DynApprovalCapability>)
+    });
+    let old = telegram();
+    let new = telegram();
+    let _first = registry.register(key.clone(), (old.clone(), 400));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _second = registry.register(key.clone(), (new.clone(), 0));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    card(&new, &a.id).await;
+    assert!(old.messages().is_empty(), "the stale start was dropped");
+}

@@ -6,10 +6,10 @@ use assent_core::{
     memory::MemoryStore,
     model::*,
     policy::{PolicyRule, RuleMatch},
-    store::{Commit, Store},
+    store::{CallbackJob, CallbackState, Commit, Store},
     token::TokenAction,
 };
-use assent_engine::{ConsoleRoute, EngineError, ResolveError};
+use assent_engine::{CallbackSink, ConsoleRoute, EngineError, ResolveError};
 use assent_testing::{FakeChannel, Fault, Op, T0, TestBed, exec_request, test_config, test_keyring};
 
 use crate::{audit_types, card, finalized, status_becomes, telegram, until};
@@ -420,4 +420,93 @@ async fn dm_9_a_stored_entry_that_no_longer_decodes_is_abandoned_not_a_panic() {
         async move { store.entries(&id).await.unwrap().iter().any(|e| e.state == EntryState::Abandoned) }
     })
     .await;
+}
+
+/// A webhook receiver that records calls and fails the first `fail` of them.
+struct Hook {
+    calls: std::sync::Mutex<Vec<CallbackJob>>,
+    fail: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CallbackSink for Hook {
+    async fn send(&self, job: &CallbackJob) -> Result<(), String> {
+        self.calls.lock().unwrap().push(job.clone());
+        let left = self.fail.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.fail.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err("HTTP 503".into());
+        }
+        Ok(())
+    }
+}
+
+async fn bed_with_hook(fail: usize) -> (TestBed, FakeChannel, Arc<Hook>) {
+    let fake = telegram();
+    let hook = Arc::new(Hook { calls: Default::default(), fail: std::sync::atomic::AtomicUsize::new(fail) });
+    let bed = TestBed::with_webhook(&[fake.clone()], hook.clone()).await;
+    (bed, fake, hook)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lc_14_callbacks_are_sent_at_least_once_and_retried() {
+    let (bed, fake, hook) = bed_with_hook(1).await;
+    let mut req = exec_request(&["ls"]);
+    req.callback = Some("https://hooks.example.org/assent".into());
+    let a = bed.handle.create(req).await.unwrap();
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    until("the callback is delivered after one failure", || {
+        bed.clock.advance(Duration::from_secs(2));
+        let store = bed.store.clone();
+        let key = format!("{}:on_resolved", a.id);
+        async move { store.callback(&key).await.unwrap().is_some_and(|j| j.state == CallbackState::Done) }
+    })
+    .await;
+    let calls = hook.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "one failure, one success");
+    assert_eq!(calls[1].payload["status"], "approved");
+    assert_eq!(calls[1].payload["decision"], "allow-once");
+    assert_eq!(calls[1].key, format!("{}:on_resolved", a.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lc_14_callbacks_give_up_after_eight_attempts_and_audit() {
+    let (bed, fake, hook) = bed_with_hook(usize::MAX).await;
+    let mut req = exec_request(&["ls"]);
+    req.callback = Some("https://hooks.example.org/assent".into());
+    let a = bed.handle.create(req).await.unwrap();
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::Deny, "42").await;
+    until("the callback is given up", || {
+        bed.clock.advance(Duration::from_secs(600));
+        let store = bed.store.clone();
+        let key = format!("{}:on_resolved", a.id);
+        async move { store.callback(&key).await.unwrap().is_some_and(|j| j.state == CallbackState::Failed) }
+    })
+    .await;
+    assert_eq!(hook.calls.lock().unwrap().len(), 8);
+    assert!(audit_types(&bed.store, &a.id).await.contains(&AuditType::CallbackFailed));
+    assert_eq!(
+        bed.store.approval(&a.id).await.unwrap().unwrap().status,
+        Status::Denied,
+        "the decision stands"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn po_12_grants_are_listed_and_revocation_is_audited() {
+    let fake = telegram();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let a = bed.handle.create(exec_request(&["make", "test"])).await.unwrap();
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowAlways, "42").await;
+    let grants = bed.handle.grants().await.unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!((grants[0].source, grants[0].created_by.as_str()), (GrantSource::AllowAlways, "telegram:42"));
+    let revoked = bed.handle.revoke_grant(&grants[0].id, &Actor::console("admin")).await.unwrap();
+    assert_eq!(revoked.revoked_by.as_deref(), Some("console:admin"));
+    let b = bed.handle.create(exec_request(&["make", "test"])).await.unwrap();
+    assert_eq!(b.status, Status::Pending, "a revoked grant never matches");
+    assert!(audit_types(&bed.store, &a.id).await.contains(&AuditType::GrantRevoked));
 }
