@@ -95,16 +95,10 @@ fn check(inner: &Inner, commit: &Commit, now: Timestamp) -> Result<(), StoreErro
         None => {}
     }
     for w in &commit.entries {
-        if let EntryWrite::Insert(e) = w {
-            let dup = inner.entries.values().any(|x| {
-                x.approval_id == e.approval_id
-                    && x.channel == e.channel
-                    && x.account == e.account
-                    && x.target_key == e.target_key
-            });
-            if dup || inner.entries.contains_key(&e.entry_id) {
-                return Err(StoreError::Conflict("ledger entry exists"));
-            }
+        if let EntryWrite::Insert(e) = w
+            && (inner.ledger_keys.contains(&ledger_key(e)) || inner.entries.contains_key(&e.entry_id))
+        {
+            return Err(StoreError::Conflict("ledger entry exists"));
         }
     }
     for w in &commit.callbacks {
@@ -253,11 +247,12 @@ impl Store for MemoryStore {
     }
 
     async fn open_entries(&self, account: &AccountKey) -> Result<Vec<Entry>, StoreError> {
-        Ok(self
-            .lock()?
-            .entries
-            .values()
-            .filter(|e| e.channel == account.channel && e.account == account.account && e.needs_finalizing())
+        let inner = self.lock()?;
+        Ok(inner
+            .unfinalized
+            .iter()
+            .filter_map(|id| inner.entries.get(id))
+            .filter(|e| e.channel == account.channel && e.account == account.account)
             .cloned()
             .collect())
     }

@@ -99,25 +99,28 @@ async fn bed(h: &dyn ChannelHarness) -> TestBed {
     TestBed::with_capabilities(Arc::new(MemoryStore::new()), test_config(), vec![h.capability().await]).await
 }
 
-async fn first_card(h: &dyn ChannelHarness, id: &ApprovalId) -> ObservedCard {
+/// The first card of `id` that satisfies `ready`, polled for up to 10 s of real time.
+async fn card_where(
+    h: &dyn ChannelHarness,
+    id: &ApprovalId,
+    what: &str,
+    ready: impl Fn(&ObservedCard) -> bool,
+) -> ObservedCard {
     for _ in 0..2000 {
-        if let Some(c) = h.cards(id).await.into_iter().next() {
+        if let Some(c) = h.cards(id).await.into_iter().next().filter(&ready) {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("no card was delivered for {id}");
+    panic!("the card of {id} never {what}");
+}
+
+async fn first_card(h: &dyn ChannelHarness, id: &ApprovalId) -> ObservedCard {
+    card_where(h, id, "arrived", |_| true).await
 }
 
 async fn settled(h: &dyn ChannelHarness, id: &ApprovalId) -> ObservedCard {
-    for _ in 0..2000 {
-        if let Some(c) = h.cards(id).await.into_iter().next().filter(|c| c.deleted || c.decisions.is_empty())
-        {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the card of {id} was never finalized");
+    card_where(h, id, "was finalized", |c| c.deleted || c.decisions.is_empty()).await
 }
 
 /// CAP-2, CH-CARD-2: one card per approver target, controls for exactly the allowed decisions,
