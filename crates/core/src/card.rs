@@ -181,13 +181,9 @@ impl CardView {
     pub fn build(a: &Approval, ctx: &CardContext<'_>, buttons: bool) -> Self {
         let r = ctx.redactor;
         let phase = Phase::of(a);
-        let (title, severity, blocks, fields) = match &a.action {
+        let mut blocks = vec![main_block(a, r)];
+        let (severity, fields) = match &a.action {
             Action::Exec(e) => {
-                let mut blocks = vec![TextBlock {
-                    label: "Command",
-                    code: true,
-                    text: DisplayText::new(&e.command_text, r, true),
-                }];
                 if let Some(script) = shell_script(&e.argv) {
                     blocks.push(TextBlock {
                         label: "Script",
@@ -204,51 +200,27 @@ impl CardView {
                     field("Executable", e.executable.as_deref(), r),
                     field("Env keys", env.as_deref(), r),
                 ];
-                (
-                    "Approval needed: run a command".to_owned(),
-                    None,
-                    blocks,
-                    fields.into_iter().flatten().collect(),
-                )
+                (None, fields.into_iter().flatten().collect())
             }
             Action::Plugin(p) => {
-                let blocks = vec![TextBlock {
-                    label: "Description",
-                    code: false,
-                    text: DisplayText::new(&p.description, r, false),
-                }];
                 let fields = [
                     field("Plugin", Some(&p.plugin_id), r),
                     field("Action", p.tool_name.as_deref(), r),
                     field("Agent", a.agent_id.as_deref(), r),
                 ];
-                (
-                    format!("Approval needed: {}", clean(&p.title, r)),
-                    Some(p.severity),
-                    blocks,
-                    fields.into_iter().flatten().collect(),
-                )
+                (Some(p.severity), fields.into_iter().flatten().collect())
             }
             Action::Binding(b) => {
-                let blocks = vec![TextBlock {
-                    label: "Summary",
-                    code: false,
-                    text: DisplayText::new(&b.summary, r, false),
-                }];
                 let fields = [
                     field("Plugin", Some(&b.plugin.name), r),
                     field("Platform", Some(b.conversation.channel.label()), r),
                     field("Account", Some(&b.conversation.account), r),
                     field("Conversation", Some(&b.conversation.conversation), r),
                 ];
-                (
-                    format!("Approval needed: let {} take this conversation", clean(&b.plugin.name, r)),
-                    None,
-                    blocks,
-                    fields.into_iter().flatten().collect(),
-                )
+                (None, fields.into_iter().flatten().collect())
             }
         };
+        let title = title(a, r);
         let progress = (a.quorum.required > 1)
             .then_some(Progress { votes: a.quorum.votes.len(), required: a.quorum.required });
         let mut footer = format!("Ref {}", a.short_ref());
@@ -324,6 +296,32 @@ pub struct FittedCard {
     pub controls: Vec<Control>,
     /// Extra line: console link or why only deny is offered.
     pub note: Option<String>,
+}
+
+/// The title line (CH-CARD-1), redacted and sanitized.
+pub fn title(a: &Approval, r: &Redactor) -> String {
+    match &a.action {
+        Action::Exec(_) => "Approval needed: run a command".to_owned(),
+        Action::Plugin(p) => format!("Approval needed: {}", clean(&p.title, r)),
+        Action::Binding(b) => {
+            format!("Approval needed: let {} take this conversation", clean(&b.plugin.name, r))
+        }
+    }
+}
+
+/// The main body block: the command, the plugin's description or the binding's summary.
+pub fn main_block(a: &Approval, r: &Redactor) -> TextBlock {
+    match &a.action {
+        Action::Exec(e) => {
+            TextBlock { label: "Command", code: true, text: DisplayText::new(&e.command_text, r, true) }
+        }
+        Action::Plugin(p) => {
+            TextBlock { label: "Description", code: false, text: DisplayText::new(&p.description, r, false) }
+        }
+        Action::Binding(b) => {
+            TextBlock { label: "Summary", code: false, text: DisplayText::new(&b.summary, r, false) }
+        }
+    }
 }
 
 fn controls(a: &Approval, ctx: &CardContext<'_>) -> Vec<Control> {

@@ -124,6 +124,9 @@ pub fn sanitize(text: &str, code_block: bool) -> String {
 
 /// Neutralizes mass mentions (`@everyone`, `@here`, `@room`, `<!channel>`…) so a card never pings.
 pub fn neutralize_mentions(text: &str) -> String {
+    if !text.contains(['@', '<']) {
+        return text.to_owned();
+    }
     let mut out = text.to_owned();
     for word in ["everyone", "here", "room", "channel"] {
         out = out.replace(&format!("@{word}"), &format!("@\u{2009}{word}"));

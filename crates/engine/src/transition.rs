@@ -4,7 +4,7 @@
 //! callback row is written in the terminal transaction" (LC-14) true for every path.
 
 use assent_core::{
-    card::{CardContext, CardView},
+    card,
     id::IdGenExt,
     lifecycle::requester_outcome,
     model::{
@@ -22,22 +22,14 @@ use crate::EngineHandle;
 
 /// Redacted display fields for events and callbacks; never raw argv or env (API-4).
 pub(crate) fn event_data(h: &EngineHandle, a: &Approval) -> Value {
-    let account = assent_core::model::AccountKey::new(assent_core::model::Channel::Console, "console");
-    let ctx = CardContext {
-        account: &account,
-        now: h.now(),
-        keyring: &h.config().keyring,
-        redactor: &h.config().policy.redactor,
-        public_url: None,
-    };
-    let view = CardView::build(a, &ctx, false);
+    let redactor = &h.config().policy.redactor;
     json!({
         "ref": a.short_ref(),
         "status": a.status,
         "mode": a.mode,
         "reason": a.reason,
-        "title": view.title,
-        "text": view.blocks.first().map(|b| b.text.full.clone()),
+        "title": card::title(a, redactor),
+        "text": card::main_block(a, redactor).text.full,
         "decided_by": a.decided_by.as_ref().map(Actor::who),
         "votes": a.quorum.votes.len(),
         "required": a.quorum.required,
