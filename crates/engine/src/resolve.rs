@@ -60,25 +60,40 @@ pub struct Interaction {
     pub grant_scope: Option<GrantScope>,
 }
 
-/// A prechecked interaction, ready for the ack and then `resolve`.
+/// A prechecked interaction, ready for the ack and then `resolve`. Only `precheck` makes one, so
+/// holding an `Accepted` proves the actor passed authorization (IX-4): a channel cannot skip it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
+    id: ApprovalId,
+    kind: Kind,
+    decision: Decision,
+    actor: Actor,
+    account: Option<AccountKey>,
+    reason: Option<String>,
+    grant_scope: Option<GrantScope>,
+    ack_text: String,
+}
+
+impl Accepted {
     /// The approval.
-    pub id: ApprovalId,
-    /// Its kind.
-    pub kind: Kind,
+    pub fn id(&self) -> &ApprovalId {
+        &self.id
+    }
+
     /// The decision.
-    pub decision: Decision,
+    pub fn decision(&self) -> Decision {
+        self.decision
+    }
+
     /// The actor.
-    pub actor: Actor,
-    /// Receiving account, for channel interactions.
-    pub account: Option<AccountKey>,
-    /// Deny reason.
-    pub reason: Option<String>,
-    /// Explicit scope.
-    pub grant_scope: Option<GrantScope>,
-    /// Text for the platform ack: "Recording: allow once" or "Already recorded."
-    pub ack_text: String,
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Text for the platform ack: "Recording: allow once" or "Already recorded.".
+    pub fn ack_text(&self) -> &str {
+        &self.ack_text
+    }
 }
 
 /// What `resolve` did.

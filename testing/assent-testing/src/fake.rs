@@ -356,7 +356,7 @@ impl FakeChannel {
         match engine.precheck_token(&self.account, token, self.actor(user_id)) {
             Err(r) => ClickOutcome { ack: r.to_string(), resolution: None },
             Ok(acc) => {
-                let ack = acc.ack_text.clone();
+                let ack = acc.ack_text().to_owned();
                 let resolution = Some(engine.resolve(acc).await);
                 ClickOutcome { ack, resolution }
             }
@@ -392,7 +392,7 @@ impl FakeChannel {
         match engine.precheck(&ix) {
             Err(r) => ClickOutcome { ack: r.to_string(), resolution: None },
             Ok(acc) => {
-                let ack = acc.ack_text.clone();
+                let ack = acc.ack_text().to_owned();
                 ClickOutcome { ack, resolution: Some(engine.resolve(acc).await) }
             }
         }

@@ -159,7 +159,7 @@ async fn ix_2_precheck_answers_from_memory_even_with_the_store_down() {
     let msg = card(&fake, &a.id).await;
     store.down.store(true, Ordering::SeqCst);
     let acc = bed.handle.precheck_token(&fake.key(), &msg.payload.buttons[0].1, fake.actor("42")).unwrap();
-    assert_eq!(acc.ack_text, "Recording: allow once");
+    assert_eq!(acc.ack_text(), "Recording: allow once");
     // The durable step fails closed: nothing is recorded as approved.
     assert!(matches!(bed.handle.resolve(acc.clone()).await, Err(ResolveError::Store(_))));
     store.down.store(false, Ordering::SeqCst);
