@@ -273,7 +273,7 @@ impl EngineHandle {
         self.index().add_handler(&a.id, &target.account);
         // A card that lands after the terminal commit is finalized at once (LC-12).
         if !self.is_pending(&a.id) {
-            self.spawn_finalize(entry);
+            self.spawn_finalize_late(a.id.clone(), entry);
         }
     }
 

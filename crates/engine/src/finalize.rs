@@ -1,17 +1,22 @@
 //! Finalization (LC-12, CAP-3): after a terminal commit every delivered card gets its channel's
 //! final action, independently, with retries for 24 h. Unfinalized entries are the persisted
 //! queue, so a restart picks up where it stopped.
+//!
+//! Work is grouped per approval: one read of the record, the cards' final actions run
+//! concurrently (a failure affects only its own card), and one commit records the outcomes.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use assent_core::{
     capability::{CapabilityError, DynApprovalCapability, FinalAction},
-    model::{Approval, AuditEntry, AuditType, Entry, EntryState, FinalActionKind},
+    id::ApprovalId,
+    model::{AccountKey, Approval, AuditEntry, AuditType, Entry, EntryState, FinalActionKind},
     store::{Commit, EntryWrite},
 };
+use futures::future::join_all;
 use serde_json::json;
 
-use crate::{EngineHandle, backoff, guarded, guarded_sync};
+use crate::{EngineHandle, InflightGuard, backoff, guarded, guarded_sync};
 
 const BATCH: usize = 256;
 const TICK: Duration = Duration::from_secs(1);
@@ -29,9 +34,16 @@ pub(crate) async fn run(h: EngineHandle) {
     }
 }
 
+/// What happened to one card.
+enum Outcome {
+    Finalized(FinalActionKind),
+    Failed(CapabilityError),
+    /// Its account is not attached here; look again later without spending an attempt.
+    Unattached,
+}
+
 impl EngineHandle {
-    /// One pass over due entries; each runs in its own task so a slow platform delays only its
-    /// own cards.
+    /// One pass over due entries (retries, restarts, stale-click re-queues), grouped by approval.
     pub(crate) async fn finalize_pass(&self) {
         // Entries already in flight are still due in the store; look past them.
         let in_flight = self.inner.inflight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
@@ -42,90 +54,122 @@ impl EngineHandle {
                 return;
             }
         };
-        for entry in due {
-            self.spawn_finalize(entry);
+        let mut groups: BTreeMap<ApprovalId, Vec<Entry>> = BTreeMap::new();
+        for e in due {
+            groups.entry(e.approval_id.clone()).or_default().push(e);
         }
-    }
-
-    /// Finalizes one entry in its own task unless another worker already has it.
-    pub(crate) fn spawn_finalize(&self, entry: Entry) {
-        let Some(claim) = self.claim(format!("fin:{}", entry.entry_id)) else { return };
-        let h = self.clone();
-        self.spawn(async move {
-            h.finalize_entry(entry).await;
-            drop(claim);
-        });
+        for (id, entries) in groups {
+            let claimed = self.claim_entries(entries);
+            if claimed.is_empty() {
+                continue;
+            }
+            let h = self.clone();
+            self.spawn(async move {
+                match h.inner.store.approval(&id).await {
+                    Ok(Some(a)) => h.finalize_group(&a, claimed).await,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(approval = %id, error = %e, "could not read an approval to finalize"),
+                }
+            });
+        }
     }
 
     /// Right after a terminal commit: finalize the approval's cards without waiting for a pass.
-    pub(crate) fn spawn_finalize_approval(&self, id: &assent_core::id::ApprovalId) {
+    pub(crate) fn spawn_finalize_approval(&self, approval: Approval) {
         let h = self.clone();
-        let id = id.clone();
         self.spawn(async move {
-            match h.inner.store.entries(&id).await {
+            match h.inner.store.entries(&approval.id).await {
                 Ok(entries) => {
-                    entries.into_iter().filter(Entry::needs_finalizing).for_each(|e| h.spawn_finalize(e))
+                    let claimed = h.claim_entries(entries.into_iter().filter(Entry::needs_finalizing).collect());
+                    h.finalize_group(&approval, claimed).await;
                 }
                 // The periodic pass picks them up.
-                Err(e) => tracing::warn!(approval = %id, error = %e, "could not read entries to finalize"),
+                Err(e) => tracing::warn!(approval = %approval.id, error = %e, "could not read entries to finalize"),
             }
         });
     }
 
-    async fn finalize_entry(&self, mut entry: Entry) {
-        let Ok(Some(approval)) = self.inner.store.approval(&entry.approval_id).await else { return };
-        let Some(cap) = self.capability(&entry.account_key()) else {
-            // The account's handler runs elsewhere (or not yet); look again later without
-            // spending an attempt.
-            entry.next_attempt_at = Some(self.now() + UNATTACHED_RECHECK);
-            let _ =
-                self.commit(Commit { entries: vec![EntryWrite::Update(entry)], ..Commit::default() }).await;
+    /// A card that landed after the terminal commit (LC-12).
+    pub(crate) fn spawn_finalize_late(&self, approval_id: ApprovalId, entry: Entry) {
+        let claimed = self.claim_entries(vec![entry]);
+        if claimed.is_empty() {
             return;
-        };
-        let result = self.apply_final_action(&approval, &entry, &cap).await;
-        let now = self.now();
-        let mut audit =
-            AuditEntry::new(AuditType::Finalized, now).approval(&approval.id).account(entry.account_key());
-        match result {
-            Ok(kind) => {
-                entry.state = EntryState::Finalized;
-                entry.final_action = Some(kind);
-                entry.last_error = None;
-                audit = audit.details(json!({ "action": kind, "target": entry.target_key }));
-            }
-            Err(e) => {
-                entry.attempts += 1;
-                entry.last_error = Some(e.to_string());
-                let decided = approval.decided_at.unwrap_or(approval.created_at);
-                let give_up = matches!(e, CapabilityError::Decode { .. })
-                    || decided + self.config().finalize_give_up <= now;
-                if give_up {
-                    entry.state = EntryState::Abandoned;
-                    audit = AuditEntry::new(AuditType::FinalizeFailed, now)
-                        .approval(&approval.id)
-                        .account(entry.account_key())
-                        .details(json!({ "error": e.to_string(), "attempts": entry.attempts, "target": entry.target_key }));
-                } else {
-                    entry.state = EntryState::FinalizeFailed;
-                    let wait = backoff(
-                        entry.attempts - 1,
-                        Duration::from_secs(1),
-                        self.config().finalize_max_backoff,
-                    );
-                    entry.next_attempt_at = Some(now + wait);
-                    let commit = Commit { entries: vec![EntryWrite::Update(entry)], ..Commit::default() };
-                    let _ = self.commit(commit).await;
-                    return;
-                }
-            }
         }
-        let commit = Commit {
-            entries: vec![EntryWrite::Update(entry.clone())],
-            audit: vec![audit],
-            ..Commit::default()
-        };
-        if self.commit(commit).await.is_ok() {
-            self.notify_finalized(&approval, &entry, &cap).await;
+        let h = self.clone();
+        self.spawn(async move {
+            if let Ok(Some(a)) = h.inner.store.approval(&approval_id).await {
+                h.finalize_group(&a, claimed).await;
+            }
+        });
+    }
+
+    /// Claims entries for this worker; entries another worker holds are skipped.
+    fn claim_entries(&self, entries: Vec<Entry>) -> Vec<(Entry, InflightGuard)> {
+        entries.into_iter().filter_map(|e| self.claim(format!("fin:{}", e.entry_id)).map(|g| (e, g))).collect()
+    }
+
+    async fn finalize_group(&self, approval: &Approval, claimed: Vec<(Entry, InflightGuard)>) {
+        let outcomes = join_all(claimed.iter().map(|(entry, _)| async move {
+            match self.capability(&entry.account_key()) {
+                None => Outcome::Unattached,
+                Some(cap) => match self.apply_final_action(approval, entry, &cap).await {
+                    Ok(kind) => Outcome::Finalized(kind),
+                    Err(e) => Outcome::Failed(e),
+                },
+            }
+        }))
+        .await;
+        let now = self.now();
+        let mut commit = Commit::default();
+        let mut finished_accounts: Vec<AccountKey> = Vec::new();
+        for ((mut entry, _claim), outcome) in claimed.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Unattached => entry.next_attempt_at = Some(now + UNATTACHED_RECHECK),
+                Outcome::Finalized(kind) => {
+                    entry.state = EntryState::Finalized;
+                    entry.final_action = Some(kind);
+                    entry.last_error = None;
+                    commit.audit.push(
+                        AuditEntry::new(AuditType::Finalized, now)
+                            .approval(&approval.id)
+                            .account(entry.account_key())
+                            .details(json!({ "action": kind, "target": entry.target_key })),
+                    );
+                    if !finished_accounts.contains(&entry.account_key()) {
+                        finished_accounts.push(entry.account_key());
+                    }
+                }
+                Outcome::Failed(e) => self.record_failure(approval, &mut entry, &e, &mut commit),
+            }
+            commit.entries.push(EntryWrite::Update(entry));
+        }
+        if let Err(e) = self.commit(commit).await {
+            tracing::error!(approval = %approval.id, error = %e, "could not record final actions; they will be retried");
+            return;
+        }
+        self.notify_finalized(&approval.id, finished_accounts).await;
+    }
+
+    /// LC-12: back off (1 s doubling to 5 min) for 24 h, then abandon and audit. A stored entry
+    /// that no longer decodes is abandoned at once (CAP-1).
+    fn record_failure(&self, approval: &Approval, entry: &mut Entry, e: &CapabilityError, commit: &mut Commit) {
+        let now = self.now();
+        entry.attempts += 1;
+        entry.last_error = Some(e.to_string());
+        let decided = approval.decided_at.unwrap_or(approval.created_at);
+        let give_up = matches!(e, CapabilityError::Decode { .. }) || decided + self.config().finalize_give_up <= now;
+        if give_up {
+            entry.state = EntryState::Abandoned;
+            commit.audit.push(
+                AuditEntry::new(AuditType::FinalizeFailed, now)
+                    .approval(&approval.id)
+                    .account(entry.account_key())
+                    .details(json!({ "error": e.to_string(), "attempts": entry.attempts, "target": entry.target_key })),
+            );
+        } else {
+            entry.state = EntryState::FinalizeFailed;
+            let wait = backoff(entry.attempts - 1, Duration::from_secs(1), self.config().finalize_max_backoff);
+            entry.next_attempt_at = Some(now + wait);
         }
     }
 
@@ -166,17 +210,19 @@ impl EngineHandle {
         Ok(kind)
     }
 
-    async fn notify_finalized(
-        &self,
-        approval: &Approval,
-        entry: &Entry,
-        cap: &Arc<dyn DynApprovalCapability>,
-    ) {
-        let Some(observe) = cap.observe() else { return };
-        let Ok(entries) = self.inner.store.entries(&approval.id).await else { return };
-        let account = entry.account_key();
-        if entries.iter().filter(|e| e.account_key() == account).all(|e| !e.needs_finalizing()) {
-            observe.on_finalized(&approval.id);
+    /// `on_finalized` once every card of the approval on an account is final.
+    async fn notify_finalized(&self, id: &ApprovalId, accounts: Vec<AccountKey>) {
+        let observers: Vec<_> =
+            accounts.into_iter().filter_map(|k| self.capability(&k).filter(|c| c.observe().is_some()).map(|c| (k, c))).collect();
+        if observers.is_empty() {
+            return;
+        }
+        let Ok(entries) = self.inner.store.entries(id).await else { return };
+        for (account, cap) in observers {
+            let done = entries.iter().filter(|e| e.account_key() == account).all(|e| !e.needs_finalizing());
+            if let (true, Some(observe)) = (done, cap.observe()) {
+                observe.on_finalized(id);
+            }
         }
     }
 }

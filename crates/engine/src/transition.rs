@@ -238,7 +238,7 @@ impl EngineHandle {
         self.commit(commit).await?;
         if next.status.is_terminal() {
             self.index().finish(&next, self.now());
-            self.spawn_finalize_approval(&next.id);
+            self.spawn_finalize_approval(next.clone());
             self.inner.callback_wake.notify_one();
         } else {
             self.index().record_vote(&next);

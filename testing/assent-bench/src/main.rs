@@ -102,7 +102,6 @@ async fn nf1(pending: usize, samples: usize) {
 async fn nf2(lifecycles: usize) {
     let fake = FakeChannel::new(Channel::Telegram, "main", &["41", "42", "43"]);
     let (engine, h) = engine(config(), std::slice::from_ref(&fake), false).await;
-    let store = h.store().clone();
     let keyring = test_keyring();
     let account = fake.key();
     let wave = 1_000.min(lifecycles);
@@ -117,7 +116,8 @@ async fn nf2(lifecycles: usize) {
         }
         let ids: Vec<_> =
             tasks.join_all().await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect();
-        until_all(&store, &ids, |entries| entries.len() == 3).await;
+        let delivered = (w * wave + ids.len()) * 3;
+        wait_until(|| fake.message_count() >= delivered).await;
         let mut tasks = tokio::task::JoinSet::new();
         for id in &ids {
             let token = keyring.sign(Kind::Exec, TokenAction::Decide(Decision::AllowOnce), id, &account);
@@ -128,7 +128,9 @@ async fn nf2(lifecycles: usize) {
         for r in tasks.join_all().await {
             r.unwrap_or_else(|e| panic!("{e}"));
         }
-        until_all(&store, &ids, |entries| entries.iter().all(|e| !e.needs_finalizing())).await;
+        // `on_finalized` fires once per approval when all 3 of its cards are final.
+        let finalized = w * wave + ids.len();
+        wait_until(|| fake.finalized_count() >= finalized).await;
     }
     let elapsed = start.elapsed();
     println!(
@@ -139,23 +141,9 @@ async fn nf2(lifecycles: usize) {
     engine.shutdown(Duration::from_millis(10)).await;
 }
 
-async fn until_all(
-    store: &Arc<dyn Store>,
-    ids: &[assent_core::id::ApprovalId],
-    done: impl Fn(&[assent_core::model::Entry]) -> bool,
-) {
-    let mut rest: Vec<_> = ids.to_vec();
-    while !rest.is_empty() {
-        let mut still = Vec::new();
-        for id in rest {
-            if !done(&store.entries(&id).await.unwrap_or_default()) {
-                still.push(id);
-            }
-        }
-        rest = still;
-        if !rest.is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+async fn wait_until(f: impl Fn() -> bool) {
+    while !f() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -278,6 +278,16 @@ impl FakeChannel {
         self.messages().into_iter().filter(|m| &m.approval == id).collect()
     }
 
+    /// Number of messages delivered so far (cheap; for benchmarks).
+    pub fn message_count(&self) -> usize {
+        self.lock().messages.len()
+    }
+
+    /// Number of `on_finalized` reports so far (cheap; for benchmarks).
+    pub fn finalized_count(&self) -> usize {
+        self.lock().finalized.len()
+    }
+
     /// Routed-elsewhere notices posted.
     pub fn notices(&self) -> Vec<(Origin, String)> {
         self.lock().notices.clone()
