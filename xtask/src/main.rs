@@ -11,7 +11,9 @@ usage: cargo xtask <command>
 
 commands:
   ci        run exactly what CI runs: fmt check, clippy -D warnings, the core purity check,
-            every test (nextest, plus doctests) and the docs with RUSTDOCFLAGS=-Dwarnings
+            every test with all features (nextest, plus doctests) and the docs with
+            RUSTDOCFLAGS=-Dwarnings. The PostgreSQL tests start a real server from the
+            machine's PostgreSQL binaries (`.ci/run` installs them when missing)
   bench     run the engine benchmarks (release build) and print NF-1 ack p50/p99,
             NF-2 lifecycles/s and NF-3 bytes per pending approval
   help      show this text";
@@ -51,6 +53,7 @@ fn has_nextest() -> bool {
 }
 
 fn ci() -> Result<(), String> {
+    ensure_postgres()?;
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(
         "clippy",
@@ -65,7 +68,7 @@ fn ci() -> Result<(), String> {
         run("doctests", cargo().args(["test", "--workspace", "--locked", "--doc"]))?;
     } else {
         eprintln!("cargo-nextest not found; falling back to cargo test");
-        run("tests", cargo().args(["test", "--workspace", "--locked"]))?;
+        run("tests", cargo().args(["test", "--workspace", "--all-features", "--locked"]))?;
     }
     run(
         "docs",
@@ -73,6 +76,34 @@ fn ci() -> Result<(), String> {
     )?;
     eprintln!("\nci: all checks passed");
     Ok(())
+}
+
+/// The store tests run a real PostgreSQL server from the machine's binaries. On Debian as root,
+/// install them when missing (the test harness itself never downloads anything).
+fn ensure_postgres() -> Result<(), String> {
+    let found = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.filter_map(Result::ok).any(|e| e.path().join("bin/initdb").exists()))
+        .unwrap_or(false)
+        || env::var_os("ASSENT_PG_BINDIR").is_some();
+    if found {
+        return Ok(());
+    }
+    let root =
+        Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root || Command::new("apt-get").arg("--version").output().is_err() {
+        eprintln!(
+            "xtask: PostgreSQL server binaries not found; the PostgreSQL tests will fail. Install Debian's \
+             `postgresql` package, or set ASSENT_PG_BINDIR to the directory holding initdb and postgres."
+        );
+        return Ok(());
+    }
+    run("apt-get update", Command::new("apt-get").args(["update", "-qq"]))?;
+    run(
+        "install PostgreSQL",
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "postgresql"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// NF-14: assent-core has no tokio, HTTP or platform types.

@@ -85,6 +85,8 @@ impl EngineHandle {
         let (mut noticed, mut route_checked, mut finished) = (false, false, false);
         while !finished {
             tokio::select! {
+                // Shutdown: stop waiting; the approval stays pending and restarts pick it up.
+                () = self.inner.shutdown.cancelled() => return,
                 _ = &mut work => finished = true,
                 () = &mut notice_timer, if !noticed => {
                     noticed = true;

@@ -68,7 +68,9 @@ impl EngineHandle {
                 match h.inner.store.approval(&id).await {
                     Ok(Some(a)) => h.finalize_group(&a, claimed).await,
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(approval = %id, error = %e, "could not read an approval to finalize"),
+                    Err(e) => {
+                        tracing::warn!(approval = %id, error = %e, "could not read an approval to finalize")
+                    }
                 }
             });
         }
@@ -80,11 +82,14 @@ impl EngineHandle {
         self.spawn(async move {
             match h.inner.store.entries(&approval.id).await {
                 Ok(entries) => {
-                    let claimed = h.claim_entries(entries.into_iter().filter(Entry::needs_finalizing).collect());
+                    let claimed =
+                        h.claim_entries(entries.into_iter().filter(Entry::needs_finalizing).collect());
                     h.finalize_group(&approval, claimed).await;
                 }
                 // The periodic pass picks them up.
-                Err(e) => tracing::warn!(approval = %approval.id, error = %e, "could not read entries to finalize"),
+                Err(e) => {
+                    tracing::warn!(approval = %approval.id, error = %e, "could not read entries to finalize")
+                }
             }
         });
     }
@@ -105,7 +110,10 @@ impl EngineHandle {
 
     /// Claims entries for this worker; entries another worker holds are skipped.
     fn claim_entries(&self, entries: Vec<Entry>) -> Vec<(Entry, InflightGuard)> {
-        entries.into_iter().filter_map(|e| self.claim(format!("fin:{}", e.entry_id)).map(|g| (e, g))).collect()
+        entries
+            .into_iter()
+            .filter_map(|e| self.claim(format!("fin:{}", e.entry_id)).map(|g| (e, g)))
+            .collect()
     }
 
     async fn finalize_group(&self, approval: &Approval, claimed: Vec<(Entry, InflightGuard)>) {
@@ -152,12 +160,19 @@ impl EngineHandle {
 
     /// LC-12: back off (1 s doubling to 5 min) for 24 h, then abandon and audit. A stored entry
     /// that no longer decodes is abandoned at once (CAP-1).
-    fn record_failure(&self, approval: &Approval, entry: &mut Entry, e: &CapabilityError, commit: &mut Commit) {
+    fn record_failure(
+        &self,
+        approval: &Approval,
+        entry: &mut Entry,
+        e: &CapabilityError,
+        commit: &mut Commit,
+    ) {
         let now = self.now();
         entry.attempts += 1;
         entry.last_error = Some(e.to_string());
         let decided = approval.decided_at.unwrap_or(approval.created_at);
-        let give_up = matches!(e, CapabilityError::Decode { .. }) || decided + self.config().finalize_give_up <= now;
+        let give_up =
+            matches!(e, CapabilityError::Decode { .. }) || decided + self.config().finalize_give_up <= now;
         if give_up {
             entry.state = EntryState::Abandoned;
             commit.audit.push(
@@ -168,7 +183,8 @@ impl EngineHandle {
             );
         } else {
             entry.state = EntryState::FinalizeFailed;
-            let wait = backoff(entry.attempts - 1, Duration::from_secs(1), self.config().finalize_max_backoff);
+            let wait =
+                backoff(entry.attempts - 1, Duration::from_secs(1), self.config().finalize_max_backoff);
             entry.next_attempt_at = Some(now + wait);
         }
     }
@@ -212,8 +228,10 @@ impl EngineHandle {
 
     /// `on_finalized` once every card of the approval on an account is final.
     async fn notify_finalized(&self, id: &ApprovalId, accounts: Vec<AccountKey>) {
-        let observers: Vec<_> =
-            accounts.into_iter().filter_map(|k| self.capability(&k).filter(|c| c.observe().is_some()).map(|c| (k, c))).collect();
+        let observers: Vec<_> = accounts
+            .into_iter()
+            .filter_map(|k| self.capability(&k).filter(|c| c.observe().is_some()).map(|c| (k, c)))
+            .collect();
         if observers.is_empty() {
             return;
         }

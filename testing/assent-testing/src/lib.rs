@@ -4,6 +4,7 @@
 
 pub mod channel_contract;
 mod fake;
+pub mod postgres;
 pub mod store_contract;
 
 use std::{sync::Arc, time::Duration};

@@ -1,0 +1,21 @@
+use std::sync::Arc;
+
+use assent_core::store::Store;
+use assent_store::{Backend, OpenOptions, SqlStore};
+use assent_testing::{postgres::PgServer, store_contract_tests};
+
+mod contract {
+    use super::*;
+    store_contract_tests!(async {
+        let url = PgServer::shared().fresh_database();
+        Arc::new(SqlStore::open(&url, OpenOptions::default()).await.unwrap()) as Arc<dyn Store>
+    });
+}
+
+#[tokio::test]
+async fn st_1_postgres_is_a_real_server() {
+    let url = PgServer::shared().fresh_database();
+    let store = SqlStore::open(&url, OpenOptions::default()).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    assert!(url.starts_with("postgres://postgres@127.0.0.1:"));
+}

@@ -1,0 +1,43 @@
+use std::sync::Arc;
+
+use assent_core::store::Store;
+use assent_store::{OpenError, OpenOptions, SqlStore};
+use assent_testing::store_contract_tests;
+
+use crate::temp_db;
+
+mod contract {
+    use super::*;
+    store_contract_tests!(async {
+        Arc::new(SqlStore::open_sqlite(&temp_db(), OpenOptions::default()).await.unwrap()) as Arc<dyn Store>
+    });
+}
+
+#[tokio::test]
+async fn st_3_a_second_server_on_the_same_file_is_refused() {
+    let path = temp_db();
+    let first = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
+    let second = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap_err();
+    assert!(matches!(second, OpenError::Locked { .. }), "{second}");
+    assert!(second.to_string().contains("another assent server"));
+    drop(first);
+    SqlStore::open_sqlite(&path, OpenOptions::default()).await.expect("the lock is released with the store");
+}
+
+#[tokio::test]
+async fn st_3_the_database_uses_a_write_ahead_log() {
+    let path = temp_db();
+    let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
+    store.commit(Default::default(), assent_testing::T0).await.unwrap();
+    assert!(std::path::Path::new(&format!("{}-wal", path.display())).exists());
+}
+
+#[tokio::test]
+async fn st_3_store_urls_are_checked() {
+    let err = SqlStore::open("mysql://localhost/x", OpenOptions::default()).await.unwrap_err();
+    assert!(matches!(err, OpenError::UnsupportedUrl(_)));
+    assert!(err.to_string().contains("sqlite://"));
+    let path = temp_db();
+    let url = format!("sqlite://{}", path.display());
+    SqlStore::open(&url, OpenOptions::default()).await.unwrap();
+}
