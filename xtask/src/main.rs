@@ -54,26 +54,19 @@ fn has_nextest() -> bool {
 
 fn ci() -> Result<(), String> {
     ensure_postgres()?;
+    // Every feature is on, so the PostgreSQL backend and its tests are always checked.
+    let all = ["--workspace", "--all-features", "--locked"];
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(
-        "clippy",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
-    )?;
+    run("clippy", cargo().arg("clippy").args(all).args(["--all-targets", "--", "-D", "warnings"]))?;
     core_is_sans_io()?;
     if has_nextest() {
-        run(
-            "tests (nextest)",
-            cargo().args(["nextest", "run", "--workspace", "--locked", "--profile", "ci"]),
-        )?;
-        run("doctests", cargo().args(["test", "--workspace", "--locked", "--doc"]))?;
+        run("tests (nextest)", cargo().args(["nextest", "run"]).args(all).args(["--profile", "ci"]))?;
+        run("doctests", cargo().arg("test").args(all).arg("--doc"))?;
     } else {
         eprintln!("cargo-nextest not found; falling back to cargo test");
-        run("tests", cargo().args(["test", "--workspace", "--all-features", "--locked"]))?;
+        run("tests", cargo().arg("test").args(all))?;
     }
-    run(
-        "docs",
-        cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-Dwarnings"),
-    )?;
+    run("docs", cargo().arg("doc").args(all).arg("--no-deps").env("RUSTDOCFLAGS", "-Dwarnings"))?;
     eprintln!("\nci: all checks passed");
     Ok(())
 }
