@@ -16,6 +16,7 @@ commands:
             machine's PostgreSQL binaries (`.ci/run` installs them when missing)
   bench     run the engine benchmarks (release build) and print NF-1 ack p50/p99,
             NF-2 lifecycles/s and NF-3 bytes per pending approval
+  soak      the NF-7 crash test with 1,000 SIGKILLs instead of CI's 200 (release build)
   help      show this text";
 
 fn main() -> ExitCode {
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
+        Some("soak") => soak(),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())
@@ -120,6 +122,15 @@ fn core_is_sans_io() -> Result<(), String> {
     } else {
         Err(format!("assent-core must stay sans-I/O but depends on: {}", found.join(", ")))
     }
+}
+
+fn soak() -> Result<(), String> {
+    run(
+        "crash soak (1,000 kills)",
+        cargo()
+            .args(["test", "--release", "--locked", "-p", "assent-crashbox", "--", "--nocapture"])
+            .env("ASSENT_CRASH_KILLS", "1000"),
+    )
 }
 
 fn bench(rest: &[String]) -> Result<(), String> {

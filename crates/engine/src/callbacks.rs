@@ -20,7 +20,6 @@ use crate::{EngineHandle, backoff};
 
 /// Attempts before a callback is given up and audited.
 const MAX_ATTEMPTS: u32 = 8;
-const CLAIM_LEASE: Duration = Duration::from_secs(120);
 const TICK: Duration = Duration::from_secs(1);
 
 /// Sends URL callbacks (the server implements it with signed webhooks, API-5).
@@ -73,7 +72,10 @@ impl EngineHandle {
     }
 
     async fn dispatch_callbacks(&self) {
-        let jobs = match self.inner.store.claim_callbacks(self.now(), CLAIM_LEASE, 64).await {
+        // The lease outlives one attempt, so a job is never sent twice at once; after a crash it
+        // is due again as soon as the lease runs out.
+        let lease = self.config().callback_attempt_timeout * 2 + Duration::from_secs(5);
+        let jobs = match self.inner.store.claim_callbacks(self.now(), lease, 64).await {
             Ok(j) => j,
             Err(e) => {
                 tracing::error!(error = %e, "callback outbox unavailable");

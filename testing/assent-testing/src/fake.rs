@@ -177,6 +177,8 @@ pub struct FakeChannel {
     state: Arc<Mutex<State>>,
     next_id: Arc<AtomicU64>,
     interactions: bool,
+    /// Accept edits of messages this instance never saw (a fresh fake after a process restart).
+    lenient: bool,
 }
 
 impl FakeChannel {
@@ -204,6 +206,7 @@ impl FakeChannel {
             })),
             next_id: Arc::new(AtomicU64::new(1)),
             interactions: true,
+            lenient: false,
         }
     }
 
@@ -237,6 +240,13 @@ impl FakeChannel {
     /// Sets the command budget in characters.
     pub fn budget(self, chars: usize) -> Self {
         self.lock().budget = chars;
+        self
+    }
+
+    /// Edits and deletes of unknown messages succeed, as after a process restart where the
+    /// platform still has the message but this fake's memory is new.
+    pub fn lenient(mut self) -> Self {
+        self.lenient = true;
         self
     }
 
@@ -561,10 +571,13 @@ impl ApprovalCapability for FakeChannel {
     async fn update(&self, entry: &FakeEntry, payload: &FakePayload) -> Result<(), FakeError> {
         self.misbehave(Op::Update).await?;
         let mut s = self.lock();
-        let m = s
-            .messages
-            .get_mut(&entry.message_id)
-            .ok_or(FakeError { op: Op::Update, fault: Fault::Permanent })?;
+        let Some(m) = s.messages.get_mut(&entry.message_id) else {
+            return if self.lenient {
+                Ok(())
+            } else {
+                Err(FakeError { op: Op::Update, fault: Fault::Permanent })
+            };
+        };
         let old = std::mem::replace(&mut m.payload, payload.clone());
         m.edits.push(old);
         Ok(())
@@ -573,10 +586,13 @@ impl ApprovalCapability for FakeChannel {
     async fn delete(&self, entry: &FakeEntry) -> Result<(), FakeError> {
         self.misbehave(Op::Delete).await?;
         let mut s = self.lock();
-        let m = s
-            .messages
-            .get_mut(&entry.message_id)
-            .ok_or(FakeError { op: Op::Delete, fault: Fault::Permanent })?;
+        let Some(m) = s.messages.get_mut(&entry.message_id) else {
+            return if self.lenient {
+                Ok(())
+            } else {
+                Err(FakeError { op: Op::Delete, fault: Fault::Permanent })
+            };
+        };
         m.deleted = true;
         Ok(())
     }
