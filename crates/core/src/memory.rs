@@ -257,6 +257,16 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn entries_of_pending(&self) -> Result<Vec<Entry>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .deadlines
+            .iter()
+            .flat_map(|(_, id)| inner.entries_by_approval.get(id).into_iter().flatten())
+            .filter_map(|e| inner.entries.get(e).cloned())
+            .collect())
+    }
+
     async fn finalize_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Entry>, StoreError> {
         let inner = self.lock()?;
         let terminal = |id: &ApprovalId| inner.approvals.get(id).is_some_and(|a| a.status.is_terminal());

@@ -232,6 +232,8 @@ pub trait Store: Send + Sync {
     async fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
     /// Entries of one account that still need work (re-bind at start, CAP-8).
     async fn open_entries(&self, account: &AccountKey) -> Result<Vec<Entry>, StoreError>;
+    /// Entries of all pending approvals, in one read (start-up index, NF-4).
+    async fn entries_of_pending(&self) -> Result<Vec<Entry>, StoreError>;
     /// Entries of terminal approvals that need finalizing and are due (LC-12).
     async fn finalize_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Entry>, StoreError>;
     /// Grants of a kind that are not revoked.

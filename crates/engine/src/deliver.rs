@@ -65,20 +65,22 @@ impl EngineHandle {
         for t in targets {
             by_account.entry(t.account.clone()).or_default().push(t);
         }
-        let work = join_all(by_account.into_iter().map(|(account, targets)| {
-            let delivered = delivered.clone();
-            let a = &a;
-            async move {
-                for d in self.deliver_account(a, &account, targets).await {
-                    lock(&delivered).push(d);
-                }
-            }
-        }));
+        // Deliveries run in their own task: the notice and no-route checks below write to the
+        // store too, and must never wait on a store transaction held by a suspended delivery
+        // in the same task (with SQLite's single writer that is a deadlock).
+        let h = self.clone();
+        let (approval, shared) = (a.clone(), delivered.clone());
+        let mut work = self.inner.tasks.spawn(async move {
+            join_all(by_account.into_iter().map(|(account, targets)| {
+                let (h, approval, shared) = (&h, &approval, shared.clone());
+                async move { h.deliver_account(approval, &account, targets, &shared).await }
+            }))
+            .await;
+        });
         if !fresh {
-            work.await;
+            let _ = work.await;
             return;
         }
-        tokio::pin!(work);
         let notice_timer = tokio::time::sleep(self.config().notice_wait);
         let route_timer = tokio::time::sleep(self.config().route_wait);
         tokio::pin!(notice_timer, route_timer);
@@ -139,14 +141,16 @@ impl EngineHandle {
         }
     }
 
-    /// One account's targets, in plan order, deduplicated by the channel's `dedupe_key`.
+    /// One account's targets, in plan order, deduplicated by the channel's `dedupe_key`. Each
+    /// success is reported into `delivered` at once, so no-route and notice checks see it.
     async fn deliver_account(
         &self,
         a: &Approval,
         account: &AccountKey,
         targets: Vec<PlannedTarget>,
-    ) -> Vec<Delivered> {
-        let Some(cap) = self.capability(account) else { return Vec::new() };
+        delivered: &Mutex<Vec<Delivered>>,
+    ) {
+        let Some(cap) = self.capability(account) else { return };
         let existing: Vec<String> = match self.inner.store.entries(&a.id).await {
             Ok(entries) => {
                 entries.into_iter().filter(|e| &e.account_key() == account).map(|e| e.target_key).collect()
@@ -154,7 +158,6 @@ impl EngineHandle {
             Err(_) => Vec::new(),
         };
         let mut seen_keys: Vec<String> = Vec::new();
-        let mut out = Vec::new();
         for target in targets {
             let target_key = target.to.key();
             if existing.contains(&target_key) {
@@ -162,16 +165,17 @@ impl EngineHandle {
             }
             let Some(_claim) = self.claim(format!("dlv:{}:{account}:{target_key}", a.id)) else { continue };
             match self.deliver_target(a, &cap, &target, &mut seen_keys).await {
-                Ok(Some(surface)) => out.push(Delivered {
-                    channel: account.channel,
-                    account: account.account.clone(),
-                    surface,
-                }),
+                Ok(Some(surface)) => {
+                    lock(delivered).push(Delivered {
+                        channel: account.channel,
+                        account: account.account.clone(),
+                        surface,
+                    });
+                }
                 Ok(None) => {}
                 Err(e) => self.delivery_failed(a, &cap, &target, &e).await,
             }
         }
-        out
     }
 
     async fn deliver_target(

@@ -204,9 +204,10 @@ impl EngineHandle {
     async fn load_index(&self) -> Result<(), EngineError> {
         let pending = self.inner.store.pending().await?;
         let mut handled: BTreeMap<ApprovalId, Vec<AccountKey>> = BTreeMap::new();
-        for a in &pending {
-            for e in self.inner.store.entries(&a.id).await? {
-                handled.entry(a.id.clone()).or_default().push(e.account_key());
+        for e in self.inner.store.entries_of_pending().await? {
+            let accounts = handled.entry(e.approval_id.clone()).or_default();
+            if !accounts.contains(&e.account_key()) {
+                accounts.push(e.account_key());
             }
         }
         let mut index = self.index();

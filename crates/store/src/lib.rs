@@ -168,22 +168,29 @@ impl SqlStore {
             Durability::Normal => "PRAGMA synchronous = NORMAL",
             Durability::PowerLoss => "PRAGMA synchronous = FULL",
         };
-        let pool: AnyPool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                        conn.execute(synchronous).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
-        let store = Self::from_pool(pool, backend);
+        let pool_with = |max: u32| {
+            AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).after_connect(
+                move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            conn.execute(synchronous).await?;
+                        }
+                        Ok(())
+                    })
+                },
+            )
+        };
+        let readers: AnyPool = pool_with(options.max_connections.max(1)).connect(url).await?;
+        let writer = match backend {
+            Backend::Sqlite => {
+                // Persistent in the file: set once, before any other connection writes.
+                readers.execute("PRAGMA journal_mode = WAL").await?;
+                pool_with(1).connect(url).await?
+            }
+            Backend::Postgres => readers.clone(),
+        };
+        let store = Self::from_pools(readers, writer, backend);
         store.migrate(options.migrate).await?;
         Ok(store)
     }

@@ -16,7 +16,6 @@ use assent_core::{
 use async_trait::async_trait;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{Any, AnyPool, Row, Transaction, any::AnyRow};
-use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{Backend, OpenError, migrations};
 
@@ -25,10 +24,12 @@ type Tx = Transaction<'static, Any>;
 /// A durable [`Store`] on SQLite or PostgreSQL.
 #[derive(Debug)]
 pub struct SqlStore {
+    /// Readers (and, on PostgreSQL, writers too).
     pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: writers queue for it instead of failing
+    /// with `SQLITE_BUSY` (ST-3, one writer).
+    writer: AnyPool,
     backend: Backend,
-    /// SQLite has one writer: commits queue here instead of failing with `SQLITE_BUSY`.
-    writer: Option<Mutex<()>>,
     /// The SQLite lock file, held for the store's lifetime.
     pub(crate) lock: Option<File>,
 }
@@ -68,9 +69,8 @@ fn limit(n: usize) -> i64 {
 }
 
 impl SqlStore {
-    pub(crate) fn from_pool(pool: AnyPool, backend: Backend) -> Self {
-        let writer = (backend == Backend::Sqlite).then(|| Mutex::new(()));
-        Self { pool, backend, writer, lock: None }
+    pub(crate) fn from_pools(pool: AnyPool, writer: AnyPool, backend: Backend) -> Self {
+        Self { pool, writer, backend, lock: None }
     }
 
     /// The backend.
@@ -92,7 +92,7 @@ impl SqlStore {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
             .execute(&self.pool)
             .await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if self.backend == Backend::Postgres {
             // One migrator at a time across replicas.
             sqlx::query("SELECT pg_advisory_xact_lock(7265726)").execute(&mut *tx).await?;
@@ -143,13 +143,8 @@ impl SqlStore {
     }
 
     /// Starts a write transaction, queued behind SQLite's single writer.
-    async fn begin(&self) -> Result<(Option<MutexGuard<'_, ()>>, Tx), StoreError> {
-        let writer = match &self.writer {
-            Some(m) => Some(m.lock().await),
-            None => None,
-        };
-        let tx = self.pool.begin().await.map_err(unavailable)?;
-        Ok((writer, tx))
+    async fn begin(&self) -> Result<Tx, StoreError> {
+        self.writer.begin().await.map_err(unavailable)
     }
 }
 
@@ -447,7 +442,7 @@ async fn claim(
 #[async_trait]
 impl Store for SqlStore {
     async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError> {
-        let (_writer, mut tx) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let result = apply(&mut tx, commit, now).await;
         finish(tx, result).await
     }
@@ -526,6 +521,16 @@ impl Store for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
+        parse_all(&rows)
+    }
+
+    async fn entries_of_pending(&self) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.body AS body FROM entries e JOIN approvals a ON a.id = e.approval_id WHERE a.status = 'pending'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
         parse_all(&rows)
     }
 
@@ -627,7 +632,7 @@ impl Store for SqlStore {
                  ORDER BY next_attempt_at LIMIT $2"
             }
         };
-        let (_writer, mut tx) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let result = claim(&mut tx, select, now, lease, n).await;
         finish(tx, result).await
     }

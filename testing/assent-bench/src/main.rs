@@ -3,6 +3,7 @@
 //! prints a slow number.
 
 mod alloc;
+mod store;
 
 use std::{
     sync::Arc,
@@ -24,7 +25,7 @@ use async_trait::async_trait;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
-const USAGE: &str = "usage: assent-bench [--quick]\n  --quick  smaller runs (for a smoke test)";
+const USAGE: &str = "usage: assent-bench [store] [--quick]\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  --quick  smaller runs (for a smoke test)";
 
 /// A webhook receiver that takes 30 s to answer, like a slow plugin.
 struct SleepySink;
@@ -196,19 +197,21 @@ async fn nf3(pending: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = match args.as_slice() {
-        [] => false,
-        [flag] if flag == "--quick" => true,
-        _ => {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let quick = args.iter().any(|a| a == "--quick");
+    let store = args.iter().any(|a| a == "store");
+    if args.iter().any(|a| a != "--quick" && a != "store") {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
+    if store {
+        rt.block_on(store::run(quick));
+        return;
+    }
     let (p1, s1, l2, p3) = if quick { (1_000, 500, 1_000, 10_000) } else { (10_000, 5_000, 20_000, 100_000) };
     println!("assent engine benchmarks (release build, 2 worker threads, MemoryStore + FakeChannel)");
     rt.block_on(nf1(p1, s1));

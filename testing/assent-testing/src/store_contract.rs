@@ -327,10 +327,12 @@ pub async fn st_1_queries(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(store.finalize_due(T0, 10).await.unwrap().is_empty(), "pending approvals are not finalized");
+    assert_eq!(store.entries_of_pending().await.unwrap().len(), 1);
     let mut expired = b.clone();
     expired.status = Status::Expired;
     expired.version = 2;
     store.commit(update(&expired, 1), T0).await.unwrap();
+    assert!(store.entries_of_pending().await.unwrap().is_empty(), "its approval is terminal now");
     let fin = store.finalize_due(T0, 10).await.unwrap();
     assert_eq!(fin.len(), 1);
     let mut later = fin[0].clone();

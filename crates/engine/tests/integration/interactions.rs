@@ -109,6 +109,9 @@ impl Store for SwitchableStore {
     async fn open_entries(&self, a: &AccountKey) -> Result<Vec<Entry>, StoreError> {
         self.inner.open_entries(a).await
     }
+    async fn entries_of_pending(&self) -> Result<Vec<Entry>, StoreError> {
+        self.inner.entries_of_pending().await
+    }
     async fn finalize_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Entry>, StoreError> {
         gate!(self);
         self.inner.finalize_due(now, limit).await

@@ -46,3 +46,16 @@ async fn lc_13_pending_approvals_and_cards_survive_a_reopen() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rt_5_every_approver_gets_a_card_on_sqlite() {
+    let fake = FakeChannel::new(Channel::Telegram, "main", &["41", "42", "43"]);
+    let store: Arc<dyn Store> =
+        Arc::new(SqlStore::open_sqlite(&temp_db(), OpenOptions::default()).await.unwrap());
+    let bed = TestBed::with(store, test_config(), &[fake.clone()]).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(bed.handle.create(exec_request(&["echo", &i.to_string()])).await.unwrap().id);
+    }
+    eventually("three cards each", &mut || ids.iter().all(|id| fake.messages_for(id).len() == 3)).await;
+}

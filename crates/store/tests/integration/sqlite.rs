@@ -41,3 +41,35 @@ async fn st_3_store_urls_are_checked() {
     let url = format!("sqlite://{}", path.display());
     SqlStore::open(&url, OpenOptions::default()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn st_3_many_concurrent_writers_queue_behind_one_writer() {
+    let store = Arc::new(SqlStore::open_sqlite(&temp_db(), OpenOptions::default()).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..500u128 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let a = assent_testing::store_contract::sample(10_000 + i);
+            let commit = assent_core::store::Commit {
+                approval: Some(assent_core::store::ApprovalWrite::Insert {
+                    approval: a.clone(),
+                    idempotency: None,
+                }),
+                audit: vec![assent_core::model::AuditEntry::new(
+                    assent_core::model::AuditType::Requested,
+                    assent_testing::T0,
+                )],
+                ..Default::default()
+            };
+            store.commit(commit, assent_testing::T0).await.unwrap();
+            store.entries(&a.id).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(std::time::Duration::from_secs(60), t)
+            .await
+            .expect("no writer starves")
+            .unwrap();
+    }
+    assert_eq!(store.pending().await.unwrap().len(), 500);
+}

@@ -1,0 +1,272 @@
+//! `cargo xtask bench store`: the store figures. NF-2 lifecycles/s on SQLite beside a raw-SQLite
+//! floor measured in the same run, NF-6 create p99 to durable, NF-4 start to ready with 100k
+//! pending.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use assent_core::{
+    capability::IntoDynCapability,
+    clock::Timestamp,
+    id::{ApprovalId, EntryId, GrantId},
+    model::{
+        AccountKey, Approval, AuditEntry, Binding, Channel, Decision, Entry, Event, Grant, Kind, Origin,
+    },
+    store::{ApprovalFilter, AuditFilter, CallbackJob, Commit, Committed, Store, StoreError},
+    token::TokenAction,
+};
+use assent_engine::{ConsoleRoute, Engine};
+use assent_store::{OpenOptions, SqlStore};
+use assent_testing::{FakeChannel, exec_request, test_config, test_keyring};
+use async_trait::async_trait;
+use sqlx::{Connection, Executor, SqliteConnection};
+
+fn fresh(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path
+}
+
+/// Counts commits so the floor does the same number of transactions.
+struct Counting {
+    inner: SqlStore,
+    commits: AtomicUsize,
+}
+
+#[async_trait]
+impl Store for Counting {
+    async fn commit(&self, c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.inner.commit(c, now).await
+    }
+    async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError> {
+        self.inner.approval(id).await
+    }
+    async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
+        self.inner.pending().await
+    }
+    async fn due_for_expiry(&self, now: Timestamp, n: usize) -> Result<Vec<Approval>, StoreError> {
+        self.inner.due_for_expiry(now, n).await
+    }
+    async fn approvals(&self, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+        self.inner.approvals(f).await
+    }
+    async fn entries(&self, id: &ApprovalId) -> Result<Vec<Entry>, StoreError> {
+        self.inner.entries(id).await
+    }
+    async fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        self.inner.entry(id).await
+    }
+    async fn open_entries(&self, a: &AccountKey) -> Result<Vec<Entry>, StoreError> {
+        self.inner.open_entries(a).await
+    }
+    async fn entries_of_pending(&self) -> Result<Vec<Entry>, StoreError> {
+        self.inner.entries_of_pending().await
+    }
+    async fn finalize_due(&self, now: Timestamp, n: usize) -> Result<Vec<Entry>, StoreError> {
+        self.inner.finalize_due(now, n).await
+    }
+    async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError> {
+        self.inner.active_grants(kind).await
+    }
+    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.inner.grants().await
+    }
+    async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
+        self.inner.grant(id).await
+    }
+    async fn binding(&self, key: &str) -> Result<Option<Binding>, StoreError> {
+        self.inner.binding(key).await
+    }
+    async fn events_since(&self, seq: u64, n: usize) -> Result<Vec<Event>, StoreError> {
+        self.inner.events_since(seq, n).await
+    }
+    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit(f).await
+    }
+    async fn session_origin(&self, k: &str) -> Result<Option<Origin>, StoreError> {
+        self.inner.session_origin(k).await
+    }
+    async fn claim_callbacks(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        n: usize,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        self.inner.claim_callbacks(now, lease, n).await
+    }
+    async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError> {
+        self.inner.callback(key).await
+    }
+}
+
+async fn wait_until(f: impl Fn() -> bool) {
+    while !f() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// NF-2 on SQLite and the raw floor: the same number of commits, each one bare transaction
+/// inserting a row of similar size, on the same PRAGMAs.
+async fn nf2_sqlite(dir: &Path, lifecycles: usize) {
+    let store = Arc::new(Counting {
+        inner: SqlStore::open_sqlite(&fresh(dir, "nf2.db"), OpenOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        commits: AtomicUsize::new(0),
+    });
+    let fake = FakeChannel::new(Channel::Telegram, "main", &["41", "42", "43"]);
+    let engine =
+        Engine::builder(store.clone(), crate::config()).start().await.unwrap_or_else(|e| panic!("{e}"));
+    let h = engine.handle();
+    h.attach(fake.clone().erase()).await.unwrap_or_else(|e| panic!("{e}"));
+    let keyring = test_keyring();
+    let account = fake.key();
+    let wave = 500.min(lifecycles);
+    let before = store.commits.load(Ordering::Relaxed);
+    let start = Instant::now();
+    for w in 0..lifecycles.div_ceil(wave) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..wave {
+            let h = h.clone();
+            tasks.spawn(async move {
+                h.create(exec_request(&["echo", &(w * wave + i).to_string()])).await.map(|a| a.id)
+            });
+        }
+        let ids: Vec<_> =
+            tasks.join_all().await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect();
+        let delivered = (w * wave + ids.len()) * 3;
+        wait_until(|| fake.message_count() >= delivered).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in &ids {
+            let token = keyring.sign(Kind::Exec, TokenAction::Decide(Decision::AllowOnce), id, &account);
+            let acc = h.precheck_token(&account, &token, fake.actor("42")).unwrap_or_else(|r| panic!("{r}"));
+            let h = h.clone();
+            tasks.spawn(async move { h.resolve(acc).await.map(|_| ()) });
+        }
+        for r in tasks.join_all().await {
+            r.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let finalized = w * wave + ids.len();
+        wait_until(|| fake.finalized_count() >= finalized).await;
+    }
+    let elapsed = start.elapsed();
+    let commits = store.commits.load(Ordering::Relaxed) - before;
+    engine.shutdown(Duration::from_millis(100)).await;
+    let rate = lifecycles as f64 / elapsed.as_secs_f64();
+
+    // The floor: the same number of commits with bare SQL.
+    let path = fresh(dir, "floor.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA busy_timeout = 5000"] {
+        conn.execute(pragma).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let body = "x".repeat(2048);
+    let floor_start = Instant::now();
+    for i in 0..commits {
+        let mut tx = conn.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("INSERT INTO t (id, body) VALUES ($1, $2)")
+            .bind(i64::try_from(i).unwrap_or_default())
+            .bind(&body)
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let floor_elapsed = floor_start.elapsed();
+    let per_lifecycle = commits as f64 / lifecycles as f64;
+    let floor_rate = commits as f64 / floor_elapsed.as_secs_f64() / per_lifecycle;
+    println!(
+        "NF-2 lifecycles on SQLite: {lifecycles} in {:.2} s = {rate:.0}/s; raw-SQLite floor for the same {commits} commits \
+         ({per_lifecycle:.1} per lifecycle): {floor_rate:.0}/s; ratio {:.0}% (budget: ≥ 50% and ≥ 3,000/s)",
+        elapsed.as_secs_f64(),
+        rate / floor_rate * 100.0
+    );
+}
+
+/// NF-6: create → durable, one at a time, p50/p99.
+async fn nf6(dir: &Path, samples: usize) {
+    let store = Arc::new(
+        SqlStore::open_sqlite(&fresh(dir, "nf6.db"), OpenOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let mut config = test_config();
+    config.console_route = ConsoleRoute::Always;
+    let engine = Engine::builder(store, config).start().await.unwrap_or_else(|e| panic!("{e}"));
+    let h = engine.handle();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let req = exec_request(&["echo", &i.to_string()]);
+        let t = Instant::now();
+        h.create(req).await.unwrap_or_else(|e| panic!("{e}"));
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let p = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3;
+    println!(
+        "NF-6 create to durable on SQLite, {samples} creates: p50 {:.2} ms, p99 {:.2} ms (budget: p99 ≤ 5 ms)",
+        p(0.5),
+        p(0.99)
+    );
+    engine.shutdown(Duration::from_millis(100)).await;
+}
+
+/// NF-4: open the store and start the engine (index + sweeper pass) with 100k pending.
+async fn nf4(dir: &Path, pending: usize) {
+    let path = fresh(dir, "nf4.db");
+    {
+        let store = Arc::new(
+            SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap_or_else(|e| panic!("{e}")),
+        );
+        let mut config = test_config();
+        config.console_route = ConsoleRoute::Always;
+        let engine = Engine::builder(store, config).start().await.unwrap_or_else(|e| panic!("{e}"));
+        let h = engine.handle();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..pending {
+            if tasks.len() >= 64 {
+                tasks.join_next().await;
+            }
+            let h = h.clone();
+            tasks.spawn(async move { h.create(exec_request(&["echo", &i.to_string()])).await.map(|_| ()) });
+        }
+        while tasks.join_next().await.is_some() {}
+        engine.shutdown(Duration::from_secs(5)).await;
+    }
+    let start = Instant::now();
+    let store = Arc::new(
+        SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap_or_else(|e| panic!("{e}")),
+    );
+    let engine = Engine::builder(store, test_config()).start().await.unwrap_or_else(|e| panic!("{e}"));
+    let ready = start.elapsed();
+    let n = engine.handle().pending_count();
+    println!(
+        "NF-4 start to ready with {n} pending on SQLite (open, migrate check, index, sweeper pass): {:.2} s (budget: ≤ 1 s)",
+        ready.as_secs_f64()
+    );
+    engine.shutdown(Duration::from_millis(100)).await;
+}
+
+pub(crate) async fn run(quick: bool) {
+    let dir = std::env::temp_dir().join(format!("assent-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let (l2, s6, p4) = if quick { (500, 200, 5_000) } else { (5_000, 2_000, 100_000) };
+    println!("assent store benchmarks (release build, SQLite in {}, WAL, synchronous=NORMAL)", dir.display());
+    nf2_sqlite(&dir, l2).await;
+    nf6(&dir, s6).await;
+    nf4(&dir, p4).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
