@@ -164,16 +164,8 @@ impl EngineHandle {
                 continue; // Already has a card (restart or re-attach).
             }
             let Some(_claim) = self.claim(format!("dlv:{}:{account}:{target_key}", a.id)) else { continue };
-            match self.deliver_target(a, &cap, &target, &mut seen_keys).await {
-                Ok(Some(surface)) => {
-                    lock(delivered).push(Delivered {
-                        channel: account.channel,
-                        account: account.account.clone(),
-                        surface,
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => self.delivery_failed(a, &cap, &target, &e).await,
+            if let Err(e) = self.deliver_target(a, &cap, &target, &mut seen_keys, delivered).await {
+                self.delivery_failed(a, &cap, &target, &e).await;
             }
         }
     }
@@ -184,16 +176,17 @@ impl EngineHandle {
         cap: &Arc<dyn DynApprovalCapability>,
         target: &PlannedTarget,
         seen_keys: &mut Vec<String>,
-    ) -> Result<Option<Surface>, CapabilityError> {
+        delivered: &Mutex<Vec<Delivered>>,
+    ) -> Result<(), CapabilityError> {
         let prepared = match guarded(cap.prepare(target)).await? {
             PrepareOutcome::Ready(p) => p,
-            PrepareOutcome::Skip(_) => return Ok(None),
+            PrepareOutcome::Skip(_) => return Ok(()),
         };
         if seen_keys.contains(&prepared.dedupe_key) {
             if let Some(o) = cap.observe() {
                 o.on_duplicate_skipped(target, &prepared.dedupe_key);
             }
-            return Ok(None);
+            return Ok(());
         }
         seen_keys.push(prepared.dedupe_key.clone());
         let account = cap.account();
@@ -219,10 +212,17 @@ impl EngineHandle {
         if let Some(o) = cap.observe() {
             o.on_delivered(target);
         }
+        // The approver can see the card now: it counts as a route before the ledger write.
+        let account = &target.account;
+        lock(delivered).push(Delivered {
+            channel: account.channel,
+            account: account.account.clone(),
+            surface: target.surface,
+        });
         if let Some(native_ref) = native {
             self.record_entry(a, cap, target, native_ref).await;
         }
-        Ok(Some(target.surface))
+        Ok(())
     }
 
     async fn record_entry(

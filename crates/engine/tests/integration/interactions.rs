@@ -65,10 +65,24 @@ async fn futures_ids(bed: &TestBed, n: usize) -> Vec<ApprovalId> {
     out
 }
 
-/// A store that can be switched off: proves precheck does no I/O.
-struct SwitchableStore {
+/// A store that can be switched off (proves precheck does no I/O), and whose commits can be made
+/// slow and exclusive, like SQLite's single writer.
+pub(crate) struct SwitchableStore {
     inner: MemoryStore,
     down: AtomicBool,
+    slow_commit: Option<Duration>,
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl SwitchableStore {
+    pub(crate) fn new(slow_commit: Option<Duration>) -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            down: AtomicBool::new(false),
+            slow_commit,
+            writer: tokio::sync::Mutex::new(()),
+        }
+    }
 }
 
 macro_rules! gate {
@@ -83,6 +97,11 @@ macro_rules! gate {
 impl Store for SwitchableStore {
     async fn commit(&self, c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
         gate!(self);
+        let _writer = self.writer.lock().await;
+        // Only ledger writes are slow: a delivery holds the writer while other work needs it.
+        if let (Some(d), false) = (self.slow_commit, c.entries.is_empty()) {
+            tokio::time::sleep(d).await;
+        }
         self.inner.commit(c, now).await
     }
     async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError> {
@@ -156,7 +175,7 @@ impl Store for SwitchableStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ix_2_precheck_answers_from_memory_even_with_the_store_down() {
     let fake = telegram();
-    let store = Arc::new(SwitchableStore { inner: MemoryStore::new(), down: AtomicBool::new(false) });
+    let store = Arc::new(SwitchableStore::new(None));
     let bed = TestBed::with(store.clone(), test_config(), &[fake.clone()]).await;
     let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
     let msg = card(&fake, &a.id).await;

@@ -154,3 +154,23 @@ async fn rt_1_an_account_with_approvals_off_delivers_nothing_and_says_so() {
     assert_eq!(reply.as_deref(), Some("Approvals are off for this bot."));
     status_becomes(&bed, &a.id, Status::Pending).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rt_9_the_notice_never_waits_on_a_delivery_holding_the_writer() {
+    // Ledger commits take 1 s behind one writer lock and the notice is due after 300 ms: the
+    // notice's own commit must not wait on a delivery commit that its task suspended (that was a
+    // deadlock before deliveries ran in their own task).
+    let store = Arc::new(crate::interactions::SwitchableStore::new(Some(Duration::from_secs(1))));
+    let origin_account = FakeChannel::new(Channel::Telegram, "main", &["42"]);
+    let discord = FakeChannel::new(Channel::Discord, "main", &["111111111111111111"]);
+    let mut config = test_config();
+    config.route_wait = Duration::from_secs(30);
+    let bed = TestBed::with(store, config, &[origin_account.clone(), discord.clone()]).await;
+    let a = bed.handle.create(with_origin(&["ls"], tg_origin("-100"))).await.unwrap();
+    until("the notice is posted", || {
+        let f = origin_account.clone();
+        async move { !f.notices().is_empty() }
+    })
+    .await;
+    card(&discord, &a.id).await;
+}
