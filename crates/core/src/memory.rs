@@ -45,6 +45,8 @@ struct Inner {
     pending_callbacks: BTreeSet<String>,
     notice_keys: HashSet<String>,
     sessions: HashMap<String, Origin>,
+    audit_seq: u64,
+    event_seq: u64,
 }
 
 /// An in-memory [`Store`]. Commits are atomic: they are applied to a copy of the touched state
@@ -169,12 +171,14 @@ fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
         inner.sessions.insert(k, o);
     }
     for mut a in commit.audit {
-        a.seq = inner.audit.len() as u64 + 1;
+        inner.audit_seq += 1;
+        a.seq = inner.audit_seq;
         inner.audit.push(a);
     }
     let mut events = Vec::with_capacity(commit.events.len());
     for mut e in commit.events {
-        e.seq = inner.events.len() as u64 + 1;
+        inner.event_seq += 1;
+        e.seq = inner.event_seq;
         inner.events.push(e.clone());
         events.push(e);
     }
@@ -307,7 +311,8 @@ impl Store for MemoryStore {
 
     async fn events_since(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let inner = self.lock()?;
-        let start = usize::try_from(seq).unwrap_or(usize::MAX).min(inner.events.len());
+        // Sorted by seq; retention may have removed the oldest.
+        let start = inner.events.partition_point(|e| e.seq <= seq);
         Ok(inner.events[start..].iter().take(limit).cloned().collect())
     }
 
@@ -352,5 +357,34 @@ impl Store for MemoryStore {
 
     async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError> {
         Ok(self.lock()?.callbacks.get(key).cloned())
+    }
+
+    async fn purge(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut guard = self.lock()?;
+        let inner = &mut *guard;
+        let doomed: Vec<ApprovalId> = inner
+            .approvals
+            .values()
+            .filter(|a| a.status.is_terminal() && a.created_at < before)
+            .filter(|a| {
+                let ids = inner.entries_by_approval.get(&a.id).map(Vec::as_slice).unwrap_or_default();
+                ids.iter().all(|e| !inner.unfinalized.contains(e))
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        for id in &doomed {
+            inner.approvals.remove(id);
+            for e in inner.entries_by_approval.remove(id).unwrap_or_default() {
+                if let Some(entry) = inner.entries.remove(&e) {
+                    inner.ledger_keys.remove(&ledger_key(&entry));
+                }
+            }
+            inner.callbacks.retain(|_, j| &j.approval_id != id || j.state == CallbackState::Pending);
+            inner.notice_keys.remove(&format!("notice:{id}"));
+        }
+        inner.audit.retain(|a| a.at >= before);
+        inner.events.retain(|e| e.at >= before);
+        inner.idempotency.retain(|_, (_, _, at)| *at >= before);
+        Ok(doomed.len() as u64)
     }
 }

@@ -260,4 +260,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<CallbackJob>, StoreError>;
     /// One callback job.
     async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError>;
+    /// Retention (ST-6): deletes terminal approvals created before `before` whose cards are all
+    /// final (with their ledger entries, finished callbacks and notice keys), and audit entries,
+    /// events and idempotency keys older than `before`. Pending approvals, grants and bindings
+    /// are kept. Returns how many approvals were deleted. Sequence numbers keep counting.
+    async fn purge(&self, before: Timestamp) -> Result<u64, StoreError>;
 }

@@ -43,6 +43,8 @@ pub struct EngineConfig {
     pub callback_attempt_timeout: Duration,
     /// BD-2: the binding's `requested_by` may allow-once it.
     pub requester_may_approve_bindings: bool,
+    /// ST-6: terminal approvals, their ledger and the audit log are kept this long (90 days).
+    pub retention: Duration,
 }
 
 impl EngineConfig {
@@ -61,6 +63,7 @@ impl EngineConfig {
             finalize_max_backoff: Duration::from_secs(300),
             callback_attempt_timeout: Duration::from_secs(10),
             requester_may_approve_bindings: false,
+            retention: Duration::from_secs(90 * 86_400),
         }
     }
 }

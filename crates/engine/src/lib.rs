@@ -197,6 +197,7 @@ impl EngineHandle {
 
     fn spawn_loops(&self) {
         self.spawn(sweeper::run(self.clone()));
+        self.spawn(sweeper::retain(self.clone()));
         self.spawn(finalize::run(self.clone()));
         self.spawn(callbacks::run(self.clone()));
     }

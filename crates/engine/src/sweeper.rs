@@ -43,3 +43,21 @@ impl EngineHandle {
         Ok(total)
     }
 }
+
+/// ST-6: once an hour (and shortly after start), purge what retention no longer keeps.
+pub(crate) async fn retain(h: EngineHandle) {
+    let mut wait = std::time::Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            () = h.inner.shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = std::time::Duration::from_secs(3600);
+        let before = h.now() - h.config().retention;
+        match h.inner.store.purge(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(approvals = n, "retention purged old approvals"),
+            Err(e) => tracing::warn!(error = %e, "retention purge failed; will retry"),
+        }
+    }
+}

@@ -439,6 +439,33 @@ async fn claim(
     Ok(jobs)
 }
 
+async fn purge(tx: &mut Tx, before: Timestamp) -> Result<u64, StoreError> {
+    // Terminal approvals whose cards are all final; the rest waits for the next run.
+    const DOOMED: &str = "SELECT id FROM approvals a WHERE a.status <> 'pending' AND a.created_at < $1
+        AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.approval_id = a.id AND e.open = 1)";
+    let rows = sqlx::query(DOOMED).bind(before.0).fetch_all(&mut **tx).await.map_err(unavailable)?;
+    let ids: Vec<String> =
+        rows.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>().map_err(unavailable)?;
+    for id in &ids {
+        for q in [
+            "DELETE FROM entries WHERE approval_id = $1",
+            "DELETE FROM approvals WHERE id = $1",
+            "DELETE FROM notice_keys WHERE key = 'notice:' || $1",
+            "DELETE FROM callbacks WHERE key LIKE $1 || ':%' AND state <> 'pending'",
+        ] {
+            sqlx::query(q).bind(id).execute(&mut **tx).await.map_err(unavailable)?;
+        }
+    }
+    for q in [
+        "DELETE FROM audit WHERE at < $1",
+        "DELETE FROM events WHERE at < $1",
+        "DELETE FROM idempotency WHERE at < $1",
+    ] {
+        sqlx::query(q).bind(before.0).execute(&mut **tx).await.map_err(unavailable)?;
+    }
+    Ok(ids.len() as u64)
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError> {
@@ -634,6 +661,12 @@ impl Store for SqlStore {
         };
         let mut tx = self.begin().await?;
         let result = claim(&mut tx, select, now, lease, n).await;
+        finish(tx, result).await
+    }
+
+    async fn purge(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = purge(&mut tx, before).await;
         finish(tx, result).await
     }
 

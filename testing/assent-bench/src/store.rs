@@ -106,6 +106,9 @@ impl Store for Counting {
     async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError> {
         self.inner.callback(key).await
     }
+    async fn purge(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.inner.purge(before).await
+    }
 }
 
 async fn wait_until(f: impl Fn() -> bool) {

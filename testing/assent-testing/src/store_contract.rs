@@ -29,7 +29,7 @@ macro_rules! store_contract_tests {
         $crate::__store_contract_cases!($factory;
             st_1_idempotent_create, st_1_cas_update, st_1_no_re_tag, st_1_vote_cas, st_1_consume_once,
             st_1_ledger_uniqueness, st_1_outbox_claim, st_1_gap_free_seq, st_1_commit_is_all_or_nothing,
-            st_1_queries);
+            st_1_queries, st_6_retention_keeps_pending_and_unfinished_work);
     };
 }
 
@@ -343,4 +343,49 @@ pub async fn st_1_queries(store: Arc<dyn Store>) {
     let acct = assent_core::model::AccountKey::new(Channel::Telegram, "main");
     assert_eq!(store.open_entries(&acct).await.unwrap().len(), 1);
     assert_eq!(store.pending().await.unwrap().len(), 1);
+}
+
+/// ST-6: retention deletes old terminal approvals whose cards are final, with their ledger, and
+/// old audit entries and events; it keeps pending approvals, unfinished cards and recent records,
+/// and sequence numbers keep counting afterwards.
+pub async fn st_6_retention_keeps_pending_and_unfinished_work(store: Arc<dyn Store>) {
+    let day = Duration::from_secs(86_400);
+    let old = |bits: u128, status: Status| {
+        let mut a = sample(bits);
+        a.status = status;
+        a
+    };
+    let done = old(900, Status::Denied);
+    let unfinished = old(901, Status::Approved);
+    let pending = sample(902);
+    for a in [&done, &unfinished, &pending] {
+        let mut c = insert(a);
+        c.audit.push(AuditEntry::new(AuditType::Requested, T0).approval(&a.id));
+        c.events.push(ev(a));
+        store.commit(c, T0).await.unwrap();
+    }
+    let mut final_entry = entry(&done.id, 910, "user:1");
+    final_entry.state = EntryState::Finalized;
+    let open_entry = entry(&unfinished.id, 911, "user:1");
+    let entries = vec![EntryWrite::Insert(final_entry), EntryWrite::Insert(open_entry)];
+    store.commit(Commit { entries, ..Commit::default() }, T0).await.unwrap();
+    let later = T0 + day * 91;
+    let mut recent = sample(903);
+    recent.created_at = later;
+    recent.status = Status::Expired;
+    store.commit(insert(&recent), later).await.unwrap();
+
+    assert_eq!(store.purge(T0 + day * 90).await.unwrap(), 1);
+    assert!(store.approval(&done.id).await.unwrap().is_none());
+    assert!(store.entries(&done.id).await.unwrap().is_empty());
+    assert!(store.approval(&unfinished.id).await.unwrap().is_some(), "its card still needs a final edit");
+    assert!(store.approval(&pending.id).await.unwrap().is_some());
+    assert!(store.approval(&recent.id).await.unwrap().is_some());
+    assert!(store.audit(&AuditFilter::default()).await.unwrap().is_empty());
+    assert!(store.events_since(0, 10).await.unwrap().is_empty());
+    let mut c = Commit::default();
+    c.events.push(ev(&recent));
+    let committed = store.commit(c, later).await.unwrap();
+    assert_eq!(committed.events[0].seq, 4, "seq keeps counting after a purge");
+    assert_eq!(store.events_since(0, 10).await.unwrap().len(), 1);
 }

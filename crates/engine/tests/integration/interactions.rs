@@ -170,6 +170,9 @@ impl Store for SwitchableStore {
     async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError> {
         self.inner.callback(key).await
     }
+    async fn purge(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.inner.purge(before).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
