@@ -66,10 +66,13 @@ async fn cap_3_delete_clear_and_leave_final_actions() {
         let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
         let msg = card(&fake, &a.id).await;
         fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
-        until("the entry is finalized", || {
+        until("both cards are recorded and finalized", || {
             let store = bed.store.clone();
             let id = a.id.clone();
-            async move { store.entries(&id).await.unwrap().iter().all(|e| e.state == EntryState::Finalized) }
+            async move {
+                let entries = store.entries(&id).await.unwrap();
+                entries.len() == 2 && entries.iter().all(|e| e.state == EntryState::Finalized)
+            }
         })
         .await;
         let m = fake.messages_for(&a.id).into_iter().find(|m| m.id == msg.id).unwrap();

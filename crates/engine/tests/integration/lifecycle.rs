@@ -310,7 +310,10 @@ async fn lc_12_gives_up_after_the_retry_window_and_audits() {
         bed.clock.advance(Duration::from_secs(30));
         let store = bed.store.clone();
         let id = a.id.clone();
-        async move { store.entries(&id).await.unwrap().iter().all(|e| e.state == EntryState::Abandoned) }
+        async move {
+            let entries = store.entries(&id).await.unwrap();
+            entries.len() == 2 && entries.iter().all(|e| e.state == EntryState::Abandoned)
+        }
     })
     .await;
     assert!(audit_types(&bed.store, &a.id).await.contains(&AuditType::FinalizeFailed));
