@@ -60,6 +60,22 @@ fn parse_all<T: DeserializeOwned>(rows: &[AnyRow]) -> Result<Vec<T>, StoreError>
     rows.iter().map(parse).collect()
 }
 
+type Query<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+impl SqlStore {
+    /// Runs a read returning `body` columns and decodes them.
+    async fn bodies<T: DeserializeOwned>(&self, q: Query<'_>) -> Result<Vec<T>, StoreError> {
+        let rows = q.fetch_all(&self.pool).await.map_err(unavailable)?;
+        parse_all(&rows)
+    }
+
+    /// Runs a read returning at most one `body` and decodes it.
+    async fn body<T: DeserializeOwned>(&self, q: Query<'_>) -> Result<Option<T>, StoreError> {
+        let row = q.fetch_optional(&self.pool).await.map_err(unavailable)?;
+        row.as_ref().map(parse).transpose()
+    }
+}
+
 fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -475,171 +491,117 @@ impl Store for SqlStore {
     }
 
     async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError> {
-        let row = sqlx::query("SELECT body FROM approvals WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.as_ref().map(parse).transpose()
+        self.body(sqlx::query("SELECT body FROM approvals WHERE id = $1").bind(id.as_str())).await
     }
 
     async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
-        let rows = sqlx::query("SELECT body FROM approvals WHERE status = 'pending'")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        parse_all(&rows)
+        self.bodies(sqlx::query("SELECT body FROM approvals WHERE status = 'pending'")).await
     }
 
     async fn due_for_expiry(&self, now: Timestamp, n: usize) -> Result<Vec<Approval>, StoreError> {
-        let rows = sqlx::query(
+        self.bodies(sqlx::query(
             "SELECT body FROM approvals WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
         )
         .bind(now.0)
-        .bind(limit(n))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        parse_all(&rows)
+        .bind(limit(n))).await
     }
 
     async fn approvals(&self, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT body FROM approvals
+        self.bodies(
+            sqlx::query(
+                "SELECT body FROM approvals
              WHERE (CAST($1 AS TEXT) IS NULL OR status = $1)
                AND (CAST($2 AS TEXT) IS NULL OR kind = $2)
                AND (CAST($3 AS TEXT) IS NULL OR requester = $3)
                AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4)
              ORDER BY created_at DESC, id DESC LIMIT $5",
+            )
+            .bind(f.status.map(|s| s.as_str().to_owned()))
+            .bind(f.kind.map(|k| k.as_str().to_owned()))
+            .bind(f.requester.clone())
+            .bind(f.since.map(|t| t.0))
+            .bind(limit(if f.limit == 0 { 100 } else { f.limit })),
         )
-        .bind(f.status.map(|s| s.as_str().to_owned()))
-        .bind(f.kind.map(|k| k.as_str().to_owned()))
-        .bind(f.requester.clone())
-        .bind(f.since.map(|t| t.0))
-        .bind(limit(if f.limit == 0 { 100 } else { f.limit }))
-        .fetch_all(&self.pool)
         .await
-        .map_err(unavailable)?;
-        parse_all(&rows)
     }
 
     async fn entries(&self, id: &ApprovalId) -> Result<Vec<Entry>, StoreError> {
-        let rows = sqlx::query("SELECT body FROM entries WHERE approval_id = $1 ORDER BY entry_id")
-            .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        parse_all(&rows)
+        self.bodies(
+            sqlx::query("SELECT body FROM entries WHERE approval_id = $1 ORDER BY entry_id")
+                .bind(id.as_str()),
+        )
+        .await
     }
 
     async fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        let row = sqlx::query("SELECT body FROM entries WHERE entry_id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.as_ref().map(parse).transpose()
+        self.body(sqlx::query("SELECT body FROM entries WHERE entry_id = $1").bind(id.as_str())).await
     }
 
     async fn open_entries(&self, account: &AccountKey) -> Result<Vec<Entry>, StoreError> {
-        let rows = sqlx::query("SELECT body FROM entries WHERE open = 1 AND channel = $1 AND account = $2")
-            .bind(account.channel.as_str())
-            .bind(&account.account)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        parse_all(&rows)
+        self.bodies(
+            sqlx::query("SELECT body FROM entries WHERE open = 1 AND channel = $1 AND account = $2")
+                .bind(account.channel.as_str())
+                .bind(&account.account),
+        )
+        .await
     }
 
     async fn entries_of_pending(&self) -> Result<Vec<Entry>, StoreError> {
-        let rows = sqlx::query(
+        self.bodies(sqlx::query(
             "SELECT e.body AS body FROM entries e JOIN approvals a ON a.id = e.approval_id WHERE a.status = 'pending'",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        parse_all(&rows)
+        )).await
     }
 
     async fn finalize_due(&self, now: Timestamp, n: usize) -> Result<Vec<Entry>, StoreError> {
-        let rows = sqlx::query(
+        self.bodies(sqlx::query(
             "SELECT e.body AS body FROM entries e JOIN approvals a ON a.id = e.approval_id
              WHERE e.open = 1 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= $1) AND a.status <> 'pending'
              LIMIT $2",
         )
         .bind(now.0)
-        .bind(limit(n))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        parse_all(&rows)
+        .bind(limit(n))).await
     }
 
     async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError> {
-        let rows = sqlx::query("SELECT body FROM grants WHERE kind = $1 AND revoked = 0")
-            .bind(kind.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        parse_all(&rows)
+        self.bodies(
+            sqlx::query("SELECT body FROM grants WHERE kind = $1 AND revoked = 0").bind(kind.as_str()),
+        )
+        .await
     }
 
     async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        let rows = sqlx::query("SELECT body FROM grants ORDER BY created_at DESC, id DESC")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        parse_all(&rows)
+        self.bodies(sqlx::query("SELECT body FROM grants ORDER BY created_at DESC, id DESC")).await
     }
 
     async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
-        let row = sqlx::query("SELECT body FROM grants WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.as_ref().map(parse).transpose()
+        self.body(sqlx::query("SELECT body FROM grants WHERE id = $1").bind(id.as_str())).await
     }
 
     async fn binding(&self, key: &str) -> Result<Option<Binding>, StoreError> {
-        let row = sqlx::query("SELECT body FROM bindings WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.as_ref().map(parse).transpose()
+        self.body(sqlx::query("SELECT body FROM bindings WHERE key = $1").bind(key)).await
     }
 
     async fn events_since(&self, seq: u64, n: usize) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query("SELECT body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(int(seq))
-            .bind(limit(n))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        parse_all(&rows)
+        self.bodies(
+            sqlx::query("SELECT body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(int(seq))
+                .bind(limit(n)),
+        )
+        .await
     }
 
     async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
+        self.bodies(sqlx::query(
             "SELECT body FROM audit WHERE seq > $1 AND (CAST($2 AS TEXT) IS NULL OR approval_id = $2) ORDER BY seq LIMIT $3",
         )
         .bind(int(f.after_seq))
         .bind(f.approval_id.as_ref().map(|id| id.as_str().to_owned()))
-        .bind(limit(if f.limit == 0 { 1000 } else { f.limit }))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        parse_all(&rows)
+        .bind(limit(if f.limit == 0 { 1000 } else { f.limit }))).await
     }
 
     async fn session_origin(&self, session_key: &str) -> Result<Option<Origin>, StoreError> {
-        let row = sqlx::query("SELECT origin AS body FROM sessions WHERE session_key = $1")
-            .bind(session_key)
-            .fetch_optional(&self.pool)
+        self.body(sqlx::query("SELECT origin AS body FROM sessions WHERE session_key = $1").bind(session_key))
             .await
-            .map_err(unavailable)?;
-        row.as_ref().map(parse).transpose()
     }
 
     async fn claim_callbacks(
@@ -671,11 +633,6 @@ impl Store for SqlStore {
     }
 
     async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError> {
-        let row = sqlx::query("SELECT body FROM callbacks WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.as_ref().map(parse).transpose()
+        self.body(sqlx::query("SELECT body FROM callbacks WHERE key = $1").bind(key)).await
     }
 }

@@ -97,15 +97,18 @@ async fn nf1(pending: usize, samples: usize) {
     engine.shutdown(Duration::from_millis(10)).await;
 }
 
-/// NF-2: full lifecycles (create, deliver to 3 targets, resolve, finalize) per second. Runs in
-/// waves so the harness does not poll per approval: create a wave, wait until all its cards are
-/// delivered, resolve them all, wait until every card is finalized.
-async fn nf2(lifecycles: usize) {
-    let fake = FakeChannel::new(Channel::Telegram, "main", &["41", "42", "43"]);
-    let (engine, h) = engine(config(), std::slice::from_ref(&fake), false).await;
+/// Runs `lifecycles` full lifecycles (create, deliver to the fake's 3 approvers, resolve,
+/// finalize all 3 cards) in waves, so the harness never polls per approval: create a wave, wait
+/// until its cards are delivered, resolve them all, wait until every card is final.
+pub(crate) async fn lifecycle_waves(
+    h: &EngineHandle,
+    fake: &FakeChannel,
+    lifecycles: usize,
+    wave: usize,
+) -> Duration {
     let keyring = test_keyring();
     let account = fake.key();
-    let wave = 1_000.min(lifecycles);
+    let wave = wave.min(lifecycles).max(1);
     let start = Instant::now();
     for w in 0..lifecycles.div_ceil(wave) {
         let mut tasks = tokio::task::JoinSet::new();
@@ -133,19 +136,26 @@ async fn nf2(lifecycles: usize) {
         let finalized = w * wave + ids.len();
         wait_until(|| fake.finalized_count() >= finalized).await;
     }
-    let elapsed = start.elapsed();
-    println!(
-        "NF-2 lifecycles on MemoryStore (create, deliver to 3 targets, resolve, finalize all 3): {lifecycles} in {:.2} s = {:.0}/s (budget: ≥ 50,000/s)",
-        elapsed.as_secs_f64(),
-        lifecycles as f64 / elapsed.as_secs_f64()
-    );
-    engine.shutdown(Duration::from_millis(10)).await;
+    start.elapsed()
 }
 
 async fn wait_until(f: impl Fn() -> bool) {
     while !f() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// NF-2: full lifecycles per second on MemoryStore.
+async fn nf2(lifecycles: usize) {
+    let fake = FakeChannel::new(Channel::Telegram, "main", &["41", "42", "43"]);
+    let (engine, h) = engine(config(), std::slice::from_ref(&fake), false).await;
+    let elapsed = lifecycle_waves(&h, &fake, lifecycles, 1_000).await;
+    println!(
+        "NF-2 lifecycles on MemoryStore (create, deliver to 3 targets, resolve, finalize all 3): {lifecycles} in {:.2} s = {:.0}/s (budget: ≥ 50,000/s)",
+        elapsed.as_secs_f64(),
+        lifecycles as f64 / elapsed.as_secs_f64()
+    );
+    engine.shutdown(Duration::from_millis(10)).await;
 }
 
 /// NF-3: resident bytes per pending approval, engine only and engine + MemoryStore.

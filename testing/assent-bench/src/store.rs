@@ -15,15 +15,12 @@ use assent_core::{
     capability::IntoDynCapability,
     clock::Timestamp,
     id::{ApprovalId, EntryId, GrantId},
-    model::{
-        AccountKey, Approval, AuditEntry, Binding, Channel, Decision, Entry, Event, Grant, Kind, Origin,
-    },
+    model::{AccountKey, Approval, AuditEntry, Binding, Channel, Entry, Event, Grant, Kind, Origin},
     store::{ApprovalFilter, AuditFilter, CallbackJob, Commit, Committed, Store, StoreError},
-    token::TokenAction,
 };
 use assent_engine::{ConsoleRoute, Engine};
 use assent_store::{OpenOptions, SqlStore};
-use assent_testing::{FakeChannel, exec_request, test_config, test_keyring};
+use assent_testing::{FakeChannel, exec_request, test_config};
 use async_trait::async_trait;
 use sqlx::{Connection, Executor, SqliteConnection};
 
@@ -111,12 +108,6 @@ impl Store for Counting {
     }
 }
 
-async fn wait_until(f: impl Fn() -> bool) {
-    while !f() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 /// NF-2 on SQLite and the raw floor: the same number of commits, each one bare transaction
 /// inserting a row of similar size, on the same PRAGMAs.
 async fn nf2_sqlite(dir: &Path, lifecycles: usize) {
@@ -131,37 +122,8 @@ async fn nf2_sqlite(dir: &Path, lifecycles: usize) {
         Engine::builder(store.clone(), crate::config()).start().await.unwrap_or_else(|e| panic!("{e}"));
     let h = engine.handle();
     h.attach(fake.clone().erase()).await.unwrap_or_else(|e| panic!("{e}"));
-    let keyring = test_keyring();
-    let account = fake.key();
-    let wave = 500.min(lifecycles);
     let before = store.commits.load(Ordering::Relaxed);
-    let start = Instant::now();
-    for w in 0..lifecycles.div_ceil(wave) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..wave {
-            let h = h.clone();
-            tasks.spawn(async move {
-                h.create(exec_request(&["echo", &(w * wave + i).to_string()])).await.map(|a| a.id)
-            });
-        }
-        let ids: Vec<_> =
-            tasks.join_all().await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect();
-        let delivered = (w * wave + ids.len()) * 3;
-        wait_until(|| fake.message_count() >= delivered).await;
-        let mut tasks = tokio::task::JoinSet::new();
-        for id in &ids {
-            let token = keyring.sign(Kind::Exec, TokenAction::Decide(Decision::AllowOnce), id, &account);
-            let acc = h.precheck_token(&account, &token, fake.actor("42")).unwrap_or_else(|r| panic!("{r}"));
-            let h = h.clone();
-            tasks.spawn(async move { h.resolve(acc).await.map(|_| ()) });
-        }
-        for r in tasks.join_all().await {
-            r.unwrap_or_else(|e| panic!("{e}"));
-        }
-        let finalized = w * wave + ids.len();
-        wait_until(|| fake.finalized_count() >= finalized).await;
-    }
-    let elapsed = start.elapsed();
+    let elapsed = crate::lifecycle_waves(&h, &fake, lifecycles, 500).await;
     let commits = store.commits.load(Ordering::Relaxed) - before;
     engine.shutdown(Duration::from_millis(100)).await;
     let rate = lifecycles as f64 / elapsed.as_secs_f64();
