@@ -27,9 +27,13 @@ const RETRY_WINDOW: Duration = Duration::from_secs(300);
 impl EngineHandle {
     /// RT-4..RT-7 for one approval over the attached accounts.
     pub(crate) async fn plan_for(&self, a: &Approval) -> (Vec<PlannedTarget>, Selection) {
+        // BD-2: a binding is decided by the approvers of the conversation's own account.
+        let binding_account =
+            a.binding().map(|b| AccountKey::new(b.conversation.channel, b.conversation.account.clone()));
         let accounts: Vec<_> = {
             let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             map.values()
+                .filter(|x| binding_account.as_ref().is_none_or(|k| *k == x.routing.key))
                 .filter(|x| matches!(x.capability.availability().should_handle(a), Handle::Yes))
                 .map(|x| x.routing.clone())
                 .collect()

@@ -103,6 +103,17 @@ async fn bd_1_conversations_assent_routes_into_cannot_be_bound() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_2_only_the_conversation_accounts_approvers_decide() {
+    let fake = room();
+    let other_platform = FakeChannel::new(Channel::Discord, "main", &["111111111111111111"]);
+    let bed = TestBed::new(&[fake.clone(), other_platform.clone()]).await;
+    let a = pending(&bed.handle, "/p@1", "-100").await;
+    card(&fake, &a.id).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(other_platform.messages_for(&a.id).is_empty(), "no binding card on another account");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bd_2_the_requester_may_allow_once_when_configured() {
     let fake = room();
     let mut config = test_config();
