@@ -336,3 +336,31 @@ async fn ix_11_only_assent_tokens_count() {
     );
     assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Pending);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_2_refs_resolve_to_one_pending_approval() {
+    let bed = TestBed::new(&[telegram()]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    assert_eq!(bed.handle.resolve_ref(a.id.as_str()).unwrap(), a.id);
+    assert_eq!(bed.handle.resolve_ref(&a.short_ref().to_ascii_uppercase()).unwrap(), a.id);
+    assert!(matches!(bed.handle.resolve_ref("abc"), Err(assent_engine::EngineError::Invalid(_))));
+    assert!(matches!(bed.handle.resolve_ref("zzzzzzzzzz"), Err(assent_engine::EngineError::NotFound)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lc_16_a_waiting_requester_gets_the_decision_or_the_pending_record() {
+    let fake = telegram();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    let still = bed.handle.wait(&a.id, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(still.status, Status::Pending);
+    let waiter = {
+        let h = bed.handle.clone();
+        let id = a.id.clone();
+        tokio::spawn(async move { h.wait(&id, Duration::from_secs(30)).await })
+    };
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::Deny, "42").await;
+    let done = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap().unwrap();
+    assert_eq!(done.status, Status::Denied);
+}
