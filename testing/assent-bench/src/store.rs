@@ -13,14 +13,12 @@ use std::{
 
 use assent_core::{
     capability::IntoDynCapability,
-    clock::Timestamp,
-    id::{ApprovalId, EntryId, GrantId},
-    model::{AccountKey, Approval, AuditEntry, Binding, Channel, Entry, Event, Grant, Kind, Origin},
-    store::{ApprovalFilter, AuditFilter, CallbackJob, Commit, Committed, Store, StoreError},
+    model::Channel,
+    store::{Commit, StoreError},
 };
 use assent_engine::{ConsoleRoute, Engine};
 use assent_store::{OpenOptions, SqlStore};
-use assent_testing::{FakeChannel, exec_request, test_config};
+use assent_testing::{FakeChannel, HookedStore, StoreHook, exec_request, test_config};
 use async_trait::async_trait;
 use sqlx::{Connection, Executor, SqliteConnection};
 
@@ -33,98 +31,32 @@ fn fresh(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Counts commits so the floor does the same number of transactions.
-struct Counting {
-    inner: SqlStore,
-    commits: AtomicUsize,
-}
+#[derive(Default)]
+struct CountCommits(AtomicUsize);
 
 #[async_trait]
-impl Store for Counting {
-    async fn commit(&self, c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.inner.commit(c, now).await
-    }
-    async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError> {
-        self.inner.approval(id).await
-    }
-    async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
-        self.inner.pending().await
-    }
-    async fn due_for_expiry(&self, now: Timestamp, n: usize) -> Result<Vec<Approval>, StoreError> {
-        self.inner.due_for_expiry(now, n).await
-    }
-    async fn approvals(&self, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
-        self.inner.approvals(f).await
-    }
-    async fn entries(&self, id: &ApprovalId) -> Result<Vec<Entry>, StoreError> {
-        self.inner.entries(id).await
-    }
-    async fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        self.inner.entry(id).await
-    }
-    async fn open_entries(&self, a: &AccountKey) -> Result<Vec<Entry>, StoreError> {
-        self.inner.open_entries(a).await
-    }
-    async fn entries_of_pending(&self) -> Result<Vec<Entry>, StoreError> {
-        self.inner.entries_of_pending().await
-    }
-    async fn finalize_due(&self, now: Timestamp, n: usize) -> Result<Vec<Entry>, StoreError> {
-        self.inner.finalize_due(now, n).await
-    }
-    async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError> {
-        self.inner.active_grants(kind).await
-    }
-    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        self.inner.grants().await
-    }
-    async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
-        self.inner.grant(id).await
-    }
-    async fn binding(&self, key: &str) -> Result<Option<Binding>, StoreError> {
-        self.inner.binding(key).await
-    }
-    async fn events_since(&self, seq: u64, n: usize) -> Result<Vec<Event>, StoreError> {
-        self.inner.events_since(seq, n).await
-    }
-    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.audit(f).await
-    }
-    async fn session_origin(&self, k: &str) -> Result<Option<Origin>, StoreError> {
-        self.inner.session_origin(k).await
-    }
-    async fn claim_callbacks(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        n: usize,
-    ) -> Result<Vec<CallbackJob>, StoreError> {
-        self.inner.claim_callbacks(now, lease, n).await
-    }
-    async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError> {
-        self.inner.callback(key).await
-    }
-    async fn purge(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.inner.purge(before).await
+impl StoreHook for CountCommits {
+    async fn on_commit(&self, _: &Commit) -> Result<Option<Box<dyn std::any::Any + Send>>, StoreError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(None)
     }
 }
 
 /// NF-2 on SQLite and the raw floor: the same number of commits, each one bare transaction
 /// inserting a row of similar size, on the same PRAGMAs.
 async fn nf2_sqlite(dir: &Path, lifecycles: usize) {
-    let store = Arc::new(Counting {
-        inner: SqlStore::open_sqlite(&fresh(dir, "nf2.db"), OpenOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        commits: AtomicUsize::new(0),
-    });
+    let sqlite = SqlStore::open_sqlite(&fresh(dir, "nf2.db"), OpenOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = Arc::new(HookedStore::new(Arc::new(sqlite), CountCommits::default()));
     let fake = FakeChannel::new(Channel::Telegram, "main", &["41", "42", "43"]);
     let engine =
         Engine::builder(store.clone(), crate::config()).start().await.unwrap_or_else(|e| panic!("{e}"));
     let h = engine.handle();
     h.attach(fake.clone().erase()).await.unwrap_or_else(|e| panic!("{e}"));
-    let before = store.commits.load(Ordering::Relaxed);
+    let before = store.hook.0.load(Ordering::Relaxed);
     let elapsed = crate::lifecycle_waves(&h, &fake, lifecycles, 500).await;
-    let commits = store.commits.load(Ordering::Relaxed) - before;
+    let commits = store.hook.0.load(Ordering::Relaxed) - before;
     engine.shutdown(Duration::from_millis(100)).await;
     let rate = lifecycles as f64 / elapsed.as_secs_f64();
 

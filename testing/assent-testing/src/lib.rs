@@ -4,6 +4,7 @@
 
 pub mod channel_contract;
 mod fake;
+mod hooked;
 pub mod postgres;
 pub mod store_contract;
 
@@ -24,6 +25,7 @@ pub use self::fake::{
     ClickOutcome, FakeAnchor, FakeChannel, FakeEntry, FakeError, FakeMessage, FakePayload, Fault, FinalMode,
     Op, render_card,
 };
+pub use self::hooked::{HookedStore, StoreHook};
 
 /// The fixed start time of every test clock: 2026-01-01T00:00:00Z.
 pub const T0: Timestamp = Timestamp(1_767_225_600_000);

@@ -7,8 +7,7 @@ use std::{
 };
 
 use assent_core::{
-    clock::Timestamp,
-    id::{ApprovalId, EntryId, GrantId},
+    id::ApprovalId,
     lifecycle::Rejection,
     memory::MemoryStore,
     model::*,
@@ -16,7 +15,7 @@ use assent_core::{
     token::{Keyring, TokenAction, TokenKey},
 };
 use assent_engine::{ApprovalRef, Authority, Interaction, ResolveError};
-use assent_testing::{Fault, Op, TestBed, exec_request, test_config};
+use assent_testing::{Fault, HookedStore, Op, StoreHook, TestBed, exec_request, test_config};
 use async_trait::async_trait;
 
 use crate::{card, finalized, telegram, until};
@@ -65,129 +64,62 @@ async fn futures_ids(bed: &TestBed, n: usize) -> Vec<ApprovalId> {
     out
 }
 
-/// A store that can be switched off (proves precheck does no I/O), and whose commits can be made
+/// A hook that can switch the store off (proves precheck does no I/O) and make ledger commits
 /// slow and exclusive, like SQLite's single writer.
-pub(crate) struct SwitchableStore {
-    inner: MemoryStore,
+pub(crate) struct Switch {
     down: AtomicBool,
     slow_commit: Option<Duration>,
-    writer: tokio::sync::Mutex<()>,
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl SwitchableStore {
-    pub(crate) fn new(slow_commit: Option<Duration>) -> Self {
-        Self {
-            inner: MemoryStore::new(),
-            down: AtomicBool::new(false),
-            slow_commit,
-            writer: tokio::sync::Mutex::new(()),
+/// A MemoryStore behind a [`Switch`].
+pub(crate) type SwitchableStore = HookedStore<Switch>;
+
+pub(crate) fn switchable(slow_commit: Option<Duration>) -> SwitchableStore {
+    let hook = Switch { down: AtomicBool::new(false), slow_commit, writer: Arc::default() };
+    HookedStore::new(Arc::new(MemoryStore::new()), hook)
+}
+
+impl Switch {
+    fn gate(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("switched off".into()))
+        } else {
+            Ok(())
         }
     }
 }
 
-macro_rules! gate {
-    ($self:ident) => {
-        if $self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("switched off".into()));
-        }
-    };
-}
-
 #[async_trait]
-impl Store for SwitchableStore {
-    async fn commit(&self, c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
-        gate!(self);
-        let _writer = self.writer.lock().await;
+impl StoreHook for Switch {
+    async fn on_commit(&self, c: &Commit) -> Result<Option<Box<dyn std::any::Any + Send>>, StoreError> {
+        self.gate()?;
+        let writer = self.writer.clone().lock_owned().await;
         // Only ledger writes are slow: a delivery holds the writer while other work needs it.
         if let (Some(d), false) = (self.slow_commit, c.entries.is_empty()) {
             tokio::time::sleep(d).await;
         }
-        self.inner.commit(c, now).await
+        Ok(Some(Box::new(writer)))
     }
-    async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError> {
-        gate!(self);
-        self.inner.approval(id).await
-    }
-    async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
-        self.inner.pending().await
-    }
-    async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Approval>, StoreError> {
-        gate!(self);
-        self.inner.due_for_expiry(now, limit).await
-    }
-    async fn approvals(&self, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
-        self.inner.approvals(f).await
-    }
-    async fn entries(&self, id: &ApprovalId) -> Result<Vec<Entry>, StoreError> {
-        gate!(self);
-        self.inner.entries(id).await
-    }
-    async fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        self.inner.entry(id).await
-    }
-    async fn open_entries(&self, a: &AccountKey) -> Result<Vec<Entry>, StoreError> {
-        self.inner.open_entries(a).await
-    }
-    async fn entries_of_pending(&self) -> Result<Vec<Entry>, StoreError> {
-        self.inner.entries_of_pending().await
-    }
-    async fn finalize_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        gate!(self);
-        self.inner.finalize_due(now, limit).await
-    }
-    async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError> {
-        gate!(self);
-        self.inner.active_grants(kind).await
-    }
-    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        self.inner.grants().await
-    }
-    async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
-        self.inner.grant(id).await
-    }
-    async fn binding(&self, key: &str) -> Result<Option<Binding>, StoreError> {
-        self.inner.binding(key).await
-    }
-    async fn events_since(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        self.inner.events_since(seq, limit).await
-    }
-    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.audit(f).await
-    }
-    async fn session_origin(&self, k: &str) -> Result<Option<Origin>, StoreError> {
-        gate!(self);
-        self.inner.session_origin(k).await
-    }
-    async fn claim_callbacks(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<CallbackJob>, StoreError> {
-        gate!(self);
-        self.inner.claim_callbacks(now, lease, limit).await
-    }
-    async fn callback(&self, key: &str) -> Result<Option<CallbackJob>, StoreError> {
-        self.inner.callback(key).await
-    }
-    async fn purge(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.inner.purge(before).await
+
+    fn on_read(&self) -> Result<(), StoreError> {
+        self.gate()
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ix_2_precheck_answers_from_memory_even_with_the_store_down() {
     let fake = telegram();
-    let store = Arc::new(SwitchableStore::new(None));
+    let store = Arc::new(switchable(None));
     let bed = TestBed::with(store.clone(), test_config(), &[fake.clone()]).await;
     let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
     let msg = card(&fake, &a.id).await;
-    store.down.store(true, Ordering::SeqCst);
+    store.hook.down.store(true, Ordering::SeqCst);
     let acc = bed.handle.precheck_token(&fake.key(), &msg.payload.buttons[0].1, fake.actor("42")).unwrap();
     assert_eq!(acc.ack_text(), "Recording: allow once");
     // The durable step fails closed: nothing is recorded as approved.
     assert!(matches!(bed.handle.resolve(acc.clone()).await, Err(ResolveError::Store(_))));
-    store.down.store(false, Ordering::SeqCst);
+    store.hook.down.store(false, Ordering::SeqCst);
     assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Pending);
     assert_eq!(bed.handle.resolve(acc).await.unwrap().approval.status, Status::Approved);
 }

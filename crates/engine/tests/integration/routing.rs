@@ -160,7 +160,7 @@ async fn rt_9_the_notice_never_waits_on_a_delivery_holding_the_writer() {
     // Ledger commits take 1 s behind one writer lock and the notice is due after 300 ms: the
     // notice's own commit must not wait on a delivery commit that its task suspended (that was a
     // deadlock before deliveries ran in their own task).
-    let store = Arc::new(crate::interactions::SwitchableStore::new(Some(Duration::from_secs(1))));
+    let store = Arc::new(crate::interactions::switchable(Some(Duration::from_secs(1))));
     let origin_account = FakeChannel::new(Channel::Telegram, "main", &["42"]);
     let discord = FakeChannel::new(Channel::Discord, "main", &["111111111111111111"]);
     let mut config = test_config();
