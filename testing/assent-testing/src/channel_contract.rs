@@ -14,10 +14,10 @@ use assent_core::{
     model::{AuditType, Decision, Status},
     store::AuditFilter,
 };
-use assent_engine::{EngineHandle, Resolution, ResolveError};
+use assent_engine::EngineHandle;
 use async_trait::async_trait;
 
-use crate::{FakeChannel, TestBed, exec_request, fake::token_decision, test_config};
+use crate::{ClickOutcome, FakeChannel, TestBed, exec_request, fake::token_decision, test_config};
 
 /// A card as an approver sees it on the platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,15 +32,6 @@ pub struct ObservedCard {
     pub decisions: Vec<Decision>,
     /// Deleted by the bot.
     pub deleted: bool,
-}
-
-/// What pressing a control produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pressed {
-    /// The ack the platform showed at once.
-    pub ack: String,
-    /// The durable result, `None` if the precheck refused.
-    pub resolution: Option<Result<Resolution, ResolveError>>,
 }
 
 /// One channel under contract test.
@@ -63,7 +54,7 @@ pub trait ChannelHarness: Send + Sync {
         card: &ObservedCard,
         decision: Decision,
         user: &str,
-    ) -> Pressed;
+    ) -> ClickOutcome;
 }
 
 /// Generates one test per contract case for the harness made by `$factory`, an async expression
@@ -269,12 +260,11 @@ impl ChannelHarness for FakeHarness {
         card: &ObservedCard,
         decision: Decision,
         user: &str,
-    ) -> Pressed {
+    ) -> ClickOutcome {
         // Press the control the user saw, even if the card changed since (IX-8 stale controls).
         let Some(token) = card.tokens.iter().find(|t| token_decision(t) == Some(decision)) else {
-            return Pressed { ack: "no such button".to_owned(), resolution: None };
+            return ClickOutcome { ack: "no such button".to_owned(), resolution: None };
         };
-        let out = self.channel.click_token(engine, token, user).await;
-        Pressed { ack: out.ack, resolution: out.resolution }
+        self.channel.click_token(engine, token, user).await
     }
 }

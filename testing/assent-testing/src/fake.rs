@@ -20,11 +20,12 @@ use assent_core::{
     card::{CardView, Phase},
     command::TypedMessage,
     id::ApprovalId,
+    lifecycle::Rejection,
     model::{AccountKey, Actor, Channel, Decision, Kind, Origin, Surface},
     routing::{AccountRouting, PlannedTarget, TargetAddr},
 };
 use assent_engine::{
-    ApprovalRef, Authority, EngineHandle, Interaction, Resolution, ResolveError, TypedOutcome,
+    Accepted, ApprovalRef, Authority, EngineHandle, Interaction, Resolution, ResolveError, TypedOutcome,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -373,14 +374,7 @@ impl FakeChannel {
 
     /// Presses a button with a raw callback token (forged, stale or copied tokens included).
     pub async fn click_token(&self, engine: &EngineHandle, token: &str, user_id: &str) -> ClickOutcome {
-        match engine.precheck_token(&self.account, token, self.actor(user_id)) {
-            Err(r) => ClickOutcome { ack: r.to_string(), resolution: None },
-            Ok(acc) => {
-                let ack = acc.ack_text().to_owned();
-                let resolution = Some(engine.resolve(acc).await);
-                ClickOutcome { ack, resolution }
-            }
-        }
+        ack_then_resolve(engine, engine.precheck_token(&self.account, token, self.actor(user_id))).await
     }
 
     /// Reacts to a card with a decision (anchor-based, like Matrix reactions). Only bound
@@ -409,13 +403,7 @@ impl FakeChannel {
             reason: None,
             grant_scope: None,
         };
-        match engine.precheck(&ix) {
-            Err(r) => ClickOutcome { ack: r.to_string(), resolution: None },
-            Ok(acc) => {
-                let ack = acc.ack_text().to_owned();
-                ClickOutcome { ack, resolution: Some(engine.resolve(acc).await) }
-            }
-        }
+        ack_then_resolve(engine, engine.precheck(&ix)).await
     }
 
     /// Types a message as `user_id`; returns the bot's reply, if any.
@@ -430,6 +418,17 @@ impl FakeChannel {
                 Err(ResolveError::Rejected(r)) => r.to_string(),
                 Err(e) => e.to_string(),
             }),
+        }
+    }
+}
+
+/// What a platform runtime does with a precheck: ack with its text at once, then resolve.
+async fn ack_then_resolve(engine: &EngineHandle, precheck: Result<Accepted, Rejection>) -> ClickOutcome {
+    match precheck {
+        Err(r) => ClickOutcome { ack: r.to_string(), resolution: None },
+        Ok(acc) => {
+            let ack = acc.ack_text().to_owned();
+            ClickOutcome { ack, resolution: Some(engine.resolve(acc).await) }
         }
     }
 }

@@ -160,11 +160,6 @@ impl TestBed {
         engine.shutdown(Duration::from_millis(100)).await;
         Self::start(store, config, caps, clock, ids).await
     }
-
-    /// Waits (real time, bounded) until `check` holds; panics with `what` otherwise.
-    pub async fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
-        eventually(what, &mut check).await;
-    }
 }
 
 fn erase_all(channels: &[FakeChannel]) -> Vec<Arc<dyn DynApprovalCapability>> {
