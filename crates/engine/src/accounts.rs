@@ -118,6 +118,12 @@ impl EngineHandle {
             .collect()
     }
 
+    /// Whether this very capability (not a newer handler for the same account) is attached.
+    pub(crate) fn is_attached(&self, cap: &Arc<dyn DynApprovalCapability>) -> bool {
+        let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&cap.account()).is_some_and(|a| Arc::ptr_eq(&a.capability, cap))
+    }
+
     pub(crate) fn routing_of(&self, key: &AccountKey) -> Option<AccountRouting> {
         let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(key).map(|a| a.routing.clone())

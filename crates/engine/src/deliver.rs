@@ -281,6 +281,15 @@ impl EngineHandle {
             }
         }
         self.index().add_handler(&a.id, &target.account);
+        // CAP-9: an account detached while this card was in flight missed it when it unbound its
+        // anchors; unbind here. The commit came first, so either detach saw the entry or we see
+        // the detach (or both, and the second unbind is harmless).
+        if let Some(anchor) = &entry.anchor
+            && !self.is_attached(cap)
+            && let Err(e) = guarded(cap.unbind(anchor)).await
+        {
+            self.report_hook_error(&target.account, &a.id, "unbind", &e.to_string()).await;
+        }
         // A card that lands after the terminal commit is finalized at once (LC-12).
         if !self.is_pending(&a.id) {
             self.spawn_finalize_late(a.id.clone(), entry);

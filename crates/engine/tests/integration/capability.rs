@@ -9,7 +9,7 @@ use assent_engine::{
     ConsoleRoute,
     registry::{ContextRegistry, ContextState},
 };
-use assent_testing::{FakeChannel, Fault, FinalMode, Op, TestBed, exec_request, test_config};
+use assent_testing::{FakeChannel, Fault, FinalMode, Op, TestBed, eventually, exec_request, test_config};
 
 use crate::{audit_types, card, finalized, telegram, until};
 
@@ -182,12 +182,32 @@ async fn cap_8_attach_delivers_pending_approvals_it_lacks_and_rebinds_anchors() 
     let fake = telegram();
     bed.handle.attach(fake.clone().erase()).await.unwrap();
     let msg = card(&fake, &a.id).await;
+    eventually("both cards recorded and bound", &mut || fake.anchors().len() == 2).await;
     assert!(fake.anchors().contains(&msg.id));
     bed.handle.detach(&fake.key()).await.unwrap();
     assert!(fake.anchors().is_empty(), "CAP-9 unbinds");
     bed.handle.attach(fake.clone().erase()).await.unwrap();
     assert!(fake.anchors().contains(&msg.id), "CAP-8 re-binds");
     assert_eq!(fake.messages_for(&a.id).len(), 2, "no duplicate cards");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_9_a_card_bound_after_detach_is_unbound() {
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), console_always(), &[]).await;
+    let fake = telegram();
+    fake.slow(Op::Bind, Duration::from_millis(300));
+    bed.handle.attach(fake.clone().erase()).await.unwrap();
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    card(&fake, &a.id).await;
+    // The cards are on the platform but their anchors are still being bound.
+    bed.handle.detach(&fake.key()).await.unwrap();
+    assert_eq!(fake.anchors().len(), 0, "bind is still sleeping");
+    until("both late cards bound and recorded", || {
+        let (store, key) = (bed.store.clone(), fake.key());
+        async move { store.open_entries(&key).await.unwrap().len() == 2 }
+    })
+    .await;
+    eventually("CAP-9: no anchor left bound on a detached handler", &mut || fake.anchors().is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
