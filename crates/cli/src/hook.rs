@@ -1,0 +1,133 @@
+//! `assent hook claude-code` (CLI-6): a Claude Code `PreToolUse` or `PermissionRequest` hook.
+//! Reads the hook payload on stdin, asks for approval, writes the decision JSON on stdout.
+//! Anything that goes wrong is a deny with the reason (fail closed).
+
+use std::{
+    io::Read,
+    time::{Duration, Instant},
+};
+
+use assent_core::{clock::parse_duration, model::ExecRequest, text::Redactor};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::{Exit, Failure, Global, client::Client, wait::is_terminal};
+
+/// Largest payload read from stdin.
+const MAX_INPUT: u64 = 1024 * 1024;
+/// CLI-6: the input summary on a plugin card.
+const SUMMARY_CHARS: usize = 512;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HookCommand {
+    /// Claude Code hook: PreToolUse or PermissionRequest JSON in, the decision JSON out.
+    ClaudeCode {
+        /// Give up (deny) after this long; keep it inside the host's 60 s hook limit.
+        #[arg(long, default_value = "50s")]
+        timeout: String,
+    },
+}
+
+/// Which answer format the host expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    PreToolUse,
+    PermissionRequest,
+}
+
+pub(crate) fn run(global: &Global, cmd: HookCommand) -> Result<Exit, Failure> {
+    let HookCommand::ClaudeCode { timeout } = cmd;
+    let mut input = String::new();
+    let read = std::io::stdin().take(MAX_INPUT).read_to_string(&mut input);
+    let payload: Option<Value> = read.ok().and_then(|_| serde_json::from_str(&input).ok());
+    let event = match payload.as_ref().and_then(|p| p["hook_event_name"].as_str()) {
+        Some("PermissionRequest") => Event::PermissionRequest,
+        _ => Event::PreToolUse,
+    };
+    let (allow, reason) = match (payload, parse_duration(&timeout)) {
+        (_, Err(e)) => (false, format!("assent: --timeout {timeout}: {e}")),
+        (None, _) => (false, "assent: the hook input is not valid JSON; denied".to_owned()),
+        (Some(p), Ok(limit)) => match decide(global, &p, limit) {
+            Ok(answer) => answer,
+            Err(e) => (false, format!("assent: {}; denied", e.message)),
+        },
+    };
+    let out = match event {
+        Event::PreToolUse => json!({ "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": if allow { "allow" } else { "deny" },
+            "permissionDecisionReason": reason,
+        }}),
+        Event::PermissionRequest => {
+            let decision = if allow {
+                json!({ "behavior": "allow" })
+            } else {
+                json!({ "behavior": "deny", "message": reason })
+            };
+            json!({ "hookSpecificOutput": { "hookEventName": "PermissionRequest", "decision": decision } })
+        }
+    };
+    println!("{out}");
+    Ok(Exit::Ok)
+}
+
+/// The approval request for a tool call: a shell command is an exec approval, anything else a
+/// plugin approval "Use {tool}" with a redacted summary of its input.
+fn request_body(p: &Value, limit: Duration) -> Result<Value, Failure> {
+    let tool = p["tool_name"]
+        .as_str()
+        .ok_or_else(|| Failure::new(Exit::Usage, "the hook input has no tool_name"))?;
+    let input = &p["tool_input"];
+    let timeout = limit.as_secs();
+    let session = p["session_id"].as_str().map(|s| format!("claude-code:{s}"));
+    if let (true, Some(command)) = (tool == "Bash", input["command"].as_str()) {
+        let exec = ExecRequest {
+            argv: vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()],
+            cwd: p["cwd"].as_str().map(str::to_owned),
+            ..ExecRequest::default()
+        };
+        return Ok(
+            json!({ "kind": "exec", "exec": exec, "timeout": timeout, "agent_id": "claude-code", "session_key": session }),
+        );
+    }
+    let summary = Redactor::default().redact(&input.to_string()).text;
+    let summary: String = if summary.chars().count() > SUMMARY_CHARS {
+        summary.chars().take(SUMMARY_CHARS - 1).chain(['…']).collect()
+    } else {
+        summary
+    };
+    let name: String = tool.chars().take(64).collect();
+    let plugin = json!({
+        "plugin_id": "claude-code",
+        "title": format!("Use {name}").chars().take(80).collect::<String>(),
+        "description": if summary.is_empty() { "(no input)".to_owned() } else { summary },
+        "tool_name": name,
+        "tool_call_id": p["tool_use_id"].as_str().map(|s| s.chars().take(128).collect::<String>()),
+    });
+    Ok(
+        json!({ "kind": "plugin", "plugin": plugin, "timeout": timeout, "agent_id": "claude-code", "session_key": session }),
+    )
+}
+
+fn decide(global: &Global, p: &Value, limit: Duration) -> Result<(bool, String), Failure> {
+    let deadline = Instant::now() + limit;
+    let client = Client::from_global(global)?;
+    let body = request_body(p, limit)?;
+    let mut view: Value = client.send("POST", "/v1/approvals", &body)?;
+    let id = view["id"].as_str().unwrap_or_default().to_owned();
+    while !is_terminal(&view) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = client.send::<Value>("POST", &format!("/v1/approvals/{id}/cancel"), &json!({}));
+            return Ok((false, format!("assent: nobody answered within {}s; denied", limit.as_secs())));
+        }
+        let secs = left.as_secs().clamp(1, 25);
+        match client.get::<Value>(&format!("/v1/approvals/{id}/wait?timeout={secs}")) {
+            Ok(v) => view = v,
+            Err(crate::client::ApiFailure::Unreachable(_)) => std::thread::sleep(Duration::from_secs(1)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let allow = view["status"].as_str() == Some("approved");
+    Ok((allow, format!("assent: {}", view["outcome"]["text"].as_str().unwrap_or("decided"))))
+}

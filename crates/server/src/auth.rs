@@ -1,0 +1,159 @@
+//! API tokens (API-1, NF-12): configured as SHA-256 hashes with scopes, compared in constant
+//! time; plaintext tokens are never stored. Also the first-run admin token (CLI-8).
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{ConfigError, LoadedConfig};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Create approvals and see one's own.
+    Request,
+    /// See every approval and decide.
+    Approve,
+    /// Everything, including cancel of others' approvals, grant revocation and the audit log.
+    Admin,
+    /// Read `/metrics` from a non-loopback address.
+    Metrics,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Token name.
+    pub name: String,
+    scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// `token:<name>`, the requester principal stored on approvals.
+    pub fn id(&self) -> String {
+        format!("token:{}", self.name)
+    }
+
+    /// Whether the caller has `scope` (admin implies request and approve).
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+            || (self.scopes.contains(&Scope::Admin) && matches!(scope, Scope::Request | Scope::Approve))
+    }
+}
+
+/// The name of the first-run admin token.
+pub const ADMIN_TOKEN_NAME: &str = "admin";
+
+/// The file holding the first-run admin token in the data dir (CLI-8).
+pub fn admin_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.token")
+}
+
+/// Known token hashes.
+#[derive(Debug, Default)]
+pub struct Tokens {
+    by_hash: HashMap<[u8; 32], Principal>,
+}
+
+impl Tokens {
+    /// The tokens of `[[tokens]]`.
+    pub fn from_config(config: &LoadedConfig) -> Result<Self, ConfigError> {
+        let mut tokens = Self::default();
+        for t in &config.config.tokens {
+            let Some(hash) = parse_hex32(t.sha256.get_ref()) else {
+                return Err(ConfigError {
+                    file: config.file(),
+                    line: None,
+                    message: format!(
+                        "tokens `{}`: sha256 must be 64 hex digits (`assent token new` prints it)",
+                        t.name
+                    ),
+                });
+            };
+            tokens.insert(hash, Principal { name: t.name.clone(), scopes: t.scopes.clone() });
+        }
+        Ok(tokens)
+    }
+
+    /// Adds a token by hash.
+    pub fn insert(&mut self, hash: [u8; 32], principal: Principal) {
+        self.by_hash.insert(hash, principal);
+    }
+
+    /// Whether no token is configured at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The caller presenting `token`, compared in constant time against every known hash.
+    pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        let presented = sha256(token.as_bytes());
+        let mut found = None;
+        for (hash, principal) in &self.by_hash {
+            if bool::from(hash.ct_eq(&presented)) {
+                found = Some(principal.clone());
+            }
+        }
+        found
+    }
+}
+
+/// An `admin` principal (the first-run token).
+pub fn admin(name: &str) -> Principal {
+    Principal { name: name.to_owned(), scopes: vec![Scope::Admin, Scope::Metrics] }
+}
+
+/// A fresh token: 32 random bytes, base64url.
+pub fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// SHA-256.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let pair = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// CLI-8: creates `<data dir>/admin.token` (mode 0600) once and returns its hash. The file holds
+/// the token for the local CLI; the server keeps only the hash in memory.
+pub fn ensure_admin_token(data_dir: &Path) -> std::io::Result<(PathBuf, [u8; 32], bool)> {
+    let path = admin_token_path(data_dir);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok((path, sha256(existing.trim().as_bytes()), false));
+    }
+    let token = new_token().map_err(std::io::Error::other)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path)?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())?;
+    file.sync_all()?;
+    Ok((path, sha256(token.as_bytes()), true))
+}

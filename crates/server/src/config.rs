@@ -1,0 +1,386 @@
+//! `assent.toml` (CFG-1..CFG-3): parsed strictly, so a typo is an error naming the key and its
+//! line instead of a silently ignored setting.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use assent_core::{
+    clock::parse_duration,
+    model::{Kind, TimeoutAction},
+    policy::{Ask, Policy, PolicyRule, RuleMatch, ScopeOption},
+    text::Redactor,
+};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::auth::Scope;
+
+/// The default API and console address (CH-WEB-1).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8740";
+
+/// A configuration file that cannot be used. The message names the file, line and key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// The whole file. Every section is optional: an empty file is the embedded default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[store]`.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// `[[tokens]]`.
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+    /// `[console]`.
+    #[serde(default)]
+    pub console: ConsoleSection,
+    /// `[channels.<platform>.accounts.<id>]`, checked by the channel that is compiled in.
+    #[serde(default)]
+    pub channels: BTreeMap<String, Spanned<toml::Table>>,
+    /// `[[policy]]` rules, first match wins.
+    #[serde(default)]
+    pub policy: Vec<PolicyEntry>,
+    /// `[redaction]`.
+    #[serde(default)]
+    pub redaction: RedactionSection,
+    /// `[retention]`.
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// API and console address; default `127.0.0.1:8740`.
+    pub listen: Option<Spanned<String>>,
+    /// Public base URL, for links on cards.
+    pub public_url: Option<String>,
+    /// Allow plain HTTP on a non-loopback address (CH-WEB-1).
+    #[serde(default)]
+    pub insecure_http: bool,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite://assent.db` (relative to the data dir) or `postgres://…`.
+    pub url: Option<String>,
+    /// Secret variant of `url` for PostgreSQL passwords.
+    pub url_env: Option<String>,
+    /// Secret variant of `url`.
+    pub url_file: Option<String>,
+    /// `normal` or `power-loss`.
+    #[serde(default)]
+    pub durability: DurabilityKey,
+}
+
+/// `store.durability`.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DurabilityKey {
+    /// `synchronous = NORMAL`.
+    #[default]
+    Normal,
+    /// `synchronous = FULL`.
+    PowerLoss,
+}
+
+/// One `[[tokens]]` entry: only the SHA-256 of the token is configured.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Name, shown in the audit log as `token:<name>`.
+    pub name: String,
+    /// Hex SHA-256 of the token (`assent token new` prints it).
+    pub sha256: Spanned<String>,
+    /// `request`, `approve`, `admin`, `metrics`.
+    pub scopes: Vec<Scope>,
+}
+
+/// `[console]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// RT-11.
+    #[serde(default)]
+    pub route: ConsoleRouteKey,
+}
+
+/// `console.route`.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsoleRouteKey {
+    /// Always a route while no channel account is attached; else only while connected.
+    #[default]
+    Auto,
+    /// A route only while an approver has the console open.
+    Connected,
+    /// Always a route.
+    Always,
+}
+
+/// One `[[policy]]` rule (PO-1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    /// Name recorded on each approval.
+    pub name: String,
+    /// Selector; every given key must match.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchEntry,
+    /// `unless-granted` (default) or `always`.
+    #[serde(default)]
+    pub ask: Ask,
+    /// Approvals needed, 1..=9.
+    #[serde(default = "one")]
+    pub quorum: Spanned<u8>,
+    /// Default timeout, e.g. `"15m"`.
+    pub timeout: Option<Spanned<String>>,
+    /// Offer allow-always.
+    #[serde(default = "yes")]
+    pub allow_always: bool,
+    /// Scopes an allow-always may create.
+    pub grant_scope: Option<Vec<Spanned<String>>>,
+    /// `deny` (default) or `approve-unsafe`.
+    #[serde(default)]
+    pub on_timeout: TimeoutAction,
+    /// Refuse the requester's own vote.
+    #[serde(default)]
+    pub prevent_self_approval: bool,
+}
+
+fn one() -> Spanned<u8> {
+    Spanned::new(0..0, 1)
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `match = { … }` of a policy rule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchEntry {
+    /// `exec`, `plugin` or `binding`.
+    pub kind: Option<Kind>,
+    /// Agent id.
+    pub agent: Option<String>,
+    /// Session key.
+    pub session: Option<String>,
+    /// Executable path or basename.
+    pub executable: Option<String>,
+    /// Plugin id.
+    pub plugin: Option<String>,
+}
+
+/// `[redaction]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionSection {
+    /// Extra regexes whose matches are masked on cards, events and the console.
+    #[serde(default)]
+    pub patterns: Vec<Spanned<String>>,
+}
+
+/// `[retention]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// How long terminal approvals and the audit log are kept (ST-6), default `"90d"`.
+    pub keep: Option<Spanned<String>>,
+}
+
+/// A parsed file with its source, so later checks can point at lines.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The settings.
+    pub config: Config,
+    /// Where they came from (`None`: built-in defaults).
+    pub path: Option<PathBuf>,
+    source: String,
+}
+
+impl LoadedConfig {
+    /// The built-in defaults (no file).
+    pub fn defaults() -> Self {
+        Self { config: Config::default(), path: None, source: String::new() }
+    }
+
+    /// Reads and parses `path`. Unknown keys and wrong types are errors with the line.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        Self::parse(&source, Some(path.to_owned()))
+    }
+
+    /// Parses `source` (`path` is only used in messages).
+    pub fn parse(source: &str, path: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let file = path.as_ref().map_or_else(|| "<config>".to_owned(), |p| p.display().to_string());
+        let config: Config = toml::from_str(source).map_err(|e| ConfigError {
+            line: e.span().map(|s| line_of(source, s.start)),
+            file,
+            message: e.message().to_owned(),
+        })?;
+        let loaded = Self { config, path, source: source.to_owned() };
+        loaded.policy()?;
+        loaded.retention()?;
+        loaded.listen()?;
+        Ok(loaded)
+    }
+
+    fn error<T>(&self, span: std::ops::Range<usize>, message: String) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.file(),
+            line: (span.end > 0).then(|| line_of(&self.source, span.start)),
+            message,
+        })
+    }
+
+    /// The file name for messages.
+    pub fn file(&self) -> String {
+        self.path.as_ref().map_or_else(|| "<defaults>".to_owned(), |p| p.display().to_string())
+    }
+
+    /// `server.listen`, parsed.
+    pub fn listen(&self) -> Result<SocketAddr, ConfigError> {
+        let Some(listen) = &self.config.server.listen else {
+            return Ok(DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable!("a valid literal")));
+        };
+        match listen.get_ref().parse::<SocketAddr>() {
+            Ok(addr) if !addr.ip().is_loopback() && !self.config.server.insecure_http => self.error(
+                listen.span(),
+                format!(
+                    "server.listen = \"{addr}\" is not a loopback address; the console has no TLS of its \
+                     own, so put it behind a TLS proxy and set server.insecure_http = true"
+                ),
+            ),
+            Ok(addr) => Ok(addr),
+            Err(_) => self.error(
+                listen.span(),
+                format!("server.listen = \"{}\" is not an address like \"127.0.0.1:8740\"", listen.get_ref()),
+            ),
+        }
+    }
+
+    /// ST-6 retention.
+    pub fn retention(&self) -> Result<Option<Duration>, ConfigError> {
+        match &self.config.retention.keep {
+            None => Ok(None),
+            Some(keep) => match parse_duration(keep.get_ref()) {
+                Ok(d) => Ok(Some(d)),
+                Err(e) => self.error(keep.span(), format!("retention.keep: {e}")),
+            },
+        }
+    }
+
+    /// The policy the engine enforces.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        let patterns: Vec<String> =
+            self.config.redaction.patterns.iter().map(|p| p.get_ref().clone()).collect();
+        let redactor = match Redactor::new(&patterns) {
+            Ok(r) => r,
+            Err(e) => {
+                let span = self.config.redaction.patterns.first().map(Spanned::span).unwrap_or(0..0);
+                return self.error(span, format!("redaction.patterns: {e}"));
+            }
+        };
+        let mut rules = Vec::new();
+        for entry in &self.config.policy {
+            rules.push(self.rule(entry)?);
+        }
+        Ok(Policy { rules, redactor, ..Policy::default() })
+    }
+
+    fn rule(&self, e: &PolicyEntry) -> Result<PolicyRule, ConfigError> {
+        let quorum = *e.quorum.get_ref();
+        if !(1..=9).contains(&quorum) {
+            return self
+                .error(e.quorum.span(), format!("policy `{}`: quorum must be 1..=9, not {quorum}", e.name));
+        }
+        let timeout = match &e.timeout {
+            None => None,
+            Some(t) => match parse_duration(t.get_ref()) {
+                Ok(d) => Some(d),
+                Err(err) => return self.error(t.span(), format!("policy `{}`: timeout: {err}", e.name)),
+            },
+        };
+        let mut grant_scope = Vec::new();
+        for s in e.grant_scope.iter().flatten() {
+            match ScopeOption::parse(s.get_ref()) {
+                Ok(o) => grant_scope.push(o),
+                Err(err) => return self.error(s.span(), format!("policy `{}`: grant_scope: {err}", e.name)),
+            }
+        }
+        if grant_scope.is_empty() {
+            grant_scope.push(ScopeOption::ExactArgv);
+        }
+        let m = &e.matcher;
+        Ok(PolicyRule {
+            name: e.name.clone(),
+            matcher: RuleMatch {
+                kind: m.kind,
+                agent: m.agent.clone(),
+                session: m.session.clone(),
+                executable: m.executable.clone(),
+                plugin: m.plugin.clone(),
+            },
+            ask: e.ask,
+            quorum,
+            timeout,
+            allow_always: e.allow_always,
+            grant_scope,
+            on_timeout: e.on_timeout,
+            prevent_self_approval: e.prevent_self_approval,
+        })
+    }
+
+    /// The line of a `[channels.<name>]` table, for "not compiled in" messages.
+    pub fn channel_line(&self, name: &str) -> Option<usize> {
+        self.config.channels.get(name).map(|t| line_of(&self.source, t.span().start))
+    }
+}
+
+/// Reads a secret given as `x`, `x_env` or `x_file` (CFG-1). The value never appears in errors.
+pub fn secret(
+    key: &str,
+    inline: Option<&str>,
+    env: Option<&str>,
+    file: Option<&str>,
+) -> Result<Option<String>, String> {
+    match (inline, env, file) {
+        (None, None, None) => Ok(None),
+        (Some(v), None, None) => Ok(Some(v.to_owned())),
+        (None, Some(var), None) => std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("{key}_env names ${var}, which is not set in assent's environment")),
+        (None, None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim_end().to_owned()))
+            .map_err(|e| format!("{key}_file = \"{path}\" cannot be read: {e}")),
+        _ => Err(format!("give only one of {key}, {key}_env and {key}_file")),
+    }
+}
+
+fn line_of(source: &str, offset: usize) -> usize {
+    source[..offset.min(source.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}

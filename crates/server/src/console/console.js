@@ -1,0 +1,82 @@
+// assent web console: live updates over /v1/events and decisions through /v1/approvals/{id}/resolve.
+"use strict";
+
+const csrf = document.querySelector('meta[name="csrf"]').content;
+const EVENTS = ["approval.requested", "approval.delivered", "approval.vote", "approval.approved",
+  "approval.denied", "approval.expired", "approval.cancelled", "approval.consumed",
+  "grant.created", "grant.revoked"];
+
+function countdowns() {
+  const now = Date.now();
+  for (const el of document.querySelectorAll("[data-expires]")) {
+    const left = Math.max(0, Math.floor((Number(el.dataset.expires) - now) / 1000));
+    const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+    el.textContent = (h ? h + "h " : "") + (h || m ? m + "m " : "") + s + "s";
+  }
+}
+
+async function refresh(section) {
+  const url = section.dataset.live === "queue" ? "/fragments/queue" : "/fragments/a/" + section.dataset.id;
+  const r = await fetch(url, { credentials: "same-origin" });
+  if (r.ok) {
+    section.innerHTML = await r.text();
+    wire(section);
+    countdowns();
+  }
+}
+
+async function decide(form, decision) {
+  const section = form.closest("[data-live]");
+  const error = form.querySelector("#decide-error");
+  const body = { kind: form.dataset.kind, decision: decision };
+  const reason = form.querySelector("#reason").value.trim();
+  if (reason) body.reason = reason;
+  for (const b of form.querySelectorAll("button")) b.disabled = true;
+  const r = await fetch("/v1/approvals/" + section.dataset.id + "/resolve", {
+    method: "POST", credentials: "same-origin",
+    headers: { "content-type": "application/json", "x-assent-csrf": csrf },
+    body: JSON.stringify(body),
+  });
+  if (!r.ok) {
+    const e = await r.json().catch(() => ({ error: { message: "request failed" } }));
+    error.textContent = e.error.message;
+    error.hidden = false;
+  }
+  await refresh(section);
+}
+
+async function revoke(button) {
+  button.disabled = true;
+  const r = await fetch("/v1/grants/" + button.dataset.grant, {
+    method: "DELETE", credentials: "same-origin", headers: { "x-assent-csrf": csrf },
+  });
+  if (r.ok) button.closest("tr").remove(); else button.disabled = false;
+}
+
+function wire(root) {
+  for (const b of root.querySelectorAll("#decide [data-decision]")) {
+    b.addEventListener("click", () => decide(b.closest("form"), b.dataset.decision));
+  }
+  for (const b of root.querySelectorAll("button[data-grant]")) {
+    b.addEventListener("click", () => revoke(b));
+  }
+}
+
+function follow() {
+  const sections = document.querySelectorAll("[data-live]");
+  if (!sections.length) return;
+  const source = new EventSource("/v1/events");
+  const onEvent = (message) => {
+    const event = JSON.parse(message.data);
+    for (const s of sections) {
+      if (s.dataset.live === "queue" || s.dataset.id === event.approval_id) refresh(s);
+    }
+  };
+  for (const type of EVENTS) source.addEventListener(type, onEvent);
+  source.addEventListener("open", () => document.body.dataset.live = "connected");
+}
+
+wire(document);
+countdowns();
+setInterval(countdowns, 1000);
+follow();

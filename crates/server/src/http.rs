@@ -1,0 +1,527 @@
+//! The router and the `/v1` API handlers (API-1..API-3).
+
+use std::time::Duration;
+
+use assent_core::{
+    clock::Timestamp,
+    id::{ApprovalId, GrantId},
+    model::{Action, Actor, Decision, ExecRequest, Kind, NewApproval, Origin, PluginRequest, Status},
+    policy::{GrantScope, grant_subject},
+    store::{ApprovalFilter, AuditFilter},
+};
+use assent_engine::{ApprovalRef, Authority, EngineError, Interaction};
+use axum::{
+    Json, Router,
+    extract::{
+        DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request,
+        rejection::{JsonRejection, QueryRejection},
+    },
+    http::{StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::json;
+
+use crate::{
+    AppState, auth::Principal, auth::Scope, console, error::ApiError, events, metrics, views::ApprovalView,
+};
+
+/// API-3: bodies over 64 KiB are refused with `payload_too_large`.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+/// Longest `?wait=` / `?timeout=` long poll.
+const MAX_WAIT_SECS: u64 = 300;
+/// Longest listing page.
+const MAX_LIMIT: usize = 500;
+
+pub(crate) fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/approvals", post(create).get(list))
+        .route("/approvals/{reference}", get(show))
+        .route("/approvals/{reference}/wait", get(wait))
+        .route("/approvals/{reference}/resolve", post(resolve))
+        .route("/approvals/{reference}/cancel", post(cancel))
+        .route("/approvals/{reference}/consume", post(consume))
+        .route("/events", get(events::sse))
+        .route("/grants", get(grants))
+        .route("/grants/{id}", delete(revoke_grant))
+        .route("/audit", get(audit))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(|| async { ApiError::not_found("endpoint") });
+    Router::new()
+        .nest("/v1", api)
+        .route("/metrics", get(metrics::render))
+        .merge(console::router())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The authenticated caller of an API request: a bearer token, or a console session cookie
+/// (writes through the cookie also need the CSRF header, CH-WEB-2).
+pub(crate) struct Caller(pub(crate) Principal, pub(crate) Via);
+
+/// How the caller authenticated: decisions through the console are recorded as `console:<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// `Authorization: Bearer`.
+    Token,
+    /// A console session cookie.
+    Console,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+            return match token.and_then(|t| state.authenticate(t)) {
+                Some(p) => Ok(Caller(p, Via::Token)),
+                None => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the bearer token is not known to this server",
+                )),
+            };
+        }
+        match console::session_of(parts, state) {
+            Some(session) => {
+                if !parts.method.is_safe() && !console::csrf_ok(parts, &session) {
+                    return Err(ApiError::forbidden("console writes need the X-Assent-CSRF header"));
+                }
+                Ok(Caller(session.principal, Via::Console))
+            }
+            None => Err(ApiError::unauthenticated()),
+        }
+    }
+}
+
+impl Caller {
+    fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.0.has(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("this needs a token with the `{scope:?}` scope").to_lowercase()))
+        }
+    }
+
+    /// A `request`-only token sees its own approvals only (API-1).
+    fn sees_all(&self) -> bool {
+        self.0.has(Scope::Approve)
+    }
+
+    fn actor(&self) -> Actor {
+        match self.1 {
+            Via::Token => Actor::token(self.0.name.clone()),
+            Via::Console => Actor::console(self.0.name.clone()),
+        }
+    }
+}
+
+/// JSON body with API-3 errors instead of axum's plain-text rejections.
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is over 64 KiB"),
+            ),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::invalid("send the body as JSON with `Content-Type: application/json`"))
+            }
+            Err(e) => Err(ApiError::invalid(format!("invalid JSON body: {}", e.body_text()))),
+        }
+    }
+}
+
+/// Query string with API-3 errors.
+pub(crate) struct Params<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(ApiError::invalid(format!("invalid query string: {}", e.body_text())))
+            }
+            Err(e) => Err(ApiError::invalid(e.body_text())),
+        }
+    }
+}
+
+/// `POST /v1/approvals` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    kind: Kind,
+    #[serde(default)]
+    exec: Option<ExecRequest>,
+    #[serde(default)]
+    plugin: Option<PluginRequest>,
+    /// Seconds.
+    #[serde(default)]
+    timeout: Option<u64>,
+    #[serde(default)]
+    agent_id: Option<String>,
+    #[serde(default)]
+    session_key: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    origin: Option<Origin>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitParams {
+    #[serde(default)]
+    wait: Option<u64>,
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+impl WaitParams {
+    fn seconds(&self) -> Result<Option<u64>, ApiError> {
+        match self.wait.or(self.timeout) {
+            Some(s) if s > MAX_WAIT_SECS => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "timeout_out_of_range",
+                format!("wait at most {MAX_WAIT_SECS} seconds per request, then ask again"),
+            )),
+            other => Ok(other),
+        }
+    }
+}
+
+impl CreateBody {
+    fn into_request(self, requester: String) -> Result<NewApproval, ApiError> {
+        let action = match (self.kind, self.exec, self.plugin) {
+            (Kind::Exec, Some(exec), None) => Action::Exec(exec.into_action().map_err(EngineError::from)?),
+            (Kind::Plugin, None, Some(plugin)) => {
+                plugin.validate().map_err(EngineError::from)?;
+                Action::Plugin(plugin)
+            }
+            (Kind::Binding, ..) => {
+                return Err(ApiError::invalid("binding approvals are requested with POST /v1/bindings"));
+            }
+            (kind, ..) => {
+                return Err(ApiError::invalid(format!(
+                    "a `{}` request needs exactly the `{}` object",
+                    kind.as_str(),
+                    kind.as_str()
+                )));
+            }
+        };
+        let mut req = NewApproval::new(action, requester);
+        req.timeout = self.timeout.map(Duration::from_secs);
+        req.agent_id = self.agent_id;
+        req.session_key = self.session_key;
+        req.idempotency_key = self.idempotency_key;
+        req.origin = self.origin;
+        Ok(req)
+    }
+}
+
+fn view(state: &AppState, a: &assent_core::model::Approval) -> ApprovalView {
+    ApprovalView::new(a, &state.keyring, &state.redactor, now())
+}
+
+/// The view plus where its cards went, for a requester waiting on it.
+async fn routed_view(state: &AppState, a: &assent_core::model::Approval) -> ApprovalView {
+    let mut v = view(state, a);
+    let entries = state.engine.store().entries(&a.id).await.unwrap_or_default();
+    for e in entries {
+        let label = format!("{} ({})", e.channel.label(), e.account);
+        if !v.routes.contains(&label) {
+            v.routes.push(label);
+        }
+    }
+    if a.status == Status::Pending && state.engine.console_is_route() {
+        v.routes.push("web console".to_owned());
+    }
+    v
+}
+
+pub(crate) fn now() -> Timestamp {
+    assent_core::clock::Clock::now(&assent_engine::SystemClock)
+}
+
+async fn create(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    Params(params): Params<WaitParams>,
+    Body(body): Body<CreateBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Request)?;
+    let wait = params.seconds()?;
+    let req = body.into_request(caller.0.id())?;
+    let mut a = state.engine.create(req).await?;
+    if let Some(secs) = wait
+        && !a.status.is_terminal()
+    {
+        a = state.engine.wait(&a.id, Duration::from_secs(secs)).await?;
+    }
+    Ok((StatusCode::CREATED, Json(routed_view(&state, &a).await)).into_response())
+}
+
+/// API-2: a full id, or a unique prefix of at least 8 characters among pending approvals.
+pub(crate) fn resolve_ref(state: &AppState, reference: &str) -> Result<ApprovalId, ApiError> {
+    state.engine.resolve_ref(reference).map_err(|e| match e {
+        EngineError::NotFound => ApiError::not_found("approval").with_message(format!(
+            "no pending approval starts with `{reference}`; a decided one needs its full id"
+        )),
+        other => other.into(),
+    })
+}
+
+/// Finds an approval by ref (API-2) that the caller may see.
+async fn find(
+    state: &AppState,
+    caller: &Caller,
+    reference: &str,
+) -> Result<assent_core::model::Approval, ApiError> {
+    let id = resolve_ref(state, reference)?;
+    let a = state.engine.approval(&id).await?.ok_or_else(|| ApiError::not_found("approval"))?;
+    if !caller.sees_all() && a.requester.principal != caller.0.id() {
+        return Err(ApiError::not_found("approval"));
+    }
+    Ok(a)
+}
+
+async fn show(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let a = find(&state, &caller, &reference).await?;
+    Ok(Json(routed_view(&state, &a).await))
+}
+
+async fn wait(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+    Params(params): Params<WaitParams>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let secs = params.seconds()?.unwrap_or(30);
+    let a = find(&state, &caller, &reference).await?;
+    let a = state.engine.wait(&a.id, Duration::from_secs(secs)).await?;
+    Ok(Json(routed_view(&state, &a).await))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<Status>,
+    kind: Option<Kind>,
+    /// Milliseconds since the epoch.
+    since: Option<i64>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+}
+
+async fn list(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    Params(p): Params<ListParams>,
+) -> Result<Json<Page<ApprovalView>>, ApiError> {
+    let filter = ApprovalFilter {
+        status: p.status,
+        kind: p.kind,
+        requester: (!caller.sees_all()).then(|| caller.0.id()),
+        since: p.since.map(Timestamp),
+        limit: p.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
+    };
+    let items = state.engine.store().approvals(&filter).await?;
+    Ok(Json(Page { items: items.iter().map(|a| view(&state, a)).collect() }))
+}
+
+/// `POST …/resolve` body (`kind` is required so a stale client cannot decide the wrong thing).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResolveBody {
+    pub(crate) kind: Kind,
+    pub(crate) decision: Decision,
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
+    #[serde(default)]
+    pub(crate) grant_scope: Option<GrantScope>,
+}
+
+async fn resolve(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+    Body(body): Body<ResolveBody>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    caller.require(Scope::Approve)?;
+    let a = decide(&state, &reference, caller.actor(), body).await?;
+    Ok(Json(view(&state, &a)))
+}
+
+/// Prechecks and resolves one decision by an approver the server authenticated.
+pub(crate) async fn decide(
+    state: &AppState,
+    reference: &str,
+    actor: Actor,
+    body: ResolveBody,
+) -> Result<assent_core::model::Approval, ApiError> {
+    let id = resolve_ref(state, reference)?;
+    let current = state.engine.approval(&id).await?.ok_or_else(|| ApiError::not_found("approval"))?;
+    if current.kind() != body.kind {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "kind_mismatch",
+            format!(
+                "approval {} is a {} approval, not {}",
+                current.short_ref(),
+                current.kind().as_str(),
+                body.kind.as_str()
+            ),
+        ));
+    }
+    let ix = Interaction {
+        approval: ApprovalRef::Id(id),
+        kind: Some(body.kind),
+        decision: body.decision,
+        actor,
+        authority: Authority::Approver,
+        reason: body.reason,
+        grant_scope: body.grant_scope,
+    };
+    let accepted = state.engine.precheck(&ix)?;
+    let resolution = state.engine.resolve(accepted).await?;
+    Ok(resolution.approval)
+}
+
+async fn cancel(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let a = find(&state, &caller, &reference).await?;
+    let actor = Actor { principal: caller.0.id(), ..caller.actor() };
+    let a = state.engine.cancel(&a.id, &actor, caller.0.has(Scope::Admin)).await?;
+    Ok(Json(view(&state, &a)))
+}
+
+async fn consume(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let a = find(&state, &caller, &reference).await?;
+    let a = state.engine.consume(&a.id, &caller.0.id()).await?;
+    Ok(Json(view(&state, &a)))
+}
+
+#[derive(Serialize)]
+pub(crate) struct GrantView {
+    pub(crate) id: String,
+    pub(crate) kind: Kind,
+    pub(crate) subject: String,
+    source: serde_json::Value,
+    approval_id: Option<String>,
+    created_by: String,
+    created_at: Timestamp,
+    last_used_at: Option<Timestamp>,
+    pub(crate) use_count: u64,
+}
+
+pub(crate) fn grant_views(state: &AppState, grants: &[assent_core::model::Grant]) -> Vec<GrantView> {
+    grants
+        .iter()
+        .filter(|g| g.revoked_at.is_none())
+        .map(|g| GrantView {
+            id: g.id.to_string(),
+            kind: g.kind,
+            subject: state.redactor.redact(&grant_subject(g)).text,
+            source: serde_json::to_value(g.source).unwrap_or_default(),
+            approval_id: g.approval_id.as_ref().map(ToString::to_string),
+            created_by: g.created_by.clone(),
+            created_at: g.created_at,
+            last_used_at: g.last_used_at,
+            use_count: g.use_count,
+        })
+        .collect()
+}
+
+async fn grants(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+) -> Result<Json<Page<GrantView>>, ApiError> {
+    caller.require(Scope::Approve)?;
+    let all = state.engine.grants().await?;
+    Ok(Json(Page { items: grant_views(&state, &all) }))
+}
+
+async fn revoke_grant(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let id = GrantId::parse(&id).map_err(|_| ApiError::not_found("grant"))?;
+    let g = state.engine.revoke_grant(&id, &caller.actor()).await?;
+    Ok(Json(json!({ "id": g.id.to_string(), "revoked_at": g.revoked_at })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    approval: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    Params(p): Params<AuditParams>,
+) -> Result<Json<Page<assent_core::model::AuditEntry>>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let approval_id = match p.approval {
+        Some(r) => Some(resolve_ref(&state, &r)?),
+        None => None,
+    };
+    let filter = AuditFilter {
+        approval_id,
+        after_seq: p.after.unwrap_or(0),
+        limit: p.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
+    };
+    Ok(Json(Page { items: state.engine.store().audit(&filter).await? }))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let store_ok = state.engine.store().events_since(u64::MAX - 1, 1).await.is_ok();
+    let accounts: Vec<_> = state
+        .engine
+        .accounts()
+        .iter()
+        .map(|a| json!({ "account": a.key.to_string(), "active": a.active, "approvers": a.approvers }))
+        .collect();
+    let body = json!({
+        "status": if store_ok { "ready" } else { "not_ready" },
+        "store": store_ok,
+        "pending": state.engine.pending_count(),
+        "console_is_route": state.engine.console_is_route(),
+        "accounts": accounts,
+    });
+    let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}

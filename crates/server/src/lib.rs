@@ -1,0 +1,332 @@
+//! `assent-server`: everything `assent serve` runs. It opens the store, starts the engine,
+//! serves the HTTP API (`/v1`), live events (SSE) and the web console on one listener.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), assent_server::ServeError> {
+//! use assent_server::{ServeOptions, config::LoadedConfig};
+//! let server = assent_server::start(ServeOptions::new("/tmp/assent".into(), LoadedConfig::defaults())).await?;
+//! println!("console at {}", server.console_url());
+//! server.run_until_stopped().await;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod config;
+mod console;
+mod error;
+mod events;
+mod http;
+mod metrics;
+mod views;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use assent_core::{
+    model::AccountKey,
+    token::{Keyring, TokenKey},
+};
+use assent_engine::{ConsoleRoute, Engine, EngineConfig, EngineHandle};
+use assent_store::{Durability, OpenOptions, SqlStore};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use self::error::ApiError;
+use self::{
+    auth::{Principal, Tokens},
+    config::{ConfigError, ConsoleRouteKey, DurabilityKey, LoadedConfig},
+};
+
+/// How long in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The data directory when none is given (CLI-8): `$ASSENT_DATA_DIR`, else
+/// `$XDG_DATA_HOME/assent`, else `~/.local/share/assent`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ASSENT_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("assent");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/assent")
+}
+
+/// What `assent serve` was asked to do.
+#[derive(Debug)]
+pub struct ServeOptions {
+    /// The data directory (SQLite file, lock, admin token, token key).
+    pub data_dir: PathBuf,
+    /// The configuration.
+    pub config: LoadedConfig,
+    /// Apply pending migrations (`--no-migrate` sets false).
+    pub migrate: bool,
+    /// Overrides `server.listen` (tests use port 0).
+    pub listen: Option<SocketAddr>,
+}
+
+impl ServeOptions {
+    /// Defaults for a data dir and configuration.
+    pub fn new(data_dir: PathBuf, config: LoadedConfig) -> Self {
+        Self { data_dir, config, migrate: true, listen: None }
+    }
+}
+
+/// Why the server could not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory is unusable.
+    #[error("data directory {path}: {error}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] assent_store::OpenError),
+    /// The engine could not start.
+    #[error("engine: {0}")]
+    Engine(#[from] assent_engine::EngineError),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {error} (is another assent running? set server.listen)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// Shared by every request handler.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) engine: EngineHandle,
+    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) sessions: Arc<console::Sessions>,
+    pub(crate) keyring: Keyring,
+    pub(crate) redactor: assent_core::text::Redactor,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) tls: bool,
+}
+
+impl AppState {
+    /// The caller presenting a bearer token.
+    pub(crate) fn authenticate(&self, token: &str) -> Option<Principal> {
+        self.tokens.authenticate(token)
+    }
+}
+
+/// A running server.
+pub struct RunningServer {
+    addr: SocketAddr,
+    engine: Engine,
+    handle: EngineHandle,
+    stop: CancellationToken,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    first_run_token: Option<PathBuf>,
+    admin_token_path: Option<PathBuf>,
+    login_code: Option<String>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>/`.
+    pub fn console_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// The admin token file, when the server made one on this start (CLI-8).
+    pub fn first_run_token(&self) -> Option<&Path> {
+        self.first_run_token.as_deref()
+    }
+
+    /// The admin token file used by this server, if tokens come from the data dir.
+    pub fn admin_token_path(&self) -> Option<&Path> {
+        self.admin_token_path.as_deref()
+    }
+
+    /// A one-time console login link (CLI-8), valid for 15 minutes, when the server uses the
+    /// data dir's admin token.
+    pub fn login_link(&self) -> Option<String> {
+        self.login_code.as_ref().map(|c| format!("http://{}/login?code={c}", self.addr))
+    }
+
+    /// The engine, for in-process tests and channel crates.
+    pub fn engine(&self) -> &EngineHandle {
+        &self.handle
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_stopped(self) {
+        self.run_until(std::future::pending()).await;
+    }
+
+    /// Serves until Ctrl-C, SIGTERM or `stop` completes, then shuts down gracefully.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = stop => {}
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, then stops the engine.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.http).await;
+        self.engine.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+/// Opens the store, starts the engine and the HTTP listener.
+pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
+    let ServeOptions { data_dir, config, migrate, listen } = options;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|error| ServeError::DataDir { path: data_dir.display().to_string(), error })?;
+    let addr = match listen {
+        Some(a) => a,
+        None => config.listen()?,
+    };
+    let mut tokens = Tokens::from_config(&config)?;
+    let (mut first_run_token, mut admin_token_path) = (None, None);
+    if tokens.is_empty() {
+        let (path, hash, created) = auth::ensure_admin_token(&data_dir)
+            .map_err(|error| ServeError::DataDir { path: data_dir.display().to_string(), error })?;
+        tokens.insert(hash, auth::admin(auth::ADMIN_TOKEN_NAME));
+        if created {
+            first_run_token = Some(path.clone());
+        }
+        admin_token_path = Some(path);
+    }
+    let keyring = Keyring::new(token_key(&data_dir)?, Vec::new());
+    let engine_config = engine_config(&config, keyring.clone())?;
+    let redactor = engine_config.policy.redactor.clone();
+    let store = open_store(&config, &data_dir, migrate).await?;
+    let engine = Engine::builder(Arc::new(store), engine_config).start().await?;
+    let handle = engine.handle();
+    let listener = TcpListener::bind(addr).await.map_err(|error| ServeError::Bind { addr, error })?;
+    let addr = listener.local_addr().map_err(|error| ServeError::Bind { addr, error })?;
+    let metrics = metrics::Metrics::start(&handle);
+    let state = AppState {
+        engine: handle.clone(),
+        tokens: Arc::new(tokens),
+        sessions: Arc::new(console::Sessions::default()),
+        keyring,
+        redactor,
+        metrics,
+        tls: false,
+    };
+    let login_code = admin_token_path
+        .is_some()
+        .then(|| state.sessions.one_time_link(auth::admin(auth::ADMIN_TOKEN_NAME)))
+        .flatten();
+    let stop = CancellationToken::new();
+    let app = http::router(state);
+    let stopped = stop.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await
+    });
+    tracing::info!(%addr, "assent is listening");
+    Ok(RunningServer { addr, engine, handle, stop, http, first_run_token, admin_token_path, login_code })
+}
+
+fn engine_config(config: &LoadedConfig, keyring: Keyring) -> Result<EngineConfig, ConfigError> {
+    let mut c = EngineConfig::new(keyring);
+    c.policy = config.policy()?;
+    c.console_route = match config.config.console.route {
+        ConsoleRouteKey::Auto => ConsoleRoute::Auto,
+        ConsoleRouteKey::Connected => ConsoleRoute::Connected,
+        ConsoleRouteKey::Always => ConsoleRoute::Always,
+    };
+    c.public_url = config.config.server.public_url.clone();
+    if let Some(keep) = config.retention()? {
+        c.retention = keep;
+    }
+    Ok(c)
+}
+
+async fn open_store(config: &LoadedConfig, data_dir: &Path, migrate: bool) -> Result<SqlStore, ServeError> {
+    let durability = match config.config.store.durability {
+        DurabilityKey::Normal => Durability::Normal,
+        DurabilityKey::PowerLoss => Durability::PowerLoss,
+    };
+    let options = OpenOptions { migrate, durability, ..OpenOptions::default() };
+    let s = &config.config.store;
+    let url = config::secret("store.url", s.url.as_deref(), s.url_env.as_deref(), s.url_file.as_deref())
+        .map_err(|message| ConfigError { file: config.file(), line: None, message })?;
+    match url {
+        None => Ok(SqlStore::open_sqlite(&data_dir.join("assent.db"), options).await?),
+        Some(url) => match url.strip_prefix("sqlite://") {
+            Some(rel) => Ok(SqlStore::open_sqlite(&data_dir.join(rel), options).await?),
+            None => Ok(SqlStore::open(&url, options).await?),
+        },
+    }
+}
+
+/// The callback-token key (CH-CARD-2), made once per data dir so cards stay valid across restarts.
+fn token_key(data_dir: &Path) -> Result<TokenKey, ServeError> {
+    let path = data_dir.join("token.key");
+    let io = |error| ServeError::DataDir { path: path.display().to_string(), error };
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(TokenKey::new(key));
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e)))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(io)?;
+    std::io::Write::write_all(&mut file, &key).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(TokenKey::new(key))
+}
+
+/// The console's own account key (web approvals are recorded as `console/web`).
+pub(crate) fn console_account() -> AccountKey {
+    AccountKey::new(assent_core::model::Channel::Console, "web")
+}

@@ -1,0 +1,105 @@
+//! What the API and the console show of an approval: redacted display text, never raw argv or
+//! environment values (NF-10). The requester re-checks its own command by `action_digest`.
+
+use assent_core::{
+    card::{CardContext, CardView},
+    clock::Timestamp,
+    lifecycle::requester_outcome,
+    model::{Action, Approval, Decision, Kind, Mode, Reason, Status},
+    text::Redactor,
+    token::Keyring,
+};
+use serde::Serialize;
+
+use crate::console_account;
+
+/// One approval as the API returns it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ApprovalView {
+    pub(crate) id: String,
+    #[serde(rename = "ref")]
+    pub(crate) reference: String,
+    pub(crate) kind: Kind,
+    pub(crate) status: Status,
+    pub(crate) mode: Option<Mode>,
+    pub(crate) reason: Option<Reason>,
+    pub(crate) created_at: Timestamp,
+    pub(crate) expires_at: Timestamp,
+    pub(crate) decided_at: Option<Timestamp>,
+    pub(crate) title: String,
+    /// The redacted command or description, in full.
+    pub(crate) text: String,
+    pub(crate) fields: Vec<FieldView>,
+    pub(crate) allowed_decisions: Vec<Decision>,
+    pub(crate) grant_scope: Option<String>,
+    pub(crate) votes: usize,
+    pub(crate) required: u8,
+    pub(crate) requester: String,
+    pub(crate) decided_by: Option<String>,
+    pub(crate) deny_reason: Option<String>,
+    pub(crate) consumed_at: Option<Timestamp>,
+    /// `sha256` of the exact action (exec), for `assent run`'s re-check.
+    pub(crate) action_digest: Option<String>,
+    /// LC-16: what the requester should do.
+    pub(crate) outcome: OutcomeView,
+    /// Where the card went ("Telegram (main)", "web console"), for the requester's progress line.
+    pub(crate) routes: Vec<String>,
+}
+
+/// A labelled field of the card.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FieldView {
+    pub(crate) label: &'static str,
+    pub(crate) value: String,
+}
+
+/// LC-16 outcome.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OutcomeView {
+    /// `pending`, `allow` or `deny`.
+    pub(crate) decision: String,
+    pub(crate) text: String,
+    pub(crate) exit_code: i32,
+}
+
+impl ApprovalView {
+    pub(crate) fn new(a: &Approval, keyring: &Keyring, redactor: &Redactor, now: Timestamp) -> Self {
+        let account = console_account();
+        let ctx = CardContext { account: &account, now, keyring, redactor, public_url: None };
+        let card = CardView::build(a, &ctx, false);
+        let text = card.blocks.first().map(|b| b.text.fit(usize::MAX).shown).unwrap_or_default();
+        let outcome = requester_outcome(a);
+        Self {
+            id: a.id.to_string(),
+            reference: a.short_ref().to_owned(),
+            kind: a.kind(),
+            status: a.status,
+            mode: a.mode,
+            reason: a.reason,
+            created_at: a.created_at,
+            expires_at: a.expires_at,
+            decided_at: a.decided_at,
+            title: card.title,
+            text,
+            fields: card.fields.into_iter().map(|f| FieldView { label: f.label, value: f.value }).collect(),
+            allowed_decisions: a.allowed_decisions.clone(),
+            grant_scope: a.grant_scope.as_ref().map(assent_core::policy::GrantScope::label),
+            votes: a.quorum.votes.len(),
+            required: a.quorum.required,
+            requester: a.requester.principal.clone(),
+            decided_by: a.decided_by.as_ref().map(|d| d.who()),
+            deny_reason: a.deny_reason.clone(),
+            consumed_at: a.consumed_at,
+            action_digest: match &a.action {
+                Action::Exec(e) => Some(e.action_digest.clone()),
+                _ => None,
+            },
+            outcome: OutcomeView {
+                decision: outcome.outcome,
+                text: outcome.text,
+                exit_code: outcome.exit_code,
+            },
+            routes: Vec::new(),
+        }
+    }
+}

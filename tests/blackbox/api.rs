@@ -1,0 +1,111 @@
+//! The HTTP API's guard rails: authentication, scopes, malformed and oversized input (API-1,
+//! API-3). Every refused request must leave the store unchanged.
+
+use serde_json::json;
+
+use crate::harness::{Server, describe};
+
+fn exec_body() -> serde_json::Value {
+    json!({ "kind": "exec", "exec": { "argv": ["ls", "-la"] } })
+}
+
+fn count(server: &Server) -> usize {
+    let (_, body) = server.call("GET", "/v1/approvals", None);
+    body["items"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn api_1_missing_and_unknown_tokens_are_unauthenticated() {
+    let server = Server::start();
+    let (status, body) = server.call_as(None, "POST", "/v1/approvals", Some(exec_body()));
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")), "{body}");
+    let (status, body) = server.call_as(Some("not-a-token"), "POST", "/v1/approvals", Some(exec_body()));
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")), "{body}");
+    assert_eq!(count(&server), 0, "nothing stored");
+}
+
+#[test]
+fn api_3_malformed_bodies_name_what_is_wrong_and_store_nothing() {
+    let server = Server::start();
+    let (status, body) = server.post_raw("/v1/approvals", "application/json", b"{\"kind\": \"exec\", ");
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    let (status, body) =
+        server.call("POST", "/v1/approvals", Some(json!({ "kind": "exec", "exec": { "argv": [] } })));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("argv"), "names the field: {body}");
+    let (status, body) =
+        server.call("POST", "/v1/approvals", Some(json!({ "kind": "launch", "exec": { "argv": ["ls"] } })));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "unknown kind: {body}"
+    );
+    let (status, body) = server.call(
+        "POST",
+        "/v1/approvals",
+        Some(json!({ "kind": "exec", "exec": { "argv": ["ls"] }, "colour": 1 })),
+    );
+    assert_eq!(status, 400, "unknown field: {body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("colour"), "{body}");
+    let (status, body) = server.call(
+        "POST",
+        "/v1/approvals",
+        Some(json!({ "kind": "exec", "exec": { "argv": ["ls"] }, "timeout": 3 })),
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("timeout_out_of_range")), "{body}");
+    assert_eq!(count(&server), 0, "nothing stored");
+}
+
+#[test]
+fn api_3_oversized_bodies_are_payload_too_large() {
+    let server = Server::start();
+    let big = json!({ "kind": "exec", "exec": { "argv": ["echo", "x".repeat(70 * 1024)] } });
+    let (status, body) = server.post_raw("/v1/approvals", "application/json", big.to_string().as_bytes());
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+    assert_eq!(count(&server), 0, "nothing stored");
+}
+
+#[test]
+fn api_1_a_request_token_sees_only_its_own_approvals_and_cannot_decide() {
+    let token = "request-token-for-tests-0123456789";
+    let hash = {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let config = format!("[[tokens]]\nname = \"ci\"\nsha256 = \"{hash}\"\nscopes = [\"request\"]\n");
+    let server = Server::with_config(&config);
+    assert!(!server.data_dir().join("admin.token").exists(), "configured tokens: no first-run token");
+    let (status, mine) = server.call_as(Some(token), "POST", "/v1/approvals", Some(exec_body()));
+    assert_eq!(status, 201, "{mine}");
+    assert_eq!(mine["requester"], "token:ci");
+    let id = mine["id"].as_str().unwrap();
+    let (status, body) = server.call_as(
+        Some(token),
+        "POST",
+        &format!("/v1/approvals/{id}/resolve"),
+        Some(json!({ "kind": "exec", "decision": "allow-once" })),
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let (status, list) = server.call_as(Some(token), "GET", "/v1/approvals", None);
+    assert_eq!(status, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (status, body) = server.call_as(Some(token), "GET", "/v1/audit", None);
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+}
+
+#[test]
+fn api_health_ready_and_metrics() {
+    let server = Server::start();
+    let (status, body) = server.call_as(None, "GET", "/v1/health", None);
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = server.call_as(None, "GET", "/v1/ready", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["store"], true);
+    assert_eq!(body["console_is_route"], true, "the embedded default routes to the console");
+    let out = server.run(&["request", "exec", "--no-wait", "--", "ls"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let text =
+        agent.get(format!("{}/metrics", server.url)).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(text.contains("assent_pending 1"), "{text}");
+}

@@ -1,0 +1,136 @@
+//! `assent request` and `assent run` against a real server (CLI-2, CLI-4, LC-16).
+
+use std::{os::unix::fs::PermissionsExt, process::Stdio};
+
+use crate::harness::{Server, TempDir, describe, eventually};
+
+#[test]
+fn request_approved_exits_0_and_says_who() {
+    let server = Server::start();
+    let requester =
+        server.cli().args(["request", "exec", "--", "echo", "hello"]).stderr(Stdio::piped()).spawn().unwrap();
+    let a = server.one_pending();
+    assert_eq!(a["text"], "echo hello");
+    let (status, body) = server.decide(a["id"].as_str().unwrap(), "allow-once");
+    assert_eq!(status, 200, "{body}");
+    let out = requester.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("approved once by token:admin"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn request_denied_exits_1_with_the_reason() {
+    let server = Server::start();
+    let requester = server
+        .cli()
+        .args(["request", "exec", "--", "rm", "-rf", "/tmp/x"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a = server.one_pending();
+    let deny = server.run(&["approvals", "deny", a["ref"].as_str().unwrap(), "--reason", "not today"]);
+    assert!(deny.status.success(), "{}", describe(&deny));
+    let out = requester.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not today"), "{}", describe(&out));
+}
+
+#[test]
+fn request_timeout_exits_2() {
+    let server = Server::start();
+    let out = server.run(&["request", "exec", "--timeout", "10s", "--", "sleep", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out after 10s"), "{}", describe(&out));
+}
+
+#[test]
+fn request_without_any_route_exits_2_with_the_doctor_hint() {
+    let server = Server::with_config("[console]\nroute = \"connected\"\n");
+    let out = server.run(&["request", "exec", "--", "ls"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("assent doctor"), "{}", describe(&out));
+    let doctor = server.run(&["doctor"]);
+    assert_eq!(doctor.status.code(), Some(1), "{}", describe(&doctor));
+    assert!(String::from_utf8_lossy(&doctor.stdout).contains("console.route"), "{}", describe(&doctor));
+}
+
+#[test]
+fn a_late_second_decision_is_refused_with_already_resolved() {
+    let server = Server::start();
+    let out = server.run(&["request", "exec", "--no-wait", "--json", "--", "make", "deploy"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = a["id"].as_str().unwrap();
+    assert_eq!(server.decide(id, "deny").0, 200);
+    let (status, body) = server.decide(id, "allow-once");
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "already_resolved");
+    let (_, after) = server.call("GET", &format!("/v1/approvals/{id}"), None);
+    assert_eq!(after["status"], "denied", "the late answer changed nothing");
+}
+
+#[test]
+fn run_executes_exactly_the_approved_argv_and_returns_its_status() {
+    let server = Server::start();
+    let work = TempDir::new("run");
+    let marker = work.path().join("ran");
+    let script = format!("printf '%s|' \"$@\" > {}; exit 7", marker.display());
+    let runner = server
+        .cli()
+        .args(["run", "--", "sh", "-c", &script, "argv0", "two words", "x"])
+        .current_dir(work.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a = server.one_pending();
+    assert!(!marker.exists(), "nothing runs before the decision");
+    assert_eq!(server.decide(a["id"].as_str().unwrap(), "allow-once").0, 200);
+    let out = runner.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "the child's own status: {}", describe(&out));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "two words|x|");
+    let (_, after) = server.call("GET", &format!("/v1/approvals/{}", a["id"].as_str().unwrap()), None);
+    assert!(after["consumed_at"].is_number(), "run consumed the approval: {after}");
+}
+
+#[test]
+fn run_refuses_when_the_command_changed_while_waiting() {
+    let server = Server::start();
+    let work = TempDir::new("path");
+    let (early, late) = (work.path().join("early"), work.path().join("late"));
+    std::fs::create_dir_all(&early).unwrap();
+    std::fs::create_dir_all(&late).unwrap();
+    let tool = |dir: &std::path::Path, text: &str| {
+        let p = dir.join("tool");
+        std::fs::write(&p, format!("#!/bin/sh\necho {text} > {}/ran\n", work.path().display())).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    tool(&late, "approved");
+    let path =
+        format!("{}:{}:{}", early.display(), late.display(), std::env::var("PATH").unwrap_or_default());
+    let runner =
+        server.cli().args(["run", "--", "tool"]).env("PATH", &path).stderr(Stdio::piped()).spawn().unwrap();
+    let a = server.one_pending();
+    // While the approver looks at `late/tool`, another `tool` appears earlier on PATH.
+    tool(&early, "hijacked");
+    assert_eq!(server.decide(a["id"].as_str().unwrap(), "allow-once").0, 200);
+    let out = runner.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was run"), "{}", describe(&out));
+    assert!(!work.path().join("ran").exists(), "neither tool ran");
+}
+
+#[test]
+fn approvals_show_finds_a_pending_approval_by_its_ref() {
+    let server = Server::start();
+    let out = server.run(&["request", "exec", "--no-wait", "--", "echo", "API_KEY=sk-live-123456789abcdef"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let a = eventually("pending", || server.pending().pop());
+    let show = server.run(&["approvals", "show", a["ref"].as_str().unwrap()]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("echo"), "{}", describe(&show));
+    assert!(!text.contains("sk-live-123456789abcdef"), "secrets are redacted: {text}");
+}

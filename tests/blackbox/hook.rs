@@ -1,0 +1,107 @@
+//! `assent hook claude-code` with realistic Claude Code payloads (CLI-6): decisions come back
+//! in the host's format, and anything odd is a deny (fail closed).
+
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Server, describe, feed};
+
+fn spawn_hook(server: &Server, payload: &[u8]) -> std::thread::JoinHandle<std::process::Output> {
+    let child = server
+        .cli()
+        .args(["hook", "claude-code", "--timeout", "30s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let payload = payload.to_vec();
+    std::thread::spawn(move || feed(child, &payload))
+}
+
+fn answer(out: &std::process::Output) -> Value {
+    assert_eq!(out.status.code(), Some(0), "{}", describe(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
+#[test]
+fn cli_6_pre_tool_use_bash_becomes_an_exec_approval_and_allow_comes_back() {
+    let server = Server::start();
+    let payload = json!({
+        "session_id": "9f1c2d7e-5b8a-4c3e-a1f0-3d2b6e8c9a71",
+        "transcript_path": "/home/kim/.claude/projects/-home-kim-shop/9f1c2d7e.jsonl",
+        "cwd": "/home/kim/shop",
+        "permission_mode": "default",
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Bash",
+        "tool_input": { "command": "git push --force origin main", "description": "Force-push main" },
+        "tool_use_id": "toolu_01XyZ"
+    });
+    let hook = spawn_hook(&server, payload.to_string().as_bytes());
+    let a = server.one_pending();
+    assert_eq!(a["kind"], "exec");
+    assert!(a["text"].as_str().unwrap().contains("git push --force origin main"), "{a}");
+    assert!(a["fields"].to_string().contains("/home/kim/shop"), "cwd is shown: {a}");
+    assert_eq!(server.decide(a["id"].as_str().unwrap(), "allow-once").0, 200);
+    let out = answer(&hook.join().unwrap());
+    assert_eq!(out["hookSpecificOutput"]["hookEventName"], "PreToolUse");
+    assert_eq!(out["hookSpecificOutput"]["permissionDecision"], "allow", "{out}");
+}
+
+#[test]
+fn cli_6_permission_request_for_another_tool_is_a_plugin_approval_and_deny_comes_back() {
+    let server = Server::start();
+    let payload = json!({
+        "session_id": "9f1c2d7e-5b8a-4c3e-a1f0-3d2b6e8c9a71",
+        "transcript_path": "/home/kim/.claude/projects/-home-kim-shop/9f1c2d7e.jsonl",
+        "cwd": "/home/kim/shop",
+        "permission_mode": "default",
+        "hook_event_name": "PermissionRequest",
+        "tool_name": "Write",
+        "tool_input": { "file_path": "/home/kim/shop/.env", "content": "STRIPE_KEY=sk_live_51Habcdefghijklmnopqrstuv" }
+    });
+    let hook = spawn_hook(&server, payload.to_string().as_bytes());
+    let a = server.one_pending();
+    assert_eq!(a["kind"], "plugin");
+    assert_eq!(a["title"].as_str().map(|t| t.contains("Use Write")), Some(true), "{a}");
+    assert!(
+        !a.to_string().contains("sk_live_51Habcdefghijklmnopqrstuv"),
+        "the input summary is redacted: {a}"
+    );
+    let (status, body) = server.decide(a["id"].as_str().unwrap(), "deny");
+    assert_eq!(status, 200, "{body}");
+    let out = answer(&hook.join().unwrap());
+    let decision = &out["hookSpecificOutput"]["decision"];
+    assert_eq!(out["hookSpecificOutput"]["hookEventName"], "PermissionRequest");
+    assert_eq!(decision["behavior"], "deny", "{out}");
+    assert!(decision["message"].as_str().unwrap().contains("denied"), "{out}");
+}
+
+#[test]
+fn cli_6_garbage_input_is_denied_without_asking_anyone() {
+    let server = Server::start();
+    let out = answer(&spawn_hook(&server, b"this is not json {").join().unwrap());
+    assert_eq!(out["hookSpecificOutput"]["permissionDecision"], "deny", "{out}");
+    let out = answer(&spawn_hook(&server, br#"{"hook_event_name":"PreToolUse"}"#).join().unwrap());
+    assert_eq!(out["hookSpecificOutput"]["permissionDecision"], "deny", "no tool_name: {out}");
+    assert!(server.pending().is_empty(), "nothing was asked");
+}
+
+#[test]
+fn cli_6_an_unreachable_server_is_a_deny() {
+    let server = Server::start();
+    let child = server
+        .cli()
+        .env("ASSENT_URL", "http://127.0.0.1:9")
+        .args(["hook", "claude-code"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let payload =
+        json!({ "hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": { "command": "ls" } });
+    let out = answer(&feed(child, payload.to_string().as_bytes()));
+    assert_eq!(out["hookSpecificOutput"]["permissionDecision"], "deny", "{out}");
+}

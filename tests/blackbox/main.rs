@@ -1,0 +1,11 @@
+//! Black-box tests: the real `assent` binary on a temporary data dir and a free loopback port,
+//! driven only through its CLI, HTTP API and hook, like a user would.
+
+// Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used)]
+
+mod api;
+mod cli;
+mod harness;
+mod hook;
+mod restart;

@@ -1,0 +1,27 @@
+//! NF-7 / CLI: a requester waiting in `assent request` survives a crash and restart of the
+//! server, and the decision made after the restart reaches it.
+
+use std::process::Stdio;
+
+use crate::harness::{Server, describe};
+
+#[test]
+fn a_waiting_requester_survives_a_server_kill_and_gets_the_later_decision() {
+    let server = Server::start();
+    let requester = server
+        .cli()
+        .args(["request", "exec", "--", "systemctl", "restart", "nginx"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let before = server.one_pending();
+    let mut server = server;
+    server.kill();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let server = server.restart();
+    let after = server.one_pending();
+    assert_eq!(after["id"], before["id"], "the same approval is still pending after kill -9");
+    assert_eq!(server.decide(after["id"].as_str().unwrap(), "allow-once").0, 200);
+    let out = requester.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
