@@ -6,6 +6,8 @@
 
 mod api;
 mod cli;
+mod console;
 mod harness;
 mod hook;
 mod restart;
+mod webdriver;

@@ -3,6 +3,7 @@
 
 use std::{
     env,
+    path::Path,
     process::{Command, ExitCode},
 };
 
@@ -55,7 +56,7 @@ fn has_nextest() -> bool {
 }
 
 fn ci() -> Result<(), String> {
-    ensure_postgres()?;
+    ensure_test_peers()?;
     // Every feature is on, so the PostgreSQL backend and its tests are always checked.
     let all = ["--workspace", "--all-features", "--locked"];
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -73,30 +74,41 @@ fn ci() -> Result<(), String> {
     Ok(())
 }
 
-/// The store tests run a real PostgreSQL server from the machine's binaries. On Debian as root,
-/// install them when missing (the test harness itself never downloads anything).
-fn ensure_postgres() -> Result<(), String> {
-    let found = std::fs::read_dir("/usr/lib/postgresql")
+/// The store tests run a real PostgreSQL server and the console test a real headless Chromium,
+/// from the machine's binaries. On Debian as root, install them when missing (the test harnesses
+/// themselves never download anything).
+fn ensure_test_peers() -> Result<(), String> {
+    let postgres = std::fs::read_dir("/usr/lib/postgresql")
         .map(|rd| rd.filter_map(Result::ok).any(|e| e.path().join("bin/initdb").exists()))
         .unwrap_or(false)
         || env::var_os("ASSENT_PG_BINDIR").is_some();
-    if found {
+    let chromium = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
+    let mut missing = Vec::new();
+    if !postgres {
+        missing.push("postgresql");
+    }
+    if !chromium {
+        missing.extend(["chromium", "chromium-driver"]);
+    }
+    if missing.is_empty() {
         return Ok(());
     }
     let root =
         Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !root || Command::new("apt-get").arg("--version").output().is_err() {
         eprintln!(
-            "xtask: PostgreSQL server binaries not found; the PostgreSQL tests will fail. Install Debian's \
-             `postgresql` package, or set ASSENT_PG_BINDIR to the directory holding initdb and postgres."
+            "xtask: the tests need the Debian packages {} (PostgreSQL tests; the web console test in \
+             headless Chromium); install them, or set ASSENT_PG_BINDIR for PostgreSQL.",
+            missing.join(", ")
         );
         return Ok(());
     }
     run("apt-get update", Command::new("apt-get").args(["update", "-qq"]))?;
     run(
-        "install PostgreSQL",
+        "install test peers",
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "postgresql"])
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }

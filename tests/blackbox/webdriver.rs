@@ -1,0 +1,182 @@
+//! A minimal W3C WebDriver client over HTTP (enough to drive headless Chromium through
+//! chromedriver): sessions, navigation, finding and clicking elements, typing, screenshots.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::harness::TempDir;
+
+const W3C_ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Finds the Debian chromium and chromedriver binaries.
+fn binaries() -> (&'static str, &'static str) {
+    let chromium =
+        ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
+    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    match (chromium, driver) {
+        (Some(c), Some(d)) => (c, d),
+        _ => panic!(
+            "the console test needs headless Chromium: `apt-get install chromium chromium-driver` \
+             (`cargo xtask ci` installs them)"
+        ),
+    }
+}
+
+/// A chromedriver process and one browser session; both stop when dropped.
+pub(crate) struct Browser {
+    driver: Child,
+    base: String,
+    agent: ureq::Agent,
+    _profile: TempDir,
+}
+
+impl Browser {
+    pub(crate) fn start() -> Self {
+        let (chromium, chromedriver) = binaries();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let profile = TempDir::new("chromium");
+        let mut browser = Self { driver, base: format!("http://127.0.0.1:{port}"), agent, _profile: profile };
+        let status = wait_for(Duration::from_secs(20), || browser.raw("GET", "/status", None).ok());
+        assert_eq!(status["value"]["ready"], true, "chromedriver not ready: {status}");
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1200,900",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .chain([format!("--user-data-dir={}", browser._profile.path().display())])
+        .collect::<Vec<_>>();
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": chromium, "args": args }
+        }}});
+        let session = browser.raw("POST", "/session", Some(caps)).unwrap();
+        let id = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}"));
+        browser.base = format!("{}/session/{id}", browser.base);
+        browser
+    }
+
+    fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let response = match (method, body) {
+            ("GET", _) => self.agent.get(&url).call(),
+            ("DELETE", _) => self.agent.delete(&url).call(),
+            (_, b) => self.agent.post(&url).send_json(b.unwrap_or_else(|| json!({}))),
+        };
+        let mut response = response.map_err(|e| e.to_string())?;
+        let ok = response.status().is_success();
+        let body: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;
+        if ok { Ok(body) } else { Err(body.to_string()) }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.raw(method, path, body).unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"))["value"]
+            .clone()
+    }
+
+    pub(crate) fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    pub(crate) fn url(&self) -> String {
+        self.cmd("GET", "/url", None).as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The first element matching `css`, if any.
+    pub(crate) fn find(&self, css: &str) -> Option<String> {
+        let found =
+            self.raw("POST", "/element", Some(json!({ "using": "css selector", "value": css }))).ok()?;
+        found["value"][W3C_ELEMENT].as_str().map(str::to_owned)
+    }
+
+    /// Waits up to 10 s for `css` to appear.
+    pub(crate) fn wait_for(&self, css: &str) -> String {
+        self.poll(&format!("`{css}` to appear"), || self.find(css))
+    }
+
+    /// Waits up to 10 s for `css` to be gone.
+    pub(crate) fn wait_gone(&self, css: &str) {
+        self.poll(&format!("`{css}` to go away"), || self.find(css).is_none().then_some(()));
+    }
+
+    /// Polls `f` for up to 10 s; on timeout, fails with the page's URL and HTML.
+    fn poll<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let html =
+                    self.raw("GET", "/source", None).map(|v| v["value"].to_string()).unwrap_or_default();
+                panic!("timed out waiting for {what} at {}\n{html}", self.url());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn click(&self, element: &str) {
+        self.cmd("POST", &format!("/element/{element}/click"), None);
+    }
+
+    pub(crate) fn type_into(&self, element: &str, text: &str) {
+        self.cmd("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
+    }
+
+    pub(crate) fn text(&self, element: &str) -> String {
+        self.cmd("GET", &format!("/element/{element}/text"), None).as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Saves a PNG screenshot of the page.
+    pub(crate) fn screenshot(&self, path: &Path) {
+        let png = self.cmd("GET", "/screenshot", None);
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or_default()).unwrap();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.raw("DELETE", "", None);
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out in the browser");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
