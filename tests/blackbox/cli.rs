@@ -134,3 +134,24 @@ fn approvals_show_finds_a_pending_approval_by_its_ref() {
     assert!(text.contains("echo"), "{}", describe(&show));
     assert!(!text.contains("sk-live-123456789abcdef"), "secrets are redacted: {text}");
 }
+
+#[test]
+fn serve_refuses_a_bad_config_naming_file_and_line() {
+    let dir = TempDir::new("cfg");
+    let config = dir.path().join("assent.toml");
+    for (text, expect) in [
+        ("[server]\nlisen = \"127.0.0.1:0\"\n", ":2: unknown field `lisen`"),
+        ("\n[channels.telegram.accounts.main]\ntoken_env = \"T\"\n", "--features telegram"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = std::process::Command::new(crate::harness::ASSENT)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .env("ASSENT_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+        assert!(stderr.contains(&config.display().to_string()) && stderr.contains(expect), "{stderr}");
+    }
+}

@@ -221,6 +221,7 @@ async fn shutdown_signal() {
 /// Opens the store, starts the engine and the HTTP listener.
 pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     let ServeOptions { data_dir, config, migrate, listen } = options;
+    refuse_uncompiled_channels(&config)?;
     std::fs::create_dir_all(&data_dir)
         .map_err(|error| ServeError::DataDir { path: data_dir.display().to_string(), error })?;
     let addr = match listen {
@@ -270,6 +271,25 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     });
     tracing::info!(%addr, "assent is listening");
     Ok(RunningServer { addr, engine, handle, stop, http, first_run_token, admin_token_path, login_code })
+}
+
+/// Channel platforms this build can run. None yet: each channel crate adds itself behind its
+/// cargo feature of the `assent` package.
+const COMPILED_CHANNELS: [&str; 0] = [];
+
+/// A configured account that this build cannot start is an error, not a silently missing route.
+fn refuse_uncompiled_channels(config: &LoadedConfig) -> Result<(), ConfigError> {
+    match config.config.channels.keys().find(|name| !COMPILED_CHANNELS.contains(&name.as_str())) {
+        None => Ok(()),
+        Some(name) => Err(ConfigError {
+            file: config.file(),
+            line: config.channel_line(name),
+            message: format!(
+                "[channels.{name}]: this assent was built without the `{name}` channel; rebuild with \
+                 `--features {name}` or remove the section"
+            ),
+        }),
+    }
 }
 
 fn engine_config(config: &LoadedConfig, keyring: Keyring) -> Result<EngineConfig, ConfigError> {

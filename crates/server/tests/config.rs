@@ -1,0 +1,74 @@
+//! CFG-1..CFG-3: the configuration file is strict and its errors point at the line.
+
+// Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used)]
+
+use assent_server::config::{LoadedConfig, secret};
+
+fn error(source: &str) -> String {
+    LoadedConfig::parse(source, Some("assent.toml".into())).unwrap_err().to_string()
+}
+
+#[test]
+fn cfg_1_an_empty_file_is_the_embedded_default() {
+    let c = LoadedConfig::parse("", None).unwrap();
+    assert_eq!(c.listen().unwrap().to_string(), "127.0.0.1:8740");
+    assert!(c.policy().unwrap().rules.is_empty());
+}
+
+#[test]
+fn cfg_1_unknown_keys_are_errors_naming_the_key_and_line() {
+    let e = error("[server]\nlisten = \"127.0.0.1:9000\"\nlisen = \"x\"\n");
+    assert!(e.starts_with("assent.toml:3: "), "{e}");
+    assert!(e.contains("unknown field `lisen`"), "{e}");
+    let e = error("[console]\nroute = \"sometimes\"\n");
+    assert!(e.starts_with("assent.toml:2: "), "{e}");
+    assert!(e.contains("sometimes"), "{e}");
+    let e = error("[[policy]]\nname = \"p\"\nmatch = { kind = \"exec\", exe = \"/bin/x\" }\n");
+    assert!(e.contains("unknown field `exe`") && e.starts_with("assent.toml:3: "), "{e}");
+}
+
+#[test]
+fn cfg_3_bad_values_are_errors_with_the_line() {
+    let e = error("[[policy]]\nname = \"deploys\"\n\ntimeout = \"15 minutes\"\n");
+    assert!(e.starts_with("assent.toml:4: ") && e.contains("deploys"), "{e}");
+    let e = error("[[policy]]\nname = \"big\"\nquorum = 12\n");
+    assert!(e.starts_with("assent.toml:3: ") && e.contains("1..=9"), "{e}");
+    let e = error("[[policy]]\nname = \"s\"\ngrant_scope = [\"forever\"]\n");
+    assert!(e.starts_with("assent.toml:3: ") && e.contains("forever"), "{e}");
+    let e = error("[redaction]\npatterns = [\"(unclosed\"]\n");
+    assert!(e.starts_with("assent.toml:2: ") && e.contains("redaction.patterns"), "{e}");
+    let e = error("[server]\nlisten = \"0.0.0.0:8740\"\n");
+    assert!(e.starts_with("assent.toml:2: ") && e.contains("insecure_http"), "{e}");
+    LoadedConfig::parse("[server]\nlisten = \"0.0.0.0:8740\"\ninsecure_http = true\n", None).unwrap();
+}
+
+#[test]
+fn cfg_3_the_example_policy_maps_onto_rules() {
+    let c = LoadedConfig::parse(
+        "[[policy]]\nname = \"prod-deploys\"\nmatch = { kind = \"exec\", executable = \"/usr/local/bin/deploy\" }\n\
+         quorum = 2\ntimeout = \"15m\"\nallow_always = false\n",
+        None,
+    )
+    .unwrap();
+    let rule = &c.policy().unwrap().rules[0];
+    assert_eq!(rule.quorum, 2);
+    assert_eq!(rule.timeout, Some(std::time::Duration::from_secs(900)));
+    assert!(!rule.allow_always);
+}
+
+#[test]
+fn cfg_1_secrets_come_from_env_or_file_and_never_appear_in_errors() {
+    let var = "ASSENT_TEST_SECRET_NOT_SET_4711";
+    let e = secret("store.url", None, Some(var), None).unwrap_err();
+    assert!(e.contains(var) && e.contains("store.url_env"), "{e}");
+    let dir = std::env::temp_dir().join(format!("assent-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("url");
+    std::fs::write(&file, "postgres://assent:hunter2@db/assent\n").unwrap();
+    let got = secret("store.url", None, None, Some(file.to_str().unwrap())).unwrap();
+    assert_eq!(got.as_deref(), Some("postgres://assent:hunter2@db/assent"));
+    let e = secret("store.url", Some("postgres://assent:hunter2@db/assent"), None, Some("x")).unwrap_err();
+    assert!(!e.contains("hunter2"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
