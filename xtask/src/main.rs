@@ -16,7 +16,9 @@ commands:
             RUSTDOCFLAGS=-Dwarnings. The PostgreSQL tests start a real server from the
             machine's PostgreSQL binaries (`.ci/run` installs them when missing)
   bench     run the engine benchmarks (release build) and print NF-1 ack p50/p99,
-            NF-2 lifecycles/s and NF-3 bytes per pending approval
+            NF-2 lifecycles/s and NF-3 bytes per pending approval;
+            `bench store`: SQLite NF-2 vs a raw floor, NF-4, NF-6;
+            `bench server`: NF-5 CLI start, 10k long-poll waiters (memory, latency)
   soak      the NF-7 crash test with 1,000 SIGKILLs instead of CI's 200 (release build)
   help      show this text";
 
@@ -147,6 +149,15 @@ fn soak() -> Result<(), String> {
 
 fn bench(rest: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
+    if rest.iter().any(|a| a == "server") {
+        // The server figures are taken from outside, on the real release binary.
+        run("build assent (release)", cargo().args(["build", "--release", "--locked", "-p", "assent"]))?;
+        let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+        cmd.env(
+            "ASSENT_BIN",
+            Path::new(&target).join("release/assent").canonicalize().map_err(|e| e.to_string())?,
+        );
+    }
     cmd.args(["run", "--release", "--locked", "-p", "assent-bench", "--"]).args(rest);
     run("bench", &mut cmd)
 }

@@ -65,6 +65,7 @@ struct Inner {
     callback_wake: Notify,
     callbacks: callbacks::Sinks,
     inflight: Mutex<std::collections::HashSet<String>>,
+    waiters: Mutex<std::collections::HashMap<ApprovalId, std::sync::Weak<Notify>>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -127,6 +128,7 @@ impl EngineBuilder {
             callback_wake: Notify::new(),
             callbacks: callbacks::Sinks::new(self.webhook),
             inflight: Mutex::default(),
+            waiters: Mutex::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
@@ -136,6 +138,37 @@ impl EngineBuilder {
         handle.spawn_loops();
         handle.inner.finalize_wake.notify_one();
         Ok(Engine { handle })
+    }
+}
+
+/// One `wait` call's interest in an approval; the last one out removes the map entry.
+struct Waiter<'a> {
+    handle: &'a EngineHandle,
+    id: ApprovalId,
+    notify: Arc<Notify>,
+}
+
+impl<'a> Waiter<'a> {
+    fn register(handle: &'a EngineHandle, id: &ApprovalId) -> Self {
+        let mut map = handle.inner.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let notify = match map.get(id).and_then(std::sync::Weak::upgrade) {
+            Some(n) => n,
+            None => {
+                let n = Arc::new(Notify::new());
+                map.insert(id.clone(), Arc::downgrade(&n));
+                n
+            }
+        };
+        Waiter { handle, id: id.clone(), notify }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut map = self.handle.inner.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::strong_count(&self.notify) == 1 {
+            map.remove(&self.id);
+        }
     }
 }
 
@@ -187,6 +220,7 @@ impl EngineHandle {
             // No subscriber is fine: events are also in the store for resume.
             let _ = self.inner.events.send(e.clone());
         }
+        self.wake_waiters(&committed.events);
         Ok(committed)
     }
 
@@ -263,21 +297,35 @@ impl EngineHandle {
     }
 
     /// Waits until the approval is terminal or `timeout` passes; returns the latest record.
+    ///
+    /// Each waiter sleeps on its approval's own [`Notify`], woken only by that approval's
+    /// events, so ten thousand waiters cost one wake-up per decision, not ten thousand.
     pub async fn wait(&self, id: &ApprovalId, timeout: Duration) -> Result<Approval, EngineError> {
-        let mut rx = self.subscribe();
+        let waiter = Waiter::register(self, id);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let a = self.approval(id).await?.ok_or(EngineError::NotFound)?;
-            if a.status.is_terminal() {
+            // Armed before the read, so an event between the read and the sleep still wakes us.
+            let woken = waiter.notify.notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
+            // Boxed: the store's read future is large and would bloat every idle waiter.
+            let a = Box::pin(self.approval(id)).await?.ok_or(EngineError::NotFound)?;
+            if a.status.is_terminal() || tokio::time::timeout_at(deadline, woken).await.is_err() {
                 return Ok(a);
             }
-            loop {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Err(_) => return Ok(a),
-                    Ok(Ok(e)) if e.approval_id.as_ref() != Some(id) => continue,
-                    Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
-                    Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(a),
+        }
+    }
+
+    /// Wakes the waiters of the approvals these events are about.
+    fn wake_waiters(&self, events: &[Event]) {
+        let mut map = self.inner.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for id in events.iter().filter_map(|e| e.approval_id.as_ref()) {
+            match map.get(id).map(std::sync::Weak::upgrade) {
+                Some(Some(n)) => n.notify_waiters(),
+                Some(None) => {
+                    map.remove(id);
                 }
+                None => {}
             }
         }
     }

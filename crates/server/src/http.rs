@@ -311,9 +311,11 @@ async fn wait(
     Params(params): Params<WaitParams>,
 ) -> Result<Json<ApprovalView>, ApiError> {
     let secs = params.seconds()?.unwrap_or(30);
-    let a = find(&state, &caller, &reference).await?;
-    let a = state.engine.wait(&a.id, Duration::from_secs(secs)).await?;
-    Ok(Json(routed_view(&state, &a).await))
+    // Boxed steps: a long poll sits in `wait` for minutes, and an unboxed store read before or
+    // after it would make every idle waiter's future as large as that read.
+    let a = Box::pin(find(&state, &caller, &reference)).await?;
+    let a = Box::pin(state.engine.wait(&a.id, Duration::from_secs(secs))).await?;
+    Ok(Json(Box::pin(routed_view(&state, &a)).await))
 }
 
 #[derive(Debug, Default, Deserialize)]

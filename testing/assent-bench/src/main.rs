@@ -3,6 +3,7 @@
 //! prints a slow number.
 
 mod alloc;
+mod server;
 mod store;
 
 use std::{
@@ -25,7 +26,7 @@ use async_trait::async_trait;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
-const USAGE: &str = "usage: assent-bench [store] [--quick]\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  --quick  smaller runs (for a smoke test)";
+const USAGE: &str = "usage: assent-bench [store|server] [--quick]\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  --quick  smaller runs (for a smoke test)";
 
 /// A webhook receiver that takes 30 s to answer, like a slow plugin.
 struct SleepySink;
@@ -209,7 +210,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let store = args.iter().any(|a| a == "store");
-    if args.iter().any(|a| a != "--quick" && a != "store") {
+    let server = args.iter().any(|a| a == "server");
+    if args.iter().any(|a| a != "--quick" && a != "store" && a != "server") {
         eprintln!("{USAGE}");
         std::process::exit(2);
     }
@@ -220,6 +222,10 @@ fn main() {
         .unwrap_or_else(|e| panic!("{e}"));
     if store {
         rt.block_on(store::run(quick));
+        return;
+    }
+    if server {
+        rt.block_on(server::run(quick));
         return;
     }
     let (p1, s1, l2, p3) = if quick { (1_000, 500, 1_000, 10_000) } else { (10_000, 5_000, 20_000, 100_000) };
