@@ -109,3 +109,86 @@ fn api_health_ready_and_metrics() {
         agent.get(format!("{}/metrics", server.url)).call().unwrap().body_mut().read_to_string().unwrap();
     assert!(text.contains("assent_pending 1"), "{text}");
 }
+
+/// Reads SSE frames from `/v1/events` until `n` events arrived; returns their (id, type).
+fn read_events(url: &str, token: &str, last_event_id: Option<u64>, n: usize) -> Vec<(u64, String)> {
+    use std::io::BufRead;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut req = agent.get(format!("{url}/v1/events")).header("authorization", format!("Bearer {token}"));
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id.to_string());
+    }
+    let response = req.call().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let reader = std::io::BufReader::new(response.into_body().into_reader());
+    let (mut out, mut id, mut kind) = (Vec::new(), 0, String::new());
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+            id = v.trim().parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("event: ").or_else(|| line.strip_prefix("event:")) {
+            kind = v.trim().to_owned();
+        } else if line.is_empty() && id > 0 {
+            out.push((id, std::mem::take(&mut kind)));
+            id = 0;
+            if out.len() == n {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn api_4_events_resume_after_last_event_id_without_gaps() {
+    let server = Server::start();
+    for cmd in ["one", "two"] {
+        assert!(server.run(&["request", "exec", "--no-wait", "--", "echo", cmd]).status.success());
+    }
+    let a = server.pending().pop().unwrap();
+    assert_eq!(server.decide(a["id"].as_str().unwrap(), "deny").0, 200);
+    // From the start: every event in order, seq without gaps.
+    let (url, token) = (server.url.clone(), server.admin_token());
+    let all = read_events(&url, &token, Some(0), 3);
+    assert_eq!(all.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3], "{all:?}");
+    assert_eq!(all[0].1, "approval.requested");
+    assert_eq!(all[2].1, "approval.denied");
+    // Resuming after 1 replays 2 and 3, then follows live events.
+    let reader = std::thread::spawn(move || read_events(&url, &token, Some(1), 3));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(server.run(&["request", "exec", "--no-wait", "--", "echo", "three"]).status.success());
+    let resumed = reader.join().unwrap();
+    assert_eq!(resumed.iter().map(|e| e.0).collect::<Vec<_>>(), [2, 3, 4], "{resumed:?}");
+    assert_eq!(resumed[2].1, "approval.requested", "the live event follows the replay");
+}
+
+#[test]
+fn api_4_websocket_events_resume_with_since() {
+    use tungstenite::client::IntoClientRequest;
+    let server = Server::start();
+    assert!(server.run(&["request", "exec", "--no-wait", "--", "echo", "one"]).status.success());
+    let mut request = format!("{}/v1/events/ws?since=0", server.url.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {}", server.admin_token()).parse().unwrap());
+    let (mut socket, _) = tungstenite::connect(request).unwrap();
+    let mut next = || loop {
+        if let tungstenite::Message::Text(t) = socket.read().unwrap() {
+            return serde_json::from_str::<serde_json::Value>(&t).unwrap();
+        }
+    };
+    let first = next();
+    assert_eq!(
+        (first["seq"].as_u64(), first["type"].as_str()),
+        (Some(1), Some("approval.requested")),
+        "{first}"
+    );
+    assert!(first.to_string().contains("echo one"), "redacted display text only: {first}");
+    assert!(server.run(&["request", "exec", "--no-wait", "--", "echo", "two"]).status.success());
+    let second = next();
+    assert_eq!(second["seq"].as_u64(), Some(2), "{second}");
+    let (status, body) = server.call_as(None, "GET", "/v1/events/ws", None);
+    assert_eq!(status, 401, "{body}");
+}

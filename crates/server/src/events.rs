@@ -1,4 +1,5 @@
-//! API-4 events over Server-Sent Events, resumable with `Last-Event-ID` (or `?since=`).
+//! API-4 events over Server-Sent Events (resumable with `Last-Event-ID` or `?since=`) and a
+//! WebSocket (`?since=`).
 //!
 //! A subscriber first replays stored events after its cursor, then follows the live feed. A
 //! subscriber that falls behind the live feed re-reads from the store, so it never misses one.
@@ -7,9 +8,15 @@ use std::{collections::HashMap, convert::Infallible, time::Duration};
 
 use assent_core::model::Event;
 use axum::{
-    extract::State,
+    extract::{
+        State,
+        ws::{Message, WebSocketUpgrade},
+    },
     http::HeaderMap,
-    response::sse::{Event as SseEvent, KeepAlive, Sse},
+    response::{
+        Response,
+        sse::{Event as SseEvent, KeepAlive, Sse},
+    },
 };
 use futures::Stream;
 use serde::Deserialize;
@@ -33,19 +40,23 @@ pub(crate) struct SinceParams {
     since: Option<u64>,
 }
 
-/// `GET /v1/events`.
-pub(crate) async fn sse(
-    State(state): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Params(params): Params<SinceParams>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let since = last_id.or(params.since);
+/// What a subscriber receives: events in seq order, then `Lagged` if it fell 1,024 behind.
+enum Item {
+    Event(Event),
+    Lagged,
+}
+
+/// Starts the pump for one subscriber and returns its receiving end. The stream ends with
+/// `Item::Lagged` when the subscriber's buffer overflowed (API-4: `lagged` + close).
+async fn subscribe(
+    state: AppState,
+    caller: &Caller,
+    since: Option<u64>,
+) -> Result<mpsc::Receiver<Item>, ApiError> {
     let own = (!caller.0.has(Scope::Approve)).then(|| caller.0.id());
-    // RT-11: an approver watching the console counts as connected while the stream is open.
+    // RT-11: an approver watching live counts as a connected console session while subscribed.
     let guard = caller.0.has(Scope::Approve).then(|| state.engine.console_session());
-    let (tx, rx) = mpsc::channel::<SseEvent>(BUFFER);
+    let (tx, rx) = mpsc::channel::<Item>(BUFFER + 1);
     let live = state.engine.subscribe();
     let cursor = match since {
         Some(s) => s,
@@ -53,10 +64,66 @@ pub(crate) async fn sse(
     };
     tokio::spawn(async move {
         let _guard = guard;
-        let _ = pump(&state, live, cursor, own, &tx).await;
+        if let Err(Overflow) = pump(&state, live, cursor, own, &tx).await {
+            // The one slot kept free for this.
+            let _ = tx.try_send(Item::Lagged);
+        }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
+    Ok(rx)
+}
+
+/// `GET /v1/events`: SSE, `id:` = seq, resume with `Last-Event-ID` or `?since=`.
+pub(crate) async fn sse(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Params(params): Params<SinceParams>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let rx = subscribe(state, &caller, last_id.or(params.since)).await?;
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let frame = match rx.recv().await? {
+            Item::Event(e) => {
+                let data = serde_json::to_string(&e).unwrap_or_default();
+                SseEvent::default().id(e.seq.to_string()).event(event_name(&e)).data(data)
+            }
+            Item::Lagged => SseEvent::default().event("lagged").data("{}"),
+        };
+        Some((Ok(frame), rx))
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// `GET /v1/events/ws?since=`: the same events as JSON text messages over a WebSocket.
+pub(crate) async fn ws(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(params): Params<SinceParams>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let mut rx = subscribe(state, &caller, params.since).await?;
+    Ok(upgrade.on_upgrade(move |mut socket| async move {
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            let message = tokio::select! {
+                item = rx.recv() => match item {
+                    Some(Item::Event(e)) => Message::Text(serde_json::to_string(&e).unwrap_or_default().into()),
+                    Some(Item::Lagged) => Message::Text(r#"{"type":"lagged"}"#.into()),
+                    None => break,
+                },
+                _ = heartbeat.tick() => Message::Ping(Default::default()),
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(_)) => continue,
+                    _ => return,
+                },
+            };
+            let lagged = matches!(&message, Message::Text(t) if t.as_str() == r#"{"type":"lagged"}"#);
+            if socket.send(message).await.is_err() || lagged {
+                break;
+            }
+        }
+        let _ = socket.send(Message::Close(None)).await;
+    }))
 }
 
 async fn latest_seq(state: &AppState) -> Result<u64, ApiError> {
@@ -77,13 +144,13 @@ async fn pump(
     mut live: broadcast::Receiver<Event>,
     mut cursor: u64,
     own: Option<String>,
-    tx: &mpsc::Sender<SseEvent>,
-) -> Result<(), ()> {
+    tx: &mpsc::Sender<Item>,
+) -> Result<(), Overflow> {
     let mut owners: HashMap<String, bool> = HashMap::new();
     loop {
         // Replay everything stored after the cursor.
         loop {
-            let page = state.engine.events_since(cursor, REPLAY_PAGE).await.map_err(|_| ())?;
+            let Ok(page) = state.engine.events_since(cursor, REPLAY_PAGE).await else { return Ok(()) };
             for e in &page {
                 cursor = e.seq;
                 send(state, e, own.as_deref(), &mut owners, tx).await?;
@@ -95,7 +162,7 @@ async fn pump(
         // Then follow the live feed until it lags.
         loop {
             tokio::select! {
-                () = tx.closed() => return Err(()),
+                () = tx.closed() => return Ok(()),
                 received = live.recv() => match received {
                     Ok(e) if e.seq <= cursor => {}
                     Ok(e) => {
@@ -103,20 +170,23 @@ async fn pump(
                         send(state, &e, own.as_deref(), &mut owners, tx).await?;
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(broadcast::error::RecvError::Closed) => return Err(()),
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
             }
         }
     }
 }
 
+/// The subscriber's buffer is full: it cannot keep up.
+struct Overflow;
+
 async fn send(
     state: &AppState,
     e: &Event,
     own: Option<&str>,
     owners: &mut HashMap<String, bool>,
-    tx: &mpsc::Sender<SseEvent>,
-) -> Result<(), ()> {
+    tx: &mpsc::Sender<Item>,
+) -> Result<(), Overflow> {
     if let Some(principal) = own {
         let Some(id) = &e.approval_id else { return Ok(()) };
         let mine = match owners.get(id.as_str()) {
@@ -132,9 +202,11 @@ async fn send(
             return Ok(());
         }
     }
-    let data = serde_json::to_string(e).map_err(|_| ())?;
-    let event = SseEvent::default().id(e.seq.to_string()).event(event_name(e)).data(data);
-    tx.send(event).await.map_err(|_| ())
+    // One slot stays free for the final `Lagged`.
+    if tx.capacity() <= 1 {
+        return Err(Overflow);
+    }
+    tx.try_send(Item::Event(e.clone())).map_err(|_| Overflow)
 }
 
 fn event_name(e: &Event) -> String {

@@ -43,6 +43,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/approvals/{reference}/cancel", post(cancel))
         .route("/approvals/{reference}/consume", post(consume))
         .route("/events", get(events::sse))
+        .route("/events/ws", get(events::ws))
         .route("/grants", get(grants))
         .route("/grants/{id}", delete(revoke_grant))
         .route("/audit", get(audit))
