@@ -11,3 +11,4 @@ mod harness;
 mod hook;
 mod restart;
 mod webdriver;
+mod webhook;

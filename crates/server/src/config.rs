@@ -62,6 +62,21 @@ pub struct Config {
     /// `[retention]`.
     #[serde(default)]
     pub retention: RetentionSection,
+    /// `[webhooks]`.
+    #[serde(default)]
+    pub webhooks: WebhooksSection,
+}
+
+/// `[webhooks]` (API-5).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSection {
+    /// HMAC secret for `Assent-Signature`; default: generated into `<data dir>/webhook.secret`.
+    pub secret: Option<String>,
+    /// Secret variant.
+    pub secret_env: Option<String>,
+    /// Secret variant.
+    pub secret_file: Option<String>,
 }
 
 /// `[server]`.

@@ -177,6 +177,9 @@ struct CreateBody {
     idempotency_key: Option<String>,
     #[serde(default)]
     origin: Option<Origin>,
+    /// Webhook URL told about the outcome (API-5).
+    #[serde(default)]
+    callback: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +229,7 @@ impl CreateBody {
         req.session_key = self.session_key;
         req.idempotency_key = self.idempotency_key;
         req.origin = self.origin;
+        req.callback = self.callback;
         Ok(req)
     }
 }

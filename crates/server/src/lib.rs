@@ -18,6 +18,9 @@ mod events;
 mod http;
 mod metrics;
 mod views;
+mod webhook;
+
+pub use self::webhook::signature as webhook_signature;
 
 use std::{
     net::SocketAddr,
@@ -242,8 +245,21 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     let keyring = Keyring::new(token_key(&data_dir)?, Vec::new());
     let engine_config = engine_config(&config, keyring.clone())?;
     let redactor = engine_config.policy.redactor.clone();
+    let w = &config.config.webhooks;
+    let configured = config::secret(
+        "webhooks.secret",
+        w.secret.as_deref(),
+        w.secret_env.as_deref(),
+        w.secret_file.as_deref(),
+    )
+    .map_err(|message| ConfigError { file: config.file(), line: None, message })?;
+    let webhook_secret = webhook::secret(configured, &data_dir)
+        .map_err(|error| ServeError::DataDir { path: data_dir.display().to_string(), error })?;
     let store = open_store(&config, &data_dir, migrate).await?;
-    let engine = Engine::builder(Arc::new(store), engine_config).start().await?;
+    let engine = Engine::builder(Arc::new(store), engine_config)
+        .webhook_sink(Arc::new(webhook::WebhookSink::new(webhook_secret)))
+        .start()
+        .await?;
     let handle = engine.handle();
     let listener = TcpListener::bind(addr).await.map_err(|error| ServeError::Bind { addr, error })?;
     let addr = listener.local_addr().map_err(|error| ServeError::Bind { addr, error })?;
