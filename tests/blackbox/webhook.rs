@@ -12,8 +12,11 @@ use serde_json::{Value, json};
 
 use crate::harness::Server;
 
-/// Accepts one POST, answers 200, returns its headers (lower-cased) and body.
-fn receive_one(listener: TcpListener, tx: mpsc::Sender<(Vec<(String, String)>, Vec<u8>)>) {
+/// A received request: lower-cased headers and the body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
+/// Accepts one POST, answers 200, and reports it.
+fn receive_one(listener: TcpListener, tx: mpsc::Sender<Received>) {
     let (stream, _) = listener.accept().unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut headers = Vec::new();
