@@ -108,6 +108,8 @@ fn api_health_ready_and_metrics() {
     let text =
         agent.get(format!("{}/metrics", server.url)).call().unwrap().body_mut().read_to_string().unwrap();
     assert!(text.contains("assent_pending 1"), "{text}");
+    let (status, doc) = server.call_as(None, "GET", "/v1/openapi.json", None);
+    assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.1.0")));
 }
 
 /// Reads SSE frames from `/v1/events` until `n` events arrived; returns their (id, type).

@@ -9,6 +9,23 @@ use axum::{
 };
 use serde_json::{Value, json};
 
+/// The error body of every failed request (API-3), for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// `error` of [`ErrorBody`].
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Stable code, e.g. `already_resolved`.
+    code: String,
+    /// For people.
+    message: String,
+    /// Structured details, or null.
+    details: serde_json::Value,
+}
+
 /// An API error: HTTP status, stable code, human message, optional details.
 #[derive(Debug, Clone)]
 pub struct ApiError {

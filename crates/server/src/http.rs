@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::json;
 
 use crate::{
-    AppState, auth::Principal, auth::Scope, console, error::ApiError, events, metrics, views::ApprovalView,
+    AppState, auth::Principal, auth::Scope, console, error::ApiError, error::ErrorBody, events, metrics,
+    views::ApprovalView,
 };
 
 /// API-3: bodies over 64 KiB are refused with `payload_too_large`.
@@ -49,6 +50,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/audit", get(audit))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/openapi.json", get(crate::openapi::serve))
         .fallback(|| async { ApiError::not_found("endpoint") });
     Router::new()
         .nest("/v1", api)
@@ -158,9 +160,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 }
 
 /// `POST /v1/approvals` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     kind: Kind,
     #[serde(default)]
     exec: Option<ExecRequest>,
@@ -182,11 +184,14 @@ struct CreateBody {
     callback: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct WaitParams {
+pub(crate) struct WaitParams {
+    /// Seconds to wait for a decision before answering (≤ 300).
     #[serde(default)]
     wait: Option<u64>,
+    /// Same as `wait` (the name `…/wait` uses).
     #[serde(default)]
     timeout: Option<u64>,
 }
@@ -258,7 +263,8 @@ pub(crate) fn now() -> Timestamp {
     assent_core::clock::Clock::now(&assent_engine::SystemClock)
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/approvals", tag = "approvals", params(WaitParams), request_body = CreateBody, responses((status = 201, description = "Created (possibly already decided: no route, a grant)", body = ApprovalView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn create(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
     Params(params): Params<WaitParams>,
@@ -300,7 +306,8 @@ async fn find(
     Ok(a)
 }
 
-async fn show(
+#[utoipa::path(get, path = "/v1/approvals/{reference}", tag = "approvals", params(("reference" = String, Path, description = "Full id, or a unique 8+ character prefix of a pending approval")), responses((status = 200, body = ApprovalView), (status = 404, body = ErrorBody)))]
+pub(crate) async fn show(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
     Path(reference): Path<String>,
@@ -309,7 +316,8 @@ async fn show(
     Ok(Json(routed_view(&state, &a).await))
 }
 
-async fn wait(
+#[utoipa::path(get, path = "/v1/approvals/{reference}/wait", tag = "approvals", params(("reference" = String, Path), WaitParams), responses((status = 200, description = "Decided, or still pending when the wait ran out", body = ApprovalView), (status = 404, body = ErrorBody)))]
+pub(crate) async fn wait(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
     Path(reference): Path<String>,
@@ -323,22 +331,28 @@ async fn wait(
     Ok(Json(Box::pin(routed_view(&state, &a)).await))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(crate) struct ListParams {
+    /// Only this status.
     status: Option<Status>,
+    /// Only this kind.
     kind: Option<Kind>,
-    /// Milliseconds since the epoch.
+    /// Created at or after, in milliseconds since the epoch.
     since: Option<i64>,
+    /// At most this many (default 100, ≤ 500).
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct Page<T> {
+/// A page of results.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Page<T> {
     items: Vec<T>,
 }
 
-async fn list(
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(ListParams), responses((status = 200, body = Page<ApprovalView>), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
     Params(p): Params<ListParams>,
@@ -355,7 +369,7 @@ async fn list(
 }
 
 /// `POST …/resolve` body (`kind` is required so a stale client cannot decide the wrong thing).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResolveBody {
     pub(crate) kind: Kind,
@@ -366,7 +380,8 @@ pub(crate) struct ResolveBody {
     pub(crate) grant_scope: Option<GrantScope>,
 }
 
-async fn resolve(
+#[utoipa::path(post, path = "/v1/approvals/{reference}/resolve", tag = "approvals", params(("reference" = String, Path)), request_body = ResolveBody, responses((status = 200, body = ApprovalView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn resolve(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
     Path(reference): Path<String>,
@@ -412,7 +427,8 @@ pub(crate) async fn decide(
     Ok(resolution.approval)
 }
 
-async fn cancel(
+#[utoipa::path(post, path = "/v1/approvals/{reference}/cancel", tag = "approvals", params(("reference" = String, Path)), responses((status = 200, body = ApprovalView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn cancel(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
     Path(reference): Path<String>,
@@ -423,7 +439,8 @@ async fn cancel(
     Ok(Json(view(&state, &a)))
 }
 
-async fn consume(
+#[utoipa::path(post, path = "/v1/approvals/{reference}/consume", tag = "approvals", params(("reference" = String, Path)), responses((status = 200, body = ApprovalView), (status = 409, body = ErrorBody)))]
+pub(crate) async fn consume(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
     Path(reference): Path<String>,
@@ -433,7 +450,8 @@ async fn consume(
     Ok(Json(view(&state, &a)))
 }
 
-#[derive(Serialize)]
+/// An active grant.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct GrantView {
     pub(crate) id: String,
     pub(crate) kind: Kind,
@@ -464,7 +482,8 @@ pub(crate) fn grant_views(state: &AppState, grants: &[assent_core::model::Grant]
         .collect()
 }
 
-async fn grants(
+#[utoipa::path(get, path = "/v1/grants", tag = "grants", responses((status = 200, body = Page<GrantView>), (status = 403, body = ErrorBody)))]
+pub(crate) async fn grants(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
 ) -> Result<Json<Page<GrantView>>, ApiError> {
@@ -473,7 +492,8 @@ async fn grants(
     Ok(Json(Page { items: grant_views(&state, &all) }))
 }
 
-async fn revoke_grant(
+#[utoipa::path(delete, path = "/v1/grants/{id}", tag = "grants", params(("id" = String, Path)), responses((status = 200, description = "Revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn revoke_grant(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -484,15 +504,20 @@ async fn revoke_grant(
     Ok(Json(json!({ "id": g.id.to_string(), "revoked_at": g.revoked_at })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct AuditParams {
+pub(crate) struct AuditParams {
+    /// Only entries about this approval (id or ref).
     approval: Option<String>,
+    /// Entries after this seq.
     after: Option<u64>,
+    /// At most this many (default 100, ≤ 500).
     limit: Option<usize>,
 }
 
-async fn audit(
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditParams), responses((status = 200, body = Page<assent_core::model::AuditEntry>), (status = 403, body = ErrorBody)))]
+pub(crate) async fn audit(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
     Params(p): Params<AuditParams>,
@@ -510,11 +535,13 @@ async fn audit(
     Ok(Json(Page { items: state.engine.store().audit(&filter).await? }))
 }
 
-async fn health() -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/health", tag = "operations", responses((status = 200, description = "The process is up")))]
+pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+#[utoipa::path(get, path = "/v1/ready", tag = "operations", responses((status = 200, description = "Store reachable; pending count, console route and accounts"), (status = 503, description = "Not ready")))]
+pub(crate) async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     let store_ok = state.engine.store().events_since(u64::MAX - 1, 1).await.is_ok();
     let accounts: Vec<_> = state
         .engine

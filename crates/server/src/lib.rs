@@ -17,10 +17,11 @@ mod error;
 mod events;
 mod http;
 mod metrics;
+mod openapi;
 mod views;
 mod webhook;
 
-pub use self::webhook::signature as webhook_signature;
+pub use self::{openapi::document as openapi_document, webhook::signature as webhook_signature};
 
 use std::{
     net::SocketAddr,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::console_account;
 
 /// One approval as the API returns it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct ApprovalView {
     pub(crate) id: String,
     #[serde(rename = "ref")]
@@ -47,14 +47,14 @@ pub(crate) struct ApprovalView {
 }
 
 /// A labelled field of the card.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct FieldView {
     pub(crate) label: &'static str,
     pub(crate) value: String,
 }
 
 /// LC-16 outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct OutcomeView {
     /// `pending`, `allow` or `deny`.
     pub(crate) decision: String,

@@ -10,6 +10,7 @@ use super::validate::{ValidationError, max_bytes};
 /// An exec request as a requester sends it. Environment values are only hashed, never kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecRequest {
     /// The exact argument vector.
     pub argv: Vec<String>,

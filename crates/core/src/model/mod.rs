@@ -27,6 +27,7 @@ pub use self::{
 /// What an approval asks for (DM-1). Closed: a new kind must be handled by every channel codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Kind {
     /// Run a shell command.
     Exec,
@@ -59,6 +60,7 @@ impl fmt::Display for Kind {
 /// An approver's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Decision {
     /// Allow this one request.
     AllowOnce,
@@ -99,6 +101,7 @@ impl Decision {
 /// Lifecycle status (DM-5). Terminal statuses never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Status {
     /// Waiting for a decision.
     Pending,
@@ -133,6 +136,7 @@ impl Status {
 /// How an approval was approved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Mode {
     /// This request only.
     Once,
@@ -143,6 +147,7 @@ pub enum Mode {
 /// Why an approval reached its terminal status (DM-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Reason {
     /// A human decided.
     Human,
@@ -166,6 +171,7 @@ pub enum Reason {
 /// labels differ per platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Channel {
     /// Discord.
     Discord,
@@ -211,6 +217,7 @@ impl fmt::Display for Channel {
 
 /// One bot identity on a channel, written `telegram/main`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountKey {
     /// The platform.
     pub channel: Channel,
@@ -234,6 +241,7 @@ impl fmt::Display for AccountKey {
 /// Where a card is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Surface {
     /// The conversation the request came from.
     Origin,
@@ -249,6 +257,7 @@ pub enum Surface {
 
 /// Where the action started (glossary: origin).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Origin {
     /// Platform of the conversation.
     pub channel: Channel,
@@ -273,6 +282,7 @@ impl Origin {
 
 /// Who decided or acted: a platform-verified user, a console user or an API token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     /// Stable principal: `telegram:42`, `console:kim`, `token:ci`.
     pub principal: String,

@@ -10,6 +10,7 @@ use super::{
 /// How dangerous a plugin action is; drives the card badge and colour.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Severity {
     /// Informational.
     Info,
@@ -23,6 +24,7 @@ pub enum Severity {
 /// A plugin request as sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginRequest {
     /// `[a-z0-9._-]{1,64}`.
     pub plugin_id: String,

@@ -202,6 +202,7 @@ pub struct Binding {
 /// Audit entry types (DM-11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AuditType {
     /// Created and pending.
     Requested,
@@ -249,6 +250,7 @@ pub enum AuditType {
 
 /// An append-only audit record (DM-11). `seq` is assigned by the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Store-assigned sequence.
     pub seq: u64,
@@ -325,6 +327,7 @@ impl AuditEntry {
 
 /// Event types (API-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventType {
     /// `approval.requested`
     #[serde(rename = "approval.requested")]
@@ -369,6 +372,7 @@ pub enum EventType {
 
 /// A committed change, numbered by a store-wide gap-free `seq` (LC-15).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Store-assigned sequence.
     pub seq: u64,

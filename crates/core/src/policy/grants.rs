@@ -15,6 +15,7 @@ use crate::{
 /// always agree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GrantScope {
     /// The matcher family.
     pub base: ScopeBase,
@@ -29,6 +30,7 @@ pub struct GrantScope {
 /// Matcher family of a scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ScopeBase {
     /// The exact argv.
     ExactArgv,
