@@ -194,3 +194,33 @@ fn api_4_websocket_events_resume_with_since() {
     let (status, body) = server.call_as(None, "GET", "/v1/events/ws", None);
     assert_eq!(status, 401, "{body}");
 }
+
+#[test]
+fn bd_a_binding_is_approved_then_owned_then_detached_by_its_root() {
+    let server = Server::start();
+    let request = json!({
+        "plugin": { "id": "standup-bot", "name": "Standup bot", "root": "/opt/plugins/standup" },
+        "conversation": { "channel": "telegram", "account": "main", "conversation": "-1001234" },
+        "summary": "Runs the daily standup in this group"
+    });
+    let (status, answer) = server.call("POST", "/v1/bindings", Some(request.clone()));
+    assert_eq!((status, answer["status"].as_str()), (201, Some("pending")), "{answer}");
+    let query = "channel=telegram&account=main&conversation=-1001234";
+    let (status, _) = server.call("GET", &format!("/v1/bindings?{query}"), None);
+    assert_eq!(status, 404, "BD-5: nothing is bound before the decision");
+    assert_eq!(server.decide(answer["approval"]["id"].as_str().unwrap(), "allow-once").0, 200);
+    let (status, binding) = server.call("GET", &format!("/v1/bindings?{query}"), None);
+    assert_eq!(status, 200, "{binding}");
+    assert_eq!(binding["plugin"]["root"], "/opt/plugins/standup");
+    // BD-1: another install asking for the same conversation is told who owns it.
+    let mut other = request.clone();
+    other["plugin"]["root"] = json!("/opt/plugins/other");
+    let (status, body) = server.call("POST", "/v1/bindings", Some(other));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conversation_bound")), "{body}");
+    // BD-7: the owning root detaches; a second detach is a no-op.
+    let detach = format!("/v1/bindings?{query}&plugin_root=/opt/plugins/standup");
+    assert_eq!(server.call("DELETE", &detach, None).1["removed"], true);
+    assert_eq!(server.call("DELETE", &detach, None).1["removed"], false);
+    let (status, body) = server.call("POST", "/v1/bindings", Some(json!({ "plugin": {}, "summary": "" })));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+}

@@ -45,6 +45,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/approvals/{reference}/consume", post(consume))
         .route("/events", get(events::sse))
         .route("/events/ws", get(events::ws))
+        .route(
+            "/bindings",
+            post(crate::bindings::request).get(crate::bindings::show).delete(crate::bindings::detach),
+        )
         .route("/grants", get(grants))
         .route("/grants/{id}", delete(revoke_grant))
         .route("/audit", get(audit))
@@ -101,7 +105,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
-    fn require(&self, scope: Scope) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.0.has(scope) {
             Ok(())
         } else {

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod auth;
+mod bindings;
 pub mod config;
 mod console;
 mod error;

@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::{error::ErrorBody, http, views::ApprovalView};
+use crate::{bindings, error::ErrorBody, http, views::ApprovalView};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,11 +26,15 @@ use crate::{error::ErrorBody, http, views::ApprovalView};
         http::audit,
         http::health,
         http::ready,
+        bindings::request,
+        bindings::show,
+        bindings::detach,
     ),
     components(schemas(ApprovalView, ErrorBody, assent_core::model::Event)),
     tags(
         (name = "approvals", description = "Ask, wait, decide, cancel, consume"),
         (name = "grants", description = "Standing grants made by allow-always"),
+        (name = "bindings", description = "Plugins owning conversations, approved by people"),
         (name = "audit", description = "The append-only audit log"),
         (name = "operations", description = "Health and readiness"),
     )

@@ -11,6 +11,7 @@ use super::{
 /// The plugin install that wants a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginRef {
     /// Plugin id.
     pub id: String,
@@ -23,6 +24,7 @@ pub struct PluginRef {
 /// A conversation on a channel account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conversation {
     /// Platform.
     pub channel: Channel,
@@ -85,6 +87,7 @@ impl Conversation {
 /// A binding request as sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BindingRequest {
     /// The plugin install.
     pub plugin: PluginRef,

@@ -179,6 +179,7 @@ pub struct Grant {
 
 /// A conversation owned by a plugin install (BD-3, BD-6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Binding {
     /// Binding id.
     pub id: BindingId,
