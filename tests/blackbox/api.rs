@@ -224,3 +224,24 @@ fn bd_a_binding_is_approved_then_owned_then_detached_by_its_root() {
     let (status, body) = server.call("POST", "/v1/bindings", Some(json!({ "plugin": {}, "summary": "" })));
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
 }
+
+#[test]
+fn nf_12_guessing_tokens_is_rate_limited_with_retry_after() {
+    let server = Server::start();
+    for _ in 0..10 {
+        let (status, _) = server.call_as(Some("guess"), "GET", "/v1/approvals", None);
+        assert_eq!(status, 401);
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let response = agent
+        .get(format!("{}/v1/approvals", server.url))
+        .header("authorization", format!("Bearer {}", server.admin_token()))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429, "even the right token waits out the window");
+    let retry: u64 = response.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let mut response = response;
+    let body: serde_json::Value = response.body_mut().read_json().unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+}

@@ -16,7 +16,7 @@ use assent_core::{
 };
 use axum::{
     Form, Router,
-    extract::{Path, Query, State},
+    extract::{ConnectInfo, Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -239,14 +239,25 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if let Err(secs) = state.auth_failures.check(peer.ip()) {
+        let text = format!("Too many failed logins from this address; try again in {secs} s.");
+        return login_form(StatusCode::TOO_MANY_REQUESTS, &text);
+    }
     match state.authenticate(form.token.trim()) {
         Some(p) if p.has(Scope::Approve) => start_session(&state, p),
         Some(_) => login_form(
             StatusCode::FORBIDDEN,
             "That token cannot approve; the console needs `approve` or `admin`.",
         ),
-        None => login_form(StatusCode::UNAUTHORIZED, "Unknown token."),
+        None => {
+            state.auth_failures.fail(peer.ip());
+            login_form(StatusCode::UNAUTHORIZED, "Unknown token.")
+        }
     }
 }
 

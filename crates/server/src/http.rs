@@ -82,14 +82,19 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let peer = peer_ip(parts);
+            state.auth_failures.check(peer).map_err(ApiError::rate_limited)?;
             let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
             return match token.and_then(|t| state.authenticate(t)) {
                 Some(p) => Ok(Caller(p, Via::Token)),
-                None => Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "the bearer token is not known to this server",
-                )),
+                None => {
+                    state.auth_failures.fail(peer);
+                    Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthenticated",
+                        "the bearer token is not known to this server",
+                    ))
+                }
             };
         }
         match console::session_of(parts, state) {
@@ -102,6 +107,14 @@ impl FromRequestParts<AppState> for Caller {
             None => Err(ApiError::unauthenticated()),
         }
     }
+}
+
+/// The client's address (loopback when unknown, e.g. in-process calls).
+pub(crate) fn peer_ip(parts: &Parts) -> std::net::IpAddr {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip())
 }
 
 impl Caller {

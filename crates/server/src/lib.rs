@@ -17,6 +17,7 @@ mod console;
 mod error;
 mod events;
 mod http;
+mod limits;
 mod metrics;
 mod openapi;
 mod views;
@@ -122,6 +123,7 @@ pub(crate) struct AppState {
     pub(crate) keyring: Keyring,
     pub(crate) redactor: assent_core::text::Redactor,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) auth_failures: Arc<limits::AuthFailures>,
     pub(crate) tls: bool,
 }
 
@@ -273,6 +275,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
         keyring,
         redactor,
         metrics,
+        auth_failures: Arc::default(),
         tls: false,
     };
     let login_code = admin_token_path
