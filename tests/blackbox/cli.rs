@@ -155,3 +155,42 @@ fn serve_refuses_a_bad_config_naming_file_and_line() {
         assert!(stderr.contains(&config.display().to_string()) && stderr.contains(expect), "{stderr}");
     }
 }
+
+#[test]
+fn approve_always_with_a_narrower_scope_creates_that_grant() {
+    let server = Server::start();
+    let out = server.run(&["request", "exec", "--no-wait", "--", "make", "test"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let a = server.one_pending();
+    let reference = a["ref"].as_str().unwrap();
+    let bad = server.run(&["approvals", "approve", reference, "--always", "--scope", "forever"]);
+    assert_eq!(bad.status.code(), Some(4), "{}", describe(&bad));
+    let ok = server.run(&["approvals", "approve", reference, "--always", "--scope", "ttl:8h"]);
+    assert!(ok.status.success(), "{}", describe(&ok));
+    let list = server.run(&["grants", "list", "--json"]);
+    let grants: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let items = grants["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{grants}");
+    assert!(items[0]["subject"].as_str().unwrap().contains("make test"), "{grants}");
+    let ttl = items[0]["expires_at"].as_i64().unwrap() - items[0]["created_at"].as_i64().unwrap();
+    assert_eq!(ttl, 8 * 3600 * 1000, "the 8 h scope: {grants}");
+    // The grant now answers the same request at once, without anyone deciding.
+    let again = server.run(&["request", "exec", "--", "make", "test"]);
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("standing grant"), "{}", describe(&again));
+}
+
+#[test]
+fn cli_2_ctrl_c_cancels_the_pending_request_and_exits_130() {
+    let server = Server::start();
+    let requester =
+        server.cli().args(["request", "exec", "--", "reboot"]).stderr(Stdio::piped()).spawn().unwrap();
+    let a = server.one_pending();
+    let kill =
+        std::process::Command::new("kill").args(["-INT", &requester.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = requester.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    let (_, after) = server.call("GET", &format!("/v1/approvals/{}", a["id"].as_str().unwrap()), None);
+    assert_eq!(after["status"], "cancelled", "cancelled before exiting: {after}");
+}

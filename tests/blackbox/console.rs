@@ -60,5 +60,22 @@ fn ch_web_login_live_queue_approve_and_decisions_elsewhere() {
     eprintln!("controls removed {} ms after the API decision", decided.elapsed().as_millis());
     assert!(browser.text(&browser.wait_for("#status")).contains("denied by token:admin"));
     browser.screenshot(&artifact("decided-elsewhere.png"));
+
+    // Allow always with a narrower scope, then revoke the grant from the grants page.
+    let out = server.run(&["request", "exec", "--no-wait", "--json", "--", "npm", "publish"]);
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    browser.goto(&format!("{}/a/{}", server.url, a["id"].as_str().unwrap()));
+    browser.click(&browser.wait_for("#scope option:nth-child(2)"));
+    browser.click(&browser.wait_for("button[data-decision='allow-always']"));
+    browser.wait_gone("#decide");
+    let (_, grants) = server.call("GET", "/v1/grants", None);
+    assert!(grants["items"][0]["expires_at"].is_number(), "the chosen 8 h scope: {grants}");
+    browser.goto(&format!("{}/grants", server.url));
+    let revoke = browser.wait_for("#grants button[data-grant]");
+    assert!(browser.text(&browser.wait_for("#grants code")).contains("npm publish"));
+    browser.click(&revoke);
+    browser.wait_gone("#grants button[data-grant]");
+    let (_, grants) = server.call("GET", "/v1/grants", None);
+    assert_eq!(grants["items"].as_array().map(Vec::len), Some(0), "revoked: {grants}");
     eprintln!("screenshots in {}", artifact("").display());
 }

@@ -201,6 +201,9 @@ pub(crate) enum ApprovalsCommand {
         /// Allow always: also create a standing grant.
         #[arg(long)]
         always: bool,
+        /// Narrow the grant of --always: `session` (this agent session only) or `ttl:8h`.
+        #[arg(long, requires = "always")]
+        scope: Option<String>,
         /// A note kept in the audit log.
         #[arg(long)]
         reason: Option<String>,
@@ -246,11 +249,13 @@ pub(crate) fn approvals(global: &Global, cmd: ApprovalsCommand) -> Result<Exit, 
             let view: Value = client.get(&format!("/v1/approvals/{reference}"))?;
             print_view(global, &view);
         }
-        ApprovalsCommand::Approve { reference, always, reason } => {
+        ApprovalsCommand::Approve { reference, always, scope, reason } => {
             let decision = if always { "allow-always" } else { "allow-once" };
-            decide(global, &client, &reference, decision, reason)?;
+            decide(global, &client, &reference, decision, reason, scope.as_deref())?;
         }
-        ApprovalsCommand::Deny { reference, reason } => decide(global, &client, &reference, "deny", reason)?,
+        ApprovalsCommand::Deny { reference, reason } => {
+            decide(global, &client, &reference, "deny", reason, None)?;
+        }
         ApprovalsCommand::Cancel { reference } => {
             let view: Value =
                 client.send("POST", &format!("/v1/approvals/{reference}/cancel"), &json!({}))?;
@@ -266,12 +271,34 @@ fn decide(
     reference: &str,
     decision: &str,
     reason: Option<String>,
+    scope: Option<&str>,
 ) -> Result<(), Failure> {
     let current: Value = client.get(&format!("/v1/approvals/{reference}"))?;
-    let body = json!({ "kind": current["kind"], "decision": decision, "reason": reason });
+    let mut body = json!({ "kind": current["kind"], "decision": decision, "reason": reason });
+    if let Some(scope) = scope {
+        body["grant_scope"] = narrowed(&current["scope"], scope)?;
+    }
     let view: Value = client.send("POST", &format!("/v1/approvals/{reference}/resolve"), &body)?;
     print_view(global, &view);
     Ok(())
+}
+
+/// The approval's default allow-always scope, narrowed by `--scope session` or `--scope ttl:8h`.
+fn narrowed(default: &Value, scope: &str) -> Result<Value, Failure> {
+    if default.is_null() {
+        return Err(Failure::new(Exit::Usage, "this approval offers no allow-always grant to narrow"));
+    }
+    let mut s = default.clone();
+    match scope {
+        "session" => s["session"] = json!(true),
+        _ => match scope.strip_prefix("ttl:").map(parse_duration) {
+            Some(Ok(d)) => s["ttl-secs"] = json!(d.as_secs()),
+            _ => {
+                return Err(Failure::new(Exit::Usage, format!("--scope {scope}: use `session` or `ttl:8h`")));
+            }
+        },
+    }
+    Ok(s)
 }
 
 fn print_view(global: &Global, v: &Value) {

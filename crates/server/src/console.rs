@@ -28,7 +28,7 @@ use crate::{
     AppState,
     auth::{Principal, Scope, new_token},
     http::{grant_views, now},
-    views::ApprovalView,
+    views::{ApprovalView, narrower_scopes},
 };
 
 const COOKIE: &str = "assent_session";
@@ -375,7 +375,16 @@ fn detail_html(state: &AppState, a: &Approval) -> String {
         );
         if v.allowed_decisions.contains(&Decision::AllowAlways) {
             let scope = v.grant_scope.clone().unwrap_or_else(|| "this exact command".to_owned());
-            let _ = write!(out, "<p class=\"scope\">Allow always creates a grant for {}.</p>", esc(&scope));
+            let _ = write!(
+                out,
+                "<label>Allow always creates a grant for<select id=\"scope\"><option value=\"\">{}</option>",
+                esc(&scope)
+            );
+            for narrower in narrower_scopes(a) {
+                let json = serde_json::to_string(&narrower).unwrap_or_default();
+                let _ = write!(out, "<option value=\"{}\">{}</option>", esc(&json), esc(&narrower.label()));
+            }
+            out.push_str("</select></label>");
         }
         out.push_str("<label>Reason (shown to the requester on deny)<input name=\"reason\" id=\"reason\" maxlength=\"500\"></label><div class=\"buttons\">");
         for d in &v.allowed_decisions {

@@ -479,6 +479,10 @@ pub(crate) struct GrantView {
     created_at: Timestamp,
     last_used_at: Option<Timestamp>,
     pub(crate) use_count: u64,
+    /// Not valid after this time (a `ttl:` scope).
+    expires_at: Option<Timestamp>,
+    /// Only for this agent session (a `session` scope).
+    session_key: Option<String>,
 }
 
 pub(crate) fn grant_views(state: &AppState, grants: &[assent_core::model::Grant]) -> Vec<GrantView> {
@@ -495,6 +499,8 @@ pub(crate) fn grant_views(state: &AppState, grants: &[assent_core::model::Grant]
             created_at: g.created_at,
             last_used_at: g.last_used_at,
             use_count: g.use_count,
+            expires_at: g.constraints.expires_at,
+            session_key: g.constraints.session_key.clone(),
         })
         .collect()
 }

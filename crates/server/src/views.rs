@@ -6,6 +6,7 @@ use assent_core::{
     clock::Timestamp,
     lifecycle::requester_outcome,
     model::{Action, Approval, Decision, Kind, Mode, Reason, Status},
+    policy::GrantScope,
     text::Redactor,
     token::Keyring,
 };
@@ -32,6 +33,8 @@ pub(crate) struct ApprovalView {
     pub(crate) fields: Vec<FieldView>,
     pub(crate) allowed_decisions: Vec<Decision>,
     pub(crate) grant_scope: Option<String>,
+    /// What allow-always creates by default; `grant_scope` of a resolve may narrow it.
+    pub(crate) scope: Option<GrantScope>,
     pub(crate) votes: usize,
     pub(crate) required: u8,
     pub(crate) requester: String,
@@ -83,7 +86,8 @@ impl ApprovalView {
             text,
             fields: card.fields.into_iter().map(|f| FieldView { label: f.label, value: f.value }).collect(),
             allowed_decisions: a.allowed_decisions.clone(),
-            grant_scope: a.grant_scope.as_ref().map(assent_core::policy::GrantScope::label),
+            grant_scope: a.grant_scope.as_ref().map(GrantScope::label),
+            scope: a.grant_scope.clone(),
             votes: a.quorum.votes.len(),
             required: a.quorum.required,
             requester: a.requester.principal.clone(),
@@ -102,4 +106,18 @@ impl ApprovalView {
             routes: Vec::new(),
         }
     }
+}
+
+/// Narrower alternatives to the default allow-always scope the console offers (PO-7): limited to
+/// the request's session, or to 8 hours. The engine still checks each against the policy rule.
+pub(crate) fn narrower_scopes(a: &Approval) -> Vec<GrantScope> {
+    let Some(default) = &a.grant_scope else { return Vec::new() };
+    let mut out = Vec::new();
+    if a.session_key.is_some() && !default.session {
+        out.push(GrantScope { session: true, ..default.clone() });
+    }
+    if default.ttl_secs.is_none() {
+        out.push(GrantScope { ttl_secs: Some(8 * 3600), ..default.clone() });
+    }
+    out
 }

@@ -31,6 +31,8 @@ async function decide(form, decision) {
   const body = { kind: form.dataset.kind, decision: decision };
   const reason = form.querySelector("#reason").value.trim();
   if (reason) body.reason = reason;
+  const scope = form.querySelector("#scope");
+  if (decision === "allow-always" && scope && scope.value) body.grant_scope = JSON.parse(scope.value);
   for (const b of form.querySelectorAll("button")) b.disabled = true;
   const r = await fetch("/v1/approvals/" + section.dataset.id + "/resolve", {
     method: "POST", credentials: "same-origin",
