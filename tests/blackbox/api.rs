@@ -108,6 +108,10 @@ fn api_health_ready_and_metrics() {
     let text =
         agent.get(format!("{}/metrics", server.url)).call().unwrap().body_mut().read_to_string().unwrap();
     assert!(text.contains("assent_pending 1"), "{text}");
+    for metric in ["assent_requests_total 1", "assent_finalize_backlog 0", "assent_callback_failures_total 0"]
+    {
+        assert!(text.contains(metric), "{metric} in {text}");
+    }
     let (status, doc) = server.call_as(None, "GET", "/v1/openapi.json", None);
     assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.1.0")));
 }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, RwLock, atomic::Ordering},
     time::Duration,
 };
 
@@ -103,6 +103,7 @@ impl EngineHandle {
         match result {
             Ok(()) => job.state = CallbackState::Done,
             Err(e) if job.attempts >= MAX_ATTEMPTS => {
+                self.inner.counters.callbacks_given_up.fetch_add(1, Ordering::Relaxed);
                 job.state = CallbackState::Failed;
                 commit.audit.push(
                     AuditEntry::new(AuditType::CallbackFailed, now)
@@ -112,6 +113,7 @@ impl EngineHandle {
                 job.last_error = Some(e);
             }
             Err(e) => {
+                self.inner.counters.callback_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(key = %job.key, error = %e, "callback failed; will retry");
                 job.next_attempt_at =
                     now + backoff(job.attempts - 1, Duration::from_secs(1), Duration::from_secs(600));

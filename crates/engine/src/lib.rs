@@ -66,8 +66,27 @@ struct Inner {
     callbacks: callbacks::Sinks,
     inflight: Mutex<std::collections::HashSet<String>>,
     waiters: Mutex<std::collections::HashMap<ApprovalId, std::sync::Weak<Notify>>>,
+    counters: Counters,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+}
+
+/// Monotonic counters for `/metrics` (NF-13).
+#[derive(Debug, Default)]
+struct Counters {
+    callback_failures: std::sync::atomic::AtomicU64,
+    callbacks_given_up: std::sync::atomic::AtomicU64,
+}
+
+/// Engine figures for monitoring (NF-13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Pending approvals.
+    pub pending: usize,
+    /// Failed callback attempts (each is retried) since start.
+    pub callback_failures: u64,
+    /// Callbacks given up after their last attempt since start.
+    pub callbacks_given_up: u64,
 }
 
 /// A cheap, cloneable handle to a running engine: what channels, the server and the CLI call.
@@ -129,6 +148,7 @@ impl EngineBuilder {
             callbacks: callbacks::Sinks::new(self.webhook),
             inflight: Mutex::default(),
             waiters: Mutex::default(),
+            counters: Counters::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
@@ -250,6 +270,16 @@ impl EngineHandle {
             index.upsert(a, handled.remove(&a.id).unwrap_or_default());
         }
         Ok(())
+    }
+
+    /// Figures for monitoring.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.inner.counters;
+        EngineStats {
+            pending: self.pending_count(),
+            callback_failures: c.callback_failures.load(Ordering::Relaxed),
+            callbacks_given_up: c.callbacks_given_up.load(Ordering::Relaxed),
+        }
     }
 
     /// Number of pending approvals in the index.

@@ -19,6 +19,9 @@ use tokio::sync::broadcast;
 
 use crate::{AppState, auth::Scope, error::ApiError};
 
+/// The finalize backlog gauge counts at most this many due cards per scrape.
+const FINALIZE_BACKLOG_CAP: usize = 10_000;
+
 /// Counters fed by the engine's event feed.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -84,9 +87,33 @@ pub(crate) async fn render(
         return ApiError::forbidden("/metrics is served to loopback callers or a `metrics` token")
             .into_response();
     }
+    let stats = state.engine.stats();
+    let backlog = state
+        .engine
+        .store()
+        .finalize_due(crate::http::now(), FINALIZE_BACKLOG_CAP)
+        .await
+        .map_or(0, |due| due.len());
     let mut out = String::new();
     let _ = writeln!(out, "# HELP assent_pending Pending approvals.\n# TYPE assent_pending gauge");
-    let _ = writeln!(out, "assent_pending {}", state.engine.pending_count());
+    let _ = writeln!(out, "assent_pending {}", stats.pending);
+    let _ = writeln!(
+        out,
+        "# HELP assent_finalize_backlog Cards waiting to be finalized (capped at {FINALIZE_BACKLOG_CAP}).\n\
+         # TYPE assent_finalize_backlog gauge\nassent_finalize_backlog {backlog}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP assent_callback_failures_total Failed callback attempts (retried).\n\
+         # TYPE assent_callback_failures_total counter\nassent_callback_failures_total {}",
+        stats.callback_failures
+    );
+    let _ = writeln!(
+        out,
+        "# HELP assent_callbacks_given_up_total Callbacks abandoned after their last attempt.\n\
+         # TYPE assent_callbacks_given_up_total counter\nassent_callbacks_given_up_total {}",
+        stats.callbacks_given_up
+    );
     let c = state.metrics.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let _ = writeln!(
         out,
