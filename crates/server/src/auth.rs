@@ -144,16 +144,23 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 /// the token for the local CLI; the server keeps only the hash in memory.
 pub fn ensure_admin_token(data_dir: &Path) -> std::io::Result<(PathBuf, [u8; 32], bool)> {
     let path = admin_token_path(data_dir);
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        return Ok((path, sha256(existing.trim().as_bytes()), false));
+    let (token, created) = data_dir_secret(&path)?;
+    Ok((path, sha256(token.as_bytes()), created))
+}
+
+/// A random secret kept in a file of the data dir: read if present, else created once with
+/// mode 0600 and synced. Returns it and whether it was just created.
+pub(crate) fn data_dir_secret(path: &Path) -> std::io::Result<(String, bool)> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok((existing.trim().to_owned(), false));
     }
-    let token = new_token().map_err(std::io::Error::other)?;
+    let secret = new_token().map_err(std::io::Error::other)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path)?;
-    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())?;
+    let mut file = options.open(path)?;
+    std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes())?;
     file.sync_all()?;
-    Ok((path, sha256(token.as_bytes()), true))
+    Ok((secret, true))
 }

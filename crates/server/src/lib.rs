@@ -346,25 +346,13 @@ async fn open_store(config: &LoadedConfig, data_dir: &Path, migrate: bool) -> Re
     }
 }
 
-/// The callback-token key (CH-CARD-2), made once per data dir so cards stay valid across restarts.
+/// The callback-token key (CH-CARD-2), derived from a secret made once per data dir so cards
+/// stay valid across restarts.
 fn token_key(data_dir: &Path) -> Result<TokenKey, ServeError> {
     let path = data_dir.join("token.key");
-    let io = |error| ServeError::DataDir { path: path.display().to_string(), error };
-    if let Ok(bytes) = std::fs::read(&path)
-        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
-    {
-        return Ok(TokenKey::new(key));
-    }
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e)))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(io)?;
-    std::io::Write::write_all(&mut file, &key).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    Ok(TokenKey::new(key))
+    let (secret, _) = auth::data_dir_secret(&path)
+        .map_err(|error| ServeError::DataDir { path: path.display().to_string(), error })?;
+    Ok(TokenKey::new(auth::sha256(secret.as_bytes())))
 }
 
 /// The console's own account key (web approvals are recorded as `console/web`).

@@ -74,16 +74,5 @@ pub(crate) fn secret(configured: Option<String>, data_dir: &Path) -> std::io::Re
     if let Some(s) = configured {
         return Ok(s.into_bytes());
     }
-    let path = data_dir.join("webhook.secret");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        return Ok(existing.trim().as_bytes().to_vec());
-    }
-    let fresh = crate::auth::new_token().map_err(std::io::Error::other)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path)?;
-    std::io::Write::write_all(&mut file, format!("{fresh}\n").as_bytes())?;
-    Ok(fresh.into_bytes())
+    Ok(crate::auth::data_dir_secret(&data_dir.join("webhook.secret"))?.0.into_bytes())
 }
