@@ -213,9 +213,44 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
+/// ST-8: a feed of "something was committed up to this seq" signals from every process sharing
+/// the store. Signals may be lost or repeated: readers catch up with `events_since` anyway.
+pub type CommitFeed = std::pin::Pin<Box<dyn futures::Stream<Item = u64> + Send>>;
+
+/// ST-7: an account lease held by this process. Dropping it releases the lease.
+#[async_trait]
+pub trait Lease: Send + Sync {
+    /// Completes when the lease is lost (its database session died). Never completes for a
+    /// store that only one process uses.
+    async fn lost(&self);
+}
+
+/// The lease of a store that only one process can open: always granted, never lost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SoleLease;
+
+#[async_trait]
+impl Lease for SoleLease {
+    async fn lost(&self) {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The durable store (ST-1). Implementations are `Send + Sync` and safe for concurrent use.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// ST-8: commits made by any process on this store, or `None` when this process is the
+    /// only one that can write it (SQLite, memory).
+    async fn commit_feed(&self) -> Result<Option<CommitFeed>, StoreError> {
+        Ok(None)
+    }
+
+    /// ST-7: takes the lease on `account` if no other process holds it. A store only one
+    /// process can open always grants it.
+    async fn try_lease(&self, _account: &AccountKey) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        Ok(Some(Box::new(SoleLease)))
+    }
+
     /// Applies `commit` atomically, or nothing.
     async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError>;
     /// One approval.

@@ -124,9 +124,11 @@ impl EngineHandle {
         map.get(&cap.account()).is_some_and(|a| Arc::ptr_eq(&a.capability, cap))
     }
 
+    /// The routing of an account attached here, or held by another replica (ST-8: any replica
+    /// authorizes interactions).
     pub(crate) fn routing_of(&self, key: &AccountKey) -> Option<AccountRouting> {
         let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(key).map(|a| a.routing.clone())
+        map.get(key).map(|a| a.routing.clone()).or_else(|| self.standby_routing(key))
     }
 
     /// CAP-10: a hook error is audited and logged; the loop goes on.

@@ -111,6 +111,8 @@ impl EngineHandle {
             expired.version = 1;
             return self.insert_terminal(commit, expired).await;
         }
+        // ST-8: this replica delivers it; another one learning of it from the commit must not.
+        self.inner.replication.plan_once(&approval.id);
         match self.commit(commit).await {
             Ok(_) => {}
             Err(StoreError::IdempotentReplay(existing)) => return self.existing(&existing).await,

@@ -32,7 +32,9 @@ impl EngineHandle {
             a.binding().map(|b| AccountKey::new(b.conversation.channel, b.conversation.account.clone()));
         let accounts: Vec<_> = {
             let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let standby = self.inner.standby.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             map.values()
+                .chain(standby.values().filter(|s| !map.contains_key(&s.routing.key)))
                 .filter(|x| binding_account.as_ref().is_none_or(|k| *k == x.routing.key))
                 .filter(|x| matches!(x.capability.availability().should_handle(a), Handle::Yes))
                 .map(|x| x.routing.clone())
@@ -154,7 +156,19 @@ impl EngineHandle {
         targets: Vec<PlannedTarget>,
         delivered: &Mutex<Vec<Delivered>>,
     ) {
-        let Some(cap) = self.capability(account) else { return };
+        let Some(cap) = self.capability(account) else {
+            // ST-7: another replica holds this account and delivers its cards when it sees the
+            // approval; count it as a route so this replica does not call it no-route.
+            if let Some(standby) = self.standby_routing(account) {
+                let surface = targets.first().map_or(Surface::ApproverDm, |t| t.surface);
+                lock(delivered).push(Delivered {
+                    channel: standby.key.channel,
+                    account: standby.key.account,
+                    surface,
+                });
+            }
+            return;
+        };
         let existing: Vec<String> = match self.inner.store.entries(&a.id).await {
             Ok(entries) => {
                 entries.into_iter().filter(|e| &e.account_key() == account).map(|e| e.target_key).collect()

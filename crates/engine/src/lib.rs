@@ -10,7 +10,9 @@ mod error;
 mod finalize;
 mod grants;
 mod index;
+mod leases;
 pub mod registry;
+mod replication;
 mod resolve;
 mod sweeper;
 mod system;
@@ -43,6 +45,7 @@ pub use self::{
     callbacks::{BindingHandler, CallbackSink},
     config::{ConsoleRoute, EngineConfig},
     error::{EngineError, ResolveError},
+    leases::AccountRun,
     resolve::{Accepted, ApprovalRef, Authority, Interaction, Resolution, TypedOutcome},
     system::{OsIds, SystemClock},
 };
@@ -58,6 +61,10 @@ struct Inner {
     config: EngineConfig,
     index: Mutex<index::PendingIndex>,
     accounts: RwLock<BTreeMap<AccountKey, accounts::Attached>>,
+    /// ST-7: accounts whose lease another replica holds; used for routing, never for I/O.
+    standby: RwLock<BTreeMap<AccountKey, accounts::Attached>>,
+    /// ST-8: state for following other replicas' commits.
+    replication: replication::Replication,
     throttle: Mutex<GuessThrottle>,
     console_sessions: AtomicUsize,
     events: broadcast::Sender<Event>,
@@ -140,6 +147,8 @@ impl EngineBuilder {
             config: self.config,
             index: Mutex::default(),
             accounts: RwLock::default(),
+            standby: RwLock::default(),
+            replication: replication::Replication::default(),
             throttle: Mutex::default(),
             console_sessions: AtomicUsize::new(0),
             events,
@@ -153,9 +162,14 @@ impl EngineBuilder {
             shutdown: CancellationToken::new(),
         });
         let handle = EngineHandle { inner };
+        // Subscribe before loading, so no commit of another replica falls in between (ST-8).
+        let feed = handle.inner.store.commit_feed().await?;
         handle.load_index().await?;
         handle.sweep_once().await?;
         handle.spawn_loops();
+        if let Some(feed) = feed {
+            handle.follow_replicas(feed).await?;
+        }
         handle.inner.finalize_wake.notify_one();
         Ok(Engine { handle })
     }
@@ -236,6 +250,7 @@ impl EngineHandle {
     /// Commits and publishes the events the store numbered.
     async fn commit(&self, commit: Commit) -> Result<Committed, StoreError> {
         let committed = self.inner.store.commit(commit, self.now()).await?;
+        self.inner.replication.published_here(&committed.events);
         for e in &committed.events {
             // No subscriber is fine: events are also in the store for resume.
             let _ = self.inner.events.send(e.clone());

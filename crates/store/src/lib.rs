@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod migrations;
+mod replicas;
 mod sql;
 
 use std::{
@@ -190,7 +191,7 @@ impl SqlStore {
             }
             Backend::Postgres => readers.clone(),
         };
-        let store = Self::from_pools(readers, writer, backend);
+        let store = Self::from_pools(readers, writer, backend, url);
         store.migrate(options.migrate).await?;
         Ok(store)
     }

@@ -30,6 +30,8 @@ pub struct SqlStore {
     /// with `SQLITE_BUSY` (ST-3, one writer).
     writer: AnyPool,
     backend: Backend,
+    /// The database URL, for the sessions that replicas keep outside the pools (ST-7, ST-8).
+    pub(crate) url: String,
     /// The SQLite lock file, held for the store's lifetime.
     pub(crate) lock: Option<File>,
 }
@@ -85,8 +87,8 @@ fn limit(n: usize) -> i64 {
 }
 
 impl SqlStore {
-    pub(crate) fn from_pools(pool: AnyPool, writer: AnyPool, backend: Backend) -> Self {
-        Self { pool, writer, backend, lock: None }
+    pub(crate) fn from_pools(pool: AnyPool, writer: AnyPool, backend: Backend, url: &str) -> Self {
+        Self { pool, writer, backend, url: url.to_owned(), lock: None }
     }
 
     /// The backend.
@@ -486,8 +488,38 @@ async fn purge(tx: &mut Tx, before: Timestamp) -> Result<u64, StoreError> {
 impl Store for SqlStore {
     async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError> {
         let mut tx = self.begin().await?;
-        let result = apply(&mut tx, commit, now).await;
+        let mut result = apply(&mut tx, commit, now).await;
+        if self.backend == Backend::Postgres
+            && let Ok(committed) = &result
+            && let Some(last) = committed.events.last()
+        {
+            // ST-8: other replicas learn of the commit; PostgreSQL delivers it only on COMMIT.
+            let notified = sqlx::query("SELECT pg_notify('assent_events', $1)")
+                .bind(last.seq.to_string())
+                .execute(&mut *tx)
+                .await;
+            if let Err(e) = notified {
+                result = Err(unavailable(e));
+            }
+        }
         finish(tx, result).await
+    }
+
+    async fn commit_feed(&self) -> Result<Option<assent_core::store::CommitFeed>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres => crate::replicas::commit_feed(&self.url).await.map(Some),
+        }
+    }
+
+    async fn try_lease(
+        &self,
+        account: &AccountKey,
+    ) -> Result<Option<Box<dyn assent_core::store::Lease>>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(Some(Box::new(assent_core::store::SoleLease))),
+            Backend::Postgres => crate::replicas::try_lease(&self.url, account).await,
+        }
     }
 
     async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError> {

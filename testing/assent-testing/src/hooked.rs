@@ -42,6 +42,15 @@ impl<H: StoreHook> HookedStore<H> {
 
 #[async_trait]
 impl<H: StoreHook> Store for HookedStore<H> {
+    async fn commit_feed(&self) -> Result<Option<assent_core::store::CommitFeed>, StoreError> {
+        self.inner.commit_feed().await
+    }
+    async fn try_lease(
+        &self,
+        account: &assent_core::model::AccountKey,
+    ) -> Result<Option<Box<dyn assent_core::store::Lease>>, StoreError> {
+        self.inner.try_lease(account).await
+    }
     async fn commit(&self, c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
         let _held = self.hook.on_commit(&c).await?;
         self.inner.commit(c, now).await

@@ -230,6 +230,20 @@ impl AccountKey {
     pub fn new(channel: Channel, account: impl Into<String>) -> Self {
         Self { channel, account: account.into() }
     }
+
+    /// Parses `telegram/main` (the `Display` form).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (channel, account) = s.split_once('/')?;
+        let channel = match channel {
+            "discord" => Channel::Discord,
+            "slack" => Channel::Slack,
+            "telegram" => Channel::Telegram,
+            "matrix" => Channel::Matrix,
+            "console" => Channel::Console,
+            _ => return None,
+        };
+        (!account.is_empty()).then(|| Self::new(channel, account))
+    }
 }
 
 impl fmt::Display for AccountKey {

@@ -271,3 +271,23 @@ async fn cap_7_a_stale_start_never_replaces_a_newer_handler() {
     card(&new, &a.id).await;
     assert!(old.messages().is_empty(), "the stale start was dropped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn st_7_a_store_of_one_process_grants_the_lease_at_once_and_stopping_detaches() {
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), test_config(), &[]).await;
+    let fake = telegram();
+    let run = bed.handle.attach_when_leased(fake.clone().erase());
+    until("the account to attach", || {
+        let h = bed.handle.clone();
+        async move { h.accounts().len() == 1 }
+    })
+    .await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    card(&fake, &a.id).await;
+    run.stop();
+    until("the account to detach", || {
+        let h = bed.handle.clone();
+        async move { h.accounts().is_empty() }
+    })
+    .await;
+}

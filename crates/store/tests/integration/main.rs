@@ -7,6 +7,7 @@
 mod engine;
 mod migrations;
 mod postgres;
+mod replicas;
 mod sqlite;
 
 use std::{
