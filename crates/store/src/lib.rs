@@ -11,7 +11,7 @@ use std::{
 };
 
 use sqlx::{
-    AnyPool, Executor,
+    AnyPool, Executor, Row,
     any::{AnyPoolOptions, install_default_drivers},
 };
 
@@ -118,6 +118,34 @@ fn backend_of(url: &str) -> Result<Backend, OpenError> {
     }
 }
 
+/// How often the WAL is copied back into the database file, off the commit path (NF-6).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// A WAL longer than this many frames (4 KiB pages) is truncated once it is fully copied back.
+const WAL_TRUNCATE_FRAMES: i64 = 1000;
+
+/// Copies committed WAL frames into the database file in the background. A passive checkpoint
+/// waits for nobody, so commits never pay for it. Under a steady stream of commits the WAL would
+/// never start over, so once a passive pass has copied everything and the WAL is long, a
+/// truncating pass resets it (it only has to wait for readers, not copy or sync pages): the WAL
+/// stays short, and so does the scan of it when the database is opened again (NF-4).
+async fn checkpoints(readers: AnyPool) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        let passive = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&readers).await;
+        let (log, copied) = match passive {
+            Ok(row) => (row.try_get::<i64, _>(1).unwrap_or(0), row.try_get::<i64, _>(2).unwrap_or(0)),
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                continue;
+            }
+        };
+        if log > WAL_TRUNCATE_FRAMES && copied == log {
+            let _ = readers.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
+        }
+    }
+}
+
 /// Holds `<db>.lock` so a second server on the same SQLite file refuses to start.
 fn lock_file(db: &Path) -> Result<File, OpenError> {
     let path = PathBuf::from(format!("{}.lock", db.display()));
@@ -187,11 +215,18 @@ impl SqlStore {
             Backend::Sqlite => {
                 // Persistent in the file: set once, before any other connection writes.
                 readers.execute("PRAGMA journal_mode = WAL").await?;
-                pool_with(1).connect(url).await?
+                let writer = pool_with(1).connect(url).await?;
+                // NF-6: no checkpoint inside a commit; `checkpoints` runs them beside it.
+                writer.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                writer
             }
             Backend::Postgres => readers.clone(),
         };
-        let store = Self::from_pools(readers, writer, backend, url);
+        let checkpointer = (backend == Backend::Sqlite).then(|| readers.clone());
+        let mut store = Self::from_pools(readers, writer, backend, url);
+        if let Some(readers) = checkpointer {
+            store.checkpoints = Some(tokio::spawn(checkpoints(readers)).abort_handle());
+        }
         store.migrate(options.migrate).await?;
         Ok(store)
     }

@@ -34,6 +34,16 @@ pub struct SqlStore {
     pub(crate) url: String,
     /// The SQLite lock file, held for the store's lifetime.
     pub(crate) lock: Option<File>,
+    /// The SQLite background checkpointer, stopped with the store.
+    pub(crate) checkpoints: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.checkpoints {
+            task.abort();
+        }
+    }
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -88,7 +98,7 @@ fn limit(n: usize) -> i64 {
 
 impl SqlStore {
     pub(crate) fn from_pools(pool: AnyPool, writer: AnyPool, backend: Backend, url: &str) -> Self {
-        Self { pool, writer, backend, url: url.to_owned(), lock: None }
+        Self { pool, writer, backend, url: url.to_owned(), lock: None, checkpoints: None }
     }
 
     /// The backend.
