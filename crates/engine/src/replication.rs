@@ -27,6 +27,10 @@ use crate::{EngineError, EngineHandle};
 
 /// Poll period when no signal arrives.
 const POLL: Duration = Duration::from_secs(1);
+/// How long a fetched event waits before it counts as another replica's.
+const LOCAL_GRACE: Duration = Duration::from_millis(20);
+/// Local seqs remembered at most (a seq the feed never returns must not pile up).
+const MAX_LOCAL_SEQS: usize = 100_000;
 const PAGE: usize = 500;
 
 /// What this replica committed itself, so it does not apply it twice.
@@ -47,7 +51,11 @@ impl Replication {
     /// Records events this replica committed (no-op without replicas).
     pub(crate) fn published_here(&self, events: &[Event]) {
         if self.active.load(Ordering::Acquire) && !events.is_empty() {
-            lock(&self.local_seqs).extend(events.iter().map(|e| e.seq));
+            let mut seqs = lock(&self.local_seqs);
+            if seqs.len() > MAX_LOCAL_SEQS {
+                seqs.clear();
+            }
+            seqs.extend(events.iter().map(|e| e.seq));
         }
     }
 
@@ -109,6 +117,11 @@ impl EngineHandle {
                     return cursor;
                 }
             };
+            if !page.is_empty() {
+                // A commit of this replica is recorded just after the store returns; give it
+                // that moment, so it is not mistaken for another replica's.
+                tokio::time::sleep(LOCAL_GRACE).await;
+            }
             for e in &page {
                 cursor = e.seq;
                 if !self.inner.replication.committed_here(e.seq) {
@@ -121,27 +134,29 @@ impl EngineHandle {
         }
     }
 
-    /// One event another replica committed.
+    /// One event another replica committed: the index first, then local subscribers and
+    /// waiters, so whoever is woken sees this replica already up to date.
     async fn apply_remote(&self, e: &Event) {
+        if let Some(id) = &e.approval_id {
+            match e.kind {
+                EventType::Delivered => {
+                    if let Some(account) = e.data["account"].as_str().and_then(AccountKey::parse) {
+                        self.index().add_handler(id, &account);
+                    }
+                }
+                EventType::Requested | EventType::Vote => self.remote_pending(id).await,
+                EventType::Approved | EventType::Denied | EventType::Expired | EventType::Cancelled => {
+                    self.inner.replication.forget(id);
+                    if let Ok(Some(a)) = self.inner.store.approval(id).await {
+                        self.index().finish(&a, self.now());
+                        self.spawn_finalize_approval(a);
+                    }
+                }
+                _ => {}
+            }
+        }
         let _ = self.inner.events.send(e.clone());
         self.wake_waiters(std::slice::from_ref(e));
-        let Some(id) = &e.approval_id else { return };
-        match e.kind {
-            EventType::Delivered => {
-                if let Some(account) = e.data["account"].as_str().and_then(AccountKey::parse) {
-                    self.index().add_handler(id, &account);
-                }
-            }
-            EventType::Requested | EventType::Vote => self.remote_pending(id).await,
-            EventType::Approved | EventType::Denied | EventType::Expired | EventType::Cancelled => {
-                self.inner.replication.forget(id);
-                if let Ok(Some(a)) = self.inner.store.approval(id).await {
-                    self.index().finish(&a, self.now());
-                    self.spawn_finalize_approval(a);
-                }
-            }
-            _ => {}
-        }
     }
 
     /// An approval created or voted on elsewhere: index it, and deliver it to the accounts this
