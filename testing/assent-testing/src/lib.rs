@@ -7,6 +7,7 @@ mod fake;
 mod hooked;
 pub mod postgres;
 pub mod store_contract;
+pub mod synapse;
 
 use std::{sync::Arc, time::Duration};
 
