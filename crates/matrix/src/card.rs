@@ -1,0 +1,137 @@
+//! Presentation (CH-MX-2): the card as plain text, HTML and an `io.assent.approval` block, and
+//! the reaction keys that decide it.
+
+use assent_core::{
+    card::{CardView, Phase},
+    model::{Decision, Kind},
+};
+use serde::{Deserialize, Serialize};
+
+/// CH-MX-2: commands longer than this are cut with a notice.
+pub(crate) const COMMAND_BUDGET: usize = 8_000;
+
+/// The reactions a card is seeded with, one per allowed decision.
+pub(crate) const REACTIONS: [(&str, Decision); 3] =
+    [("✅", Decision::AllowOnce), ("♾️", Decision::AllowAlways), ("❌", Decision::Deny)];
+
+/// A reaction key's decision (CH-MX-3): compared without U+FE0F; 🔁 also means always allow.
+pub(crate) fn decision_of(key: &str) -> Option<Decision> {
+    let key: String = key.chars().filter(|c| *c != '\u{fe0f}').collect();
+    match key.as_str() {
+        "✅" => Some(Decision::AllowOnce),
+        "♾" | "🔁" => Some(Decision::AllowAlways),
+        "❌" => Some(Decision::Deny),
+        _ => None,
+    }
+}
+
+/// A rendered card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatrixCard {
+    /// `body`: plain text.
+    pub body: String,
+    /// `formatted_body`: HTML.
+    pub html: String,
+    /// `io.assent.approval`.
+    pub approval: ApprovalTag,
+    /// Reactions to seed (pending cards only).
+    pub reactions: Vec<&'static str>,
+}
+
+/// The machine-readable part of a card, so other tools can tell approval cards apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalTag {
+    /// Approval id.
+    pub id: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Phase name.
+    pub phase: String,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Renders `view` for Matrix.
+pub(crate) fn render(view: &CardView) -> MatrixCard {
+    let open = view.phase.is_open();
+    let allowed: Vec<Decision> = view.controls.iter().filter_map(|c| c.decision).collect();
+    let reactions: Vec<&'static str> =
+        REACTIONS.iter().filter(|(_, d)| allowed.contains(d)).map(|(k, _)| *k).collect();
+    let mut body = Vec::new();
+    let mut html = Vec::new();
+    if open {
+        let keys: Vec<String> = REACTIONS
+            .iter()
+            .filter(|(_, d)| allowed.contains(d))
+            .map(|(k, d)| format!("{k} {}", label(*d)))
+            .collect();
+        let line = format!("React {}, or send /approve {} <decision>", keys.join(" · "), view.reference);
+        html.push(format!("<p><em>{}</em></p>", esc(&line)));
+        body.push(line);
+    }
+    body.push(view.title.clone());
+    html.push(format!("<p><strong>{}</strong></p>", esc(&view.title)));
+    for block in &view.blocks {
+        let fitted = block.text.fit(COMMAND_BUDGET);
+        body.push(format!("{}:\n{}", block.label, fitted.shown));
+        html.push(format!("<p>{}:</p><pre><code>{}</code></pre>", esc(block.label), esc(&fitted.shown)));
+        if let Some(notice) = fitted.notice {
+            body.push(notice.clone());
+            html.push(format!("<p><em>{}</em></p>", esc(&notice)));
+        }
+    }
+    for f in &view.fields {
+        body.push(format!("{}: {}", f.label, f.value));
+        html.push(format!("<p>{}: {}</p>", esc(f.label), esc(&f.value)));
+    }
+    if let Some(outcome) = &view.outcome {
+        body.push(outcome.clone());
+        html.push(format!("<p><strong>{}</strong></p>", esc(outcome)));
+    }
+    body.push(view.footer.clone());
+    html.push(format!("<p><sub>{}</sub></p>", esc(&view.footer)));
+    MatrixCard {
+        body: body.join("\n"),
+        html: html.join(""),
+        approval: ApprovalTag { id: view.id.to_string(), kind: view.kind, phase: phase_name(view.phase) },
+        reactions: if open { reactions } else { Vec::new() },
+    }
+}
+
+fn label(d: Decision) -> &'static str {
+    match d {
+        Decision::AllowOnce => "allow once",
+        Decision::AllowAlways => "always allow",
+        Decision::Deny => "deny",
+    }
+}
+
+fn phase_name(p: Phase) -> String {
+    serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The `m.room.message` content of a card.
+pub(crate) fn content(card: &MatrixCard) -> serde_json::Value {
+    serde_json::json!({
+        "msgtype": "m.text",
+        "body": card.body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": card.html,
+        "io.assent.approval": card.approval,
+    })
+}
+
+/// CH-MX-6: an `m.replace` edit of `event_id` to `card`.
+pub(crate) fn replacement(event_id: &str, card: &MatrixCard) -> serde_json::Value {
+    let new = content(card);
+    serde_json::json!({
+        "msgtype": "m.text",
+        "body": format!("* {}", card.body),
+        "format": "org.matrix.custom.html",
+        "formatted_body": card.html,
+        "m.new_content": new,
+        "m.relates_to": { "rel_type": "m.replace", "event_id": event_id },
+    })
+}

@@ -1,0 +1,396 @@
+//! `assent-matrix`: approval cards on Matrix (CH-MX-1..7), on matrix-sdk with end-to-end
+//! encryption and a SQLite state store.
+//!
+//! A card is an `m.room.message` (text, HTML and an `io.assent.approval` block) in the
+//! approver's direct room, seeded with one reaction per allowed decision; an approver decides by
+//! reacting. The bot's own reactions never decide, and only reactions on bound cards count.
+//! A decided card is edited (`m.replace`) to its final text.
+
+// matrix-sdk futures are deeply nested; the default limit is too small to prove them `Send`.
+#![recursion_limit = "256"]
+
+mod card;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use assent_core::{
+    capability::{
+        ApprovalCapability, Availability, ClassifyError, FinalAction, Interactions, PrepareOutcome, Prepared,
+        RetryKind,
+    },
+    card::CardView,
+    id::ApprovalId,
+    model::{AccountKey, Actor, Channel, Kind, Origin, Surface},
+    routing::{AccountRouting, PlannedTarget, TargetAddr},
+};
+use assent_engine::{ApprovalRef, Authority, EngineHandle, Interaction};
+use matrix_sdk::{
+    Client, Room,
+    config::SyncSettings,
+    ruma::{
+        EventId, OwnedEventId, OwnedUserId, RoomId, UserId,
+        api::error::{ErrorKind, RetryAfter},
+        events::{
+            reaction::{OriginalSyncReactionEvent, ReactionEventContent},
+            relation::Annotation,
+        },
+    },
+};
+use serde::{Deserialize, Serialize};
+use tokio_util_shim::AbortOnDrop;
+
+pub use self::card::{ApprovalTag, MatrixCard};
+
+/// One Matrix bot account as configured in `[channels.matrix.accounts.<id>]`.
+#[derive(Debug, Clone)]
+pub struct MatrixAccount {
+    /// Account id (`main`).
+    pub id: String,
+    /// Homeserver base URL.
+    pub homeserver: String,
+    /// The bot's user id.
+    pub user_id: String,
+    /// The bot's password.
+    pub password: String,
+    /// Approvers' user ids.
+    pub approvers: Vec<String>,
+    /// Where matrix-sdk keeps its state and crypto store.
+    pub store_dir: PathBuf,
+}
+
+/// Why a Matrix call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    /// The SDK or the homeserver refused.
+    #[error("matrix: {0}")]
+    Sdk(#[from] matrix_sdk::Error),
+    /// An HTTP error from the homeserver.
+    #[error("matrix: {0}")]
+    Http(#[from] matrix_sdk::HttpError),
+    /// A stored id or a target is not valid.
+    #[error("matrix: {0}")]
+    Invalid(String),
+}
+
+impl ClassifyError for MatrixError {
+    fn retry_kind(&self) -> RetryKind {
+        let kind = match self {
+            MatrixError::Sdk(e) => e.client_api_error_kind(),
+            MatrixError::Http(e) => e.client_api_error_kind(),
+            MatrixError::Invalid(_) => return RetryKind::Permanent,
+        };
+        match kind {
+            // CH-MX-7: honour the homeserver's `retry_after_ms`.
+            Some(ErrorKind::LimitExceeded(limit)) => RetryKind::Transient {
+                retry_after: match limit.retry_after {
+                    Some(RetryAfter::Delay(d)) => Some(d),
+                    _ => None,
+                },
+            },
+            Some(_) => RetryKind::Permanent,
+            // Not an answer from the homeserver: the connection failed; try again.
+            None => RetryKind::Transient { retry_after: None },
+        }
+    }
+}
+
+/// A delivered card: where it is and what it is about.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MatrixEntry {
+    /// Room id.
+    pub room_id: String,
+    /// The card's event id.
+    pub event_id: String,
+    /// The approval.
+    pub approval: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Event ids of the bot's seeded reactions.
+    #[serde(default)]
+    pub seeded: Vec<String>,
+}
+
+/// A bound card: reactions on it decide.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MatrixAnchor {
+    /// Room id.
+    pub room_id: String,
+    /// The card's event id.
+    pub event_id: String,
+}
+
+/// What a reaction on an anchor is about.
+#[derive(Debug, Clone)]
+struct Bound {
+    approval: ApprovalId,
+    kind: Kind,
+}
+
+struct Shared {
+    client: Client,
+    key: AccountKey,
+    bot: OwnedUserId,
+    routing: AccountRouting,
+    anchors: Mutex<HashMap<(String, String), Bound>>,
+}
+
+/// The Matrix channel of one bot account.
+#[derive(Clone)]
+pub struct MatrixChannel {
+    shared: Arc<Shared>,
+    _sync: Arc<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for MatrixChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatrixChannel").field("account", &self.shared.key).finish_non_exhaustive()
+    }
+}
+
+mod tokio_util_shim {
+    /// Aborts a task when the last handle goes away.
+    #[derive(Debug)]
+    pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
+
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+}
+
+impl MatrixChannel {
+    /// Logs in, syncs once, and starts following the account's rooms. Reactions are decided
+    /// through `engine`.
+    pub async fn connect(account: MatrixAccount, engine: EngineHandle) -> Result<Self, MatrixError> {
+        std::fs::create_dir_all(&account.store_dir)
+            .map_err(|e| MatrixError::Invalid(format!("{}: {e}", account.store_dir.display())))?;
+        let client = Client::builder()
+            .homeserver_url(&account.homeserver)
+            .sqlite_store(&account.store_dir, None)
+            .build()
+            .await
+            .map_err(|e| MatrixError::Invalid(format!("cannot reach {}: {e}", account.homeserver)))?;
+        client
+            .matrix_auth()
+            .login_username(&account.user_id, &account.password)
+            .initial_device_display_name("assent")
+            .send()
+            .await?;
+        let bot = client
+            .user_id()
+            .map(ToOwned::to_owned)
+            .ok_or_else(|| MatrixError::Invalid("no user id after login".to_owned()))?;
+        let key = AccountKey::new(Channel::Matrix, account.id.clone());
+        let routing = AccountRouting::new(key.clone(), account.approvers.clone());
+        let shared =
+            Arc::new(Shared { client: client.clone(), key, bot, routing, anchors: Mutex::default() });
+        client.sync_once(SyncSettings::default()).await?;
+        let (handler_shared, handler_engine) = (shared.clone(), engine.clone());
+        client.add_event_handler(move |ev: OriginalSyncReactionEvent, room: Room| {
+            let (shared, engine) = (handler_shared.clone(), handler_engine.clone());
+            async move { on_reaction(&shared, &engine, &room, ev) }
+        });
+        let sync = tokio::spawn(async move {
+            loop {
+                if let Err(e) = client.sync(SyncSettings::default()).await {
+                    tracing::warn!(error = %e, "matrix sync stopped; restarting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+        Ok(Self { shared, _sync: Arc::new(AbortOnDrop(sync.abort_handle())) })
+    }
+
+    fn room(&self, room_id: &str) -> Result<Room, MatrixError> {
+        let id = RoomId::parse(room_id).map_err(|e| MatrixError::Invalid(format!("room {room_id}: {e}")))?;
+        self.shared.client.get_room(&id).ok_or_else(|| MatrixError::Invalid(format!("not in room {room_id}")))
+    }
+
+    /// CH-MX-5: the approver's direct room: an existing one, else a new invite.
+    async fn dm_room(&self, user: &str) -> Result<Room, MatrixError> {
+        let user = UserId::parse(user).map_err(|e| MatrixError::Invalid(format!("user {user}: {e}")))?;
+        if let Some(room) = self.shared.client.get_dm_room(&user) {
+            return Ok(room);
+        }
+        Ok(self.shared.client.create_dm(&user).await?)
+    }
+}
+
+/// A reaction on a bound card from an approver decides; anything else is ignored.
+fn on_reaction(shared: &Shared, engine: &EngineHandle, room: &Room, ev: OriginalSyncReactionEvent) {
+    if ev.sender == shared.bot {
+        return; // The seeded reactions never decide.
+    }
+    let Some(decision) = card::decision_of(&ev.content.relates_to.key) else { return };
+    let anchor = (room.room_id().to_string(), ev.content.relates_to.event_id.to_string());
+    let Some(bound) = lock(&shared.anchors).get(&anchor).cloned() else { return };
+    let actor =
+        Actor::platform(Channel::Matrix, ev.sender.to_string(), ev.sender.to_string(), Surface::ApproverDm);
+    let ix = Interaction {
+        approval: ApprovalRef::Id(bound.approval),
+        kind: Some(bound.kind),
+        decision,
+        actor,
+        authority: Authority::Channel(shared.key.clone()),
+        reason: None,
+        grant_scope: None,
+    };
+    // CH-MX-4: no ephemeral replies on Matrix; refusals are audited by the engine.
+    if let Ok(accepted) = engine.precheck(&ix) {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.resolve(accepted).await {
+                tracing::warn!(error = %e, "matrix reaction could not be recorded");
+            }
+        });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Availability for MatrixChannel {
+    fn is_configured(&self) -> bool {
+        true
+    }
+
+    fn routing(&self) -> AccountRouting {
+        self.shared.routing.clone()
+    }
+}
+
+impl ApprovalCapability for MatrixChannel {
+    type Payload = MatrixCard;
+    type Prepared = String;
+    type Entry = MatrixEntry;
+    type Anchor = MatrixAnchor;
+    type Error = MatrixError;
+
+    fn account(&self) -> AccountKey {
+        self.shared.key.clone()
+    }
+
+    fn availability(&self) -> &dyn Availability {
+        self
+    }
+
+    fn render(&self, view: &CardView) -> Result<MatrixCard, MatrixError> {
+        Ok(card::render(view))
+    }
+
+    fn finish(&self, view: &CardView, _entry: &MatrixEntry) -> FinalAction<MatrixCard> {
+        FinalAction::Update(card::render(view))
+    }
+
+    async fn prepare(&self, target: &PlannedTarget) -> Result<PrepareOutcome<String>, MatrixError> {
+        let room = match &target.to {
+            TargetAddr::User { user_id } => self.dm_room(user_id).await?,
+            TargetAddr::Conversation { conversation, .. } => self.room(conversation)?,
+        };
+        let id = room.room_id().to_string();
+        Ok(PrepareOutcome::Ready(Prepared { planned: target.clone(), dedupe_key: id.clone(), native: id }))
+    }
+
+    async fn deliver(
+        &self,
+        target: &Prepared<String>,
+        payload: &MatrixCard,
+    ) -> Result<Option<MatrixEntry>, MatrixError> {
+        let room = self.room(&target.native)?;
+        let sent = room.send_raw("m.room.message", card::content(payload)).await?;
+        let event_id = sent.response.event_id;
+        let mut seeded = Vec::new();
+        for key in &payload.reactions {
+            let reaction = ReactionEventContent::new(Annotation::new(event_id.clone(), (*key).to_owned()));
+            // Best effort: a missing seed only costs the approver a tap.
+            if let Ok(r) = room.send(reaction).await {
+                seeded.push(r.response.event_id.to_string());
+            }
+        }
+        Ok(Some(MatrixEntry {
+            room_id: target.native.clone(),
+            event_id: event_id.to_string(),
+            approval: payload.approval.id.clone(),
+            kind: payload.approval.kind,
+            seeded,
+        }))
+    }
+
+    async fn update(&self, entry: &MatrixEntry, payload: &MatrixCard) -> Result<(), MatrixError> {
+        let room = self.room(&entry.room_id)?;
+        room.send_raw("m.room.message", card::replacement(&entry.event_id, payload)).await?;
+        // CH-MX-6: the seeded reactions go, best effort.
+        if !payload.approval.phase.is_empty() && payload.reactions.is_empty() {
+            for seed in &entry.seeded {
+                if let Ok(id) = EventId::parse(seed) {
+                    let _ = room.redact(&id, None, None).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, entry: &MatrixEntry) -> Result<(), MatrixError> {
+        let room = self.room(&entry.room_id)?;
+        let id: OwnedEventId =
+            EventId::parse(&entry.event_id).map_err(|e| MatrixError::Invalid(e.to_string()))?;
+        room.redact(&id, None, None).await?;
+        Ok(())
+    }
+
+    async fn reply_private(
+        &self,
+        _actor: &Actor,
+        _context: &serde_json::Value,
+        _text: &str,
+    ) -> Result<(), MatrixError> {
+        // CH-MX-4: Matrix has no ephemeral messages; refusals are audited, not answered.
+        Ok(())
+    }
+
+    async fn send_notice(&self, origin: &Origin, text: &str) -> Result<(), MatrixError> {
+        let room = self.room(&origin.conversation)?;
+        room.send_raw("m.room.message", serde_json::json!({ "msgtype": "m.notice", "body": text })).await?;
+        Ok(())
+    }
+
+    fn interactions(&self) -> Option<&dyn Interactions<Self>> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Interactions<MatrixChannel> for MatrixChannel {
+    async fn bind(&self, entry: &MatrixEntry) -> Result<Option<MatrixAnchor>, MatrixError> {
+        let approval = ApprovalId::parse(&entry.approval).map_err(|e| MatrixError::Invalid(e.to_string()))?;
+        lock(&self.shared.anchors)
+            .insert((entry.room_id.clone(), entry.event_id.clone()), Bound { approval, kind: entry.kind });
+        Ok(Some(MatrixAnchor { room_id: entry.room_id.clone(), event_id: entry.event_id.clone() }))
+    }
+
+    async fn unbind(&self, anchor: &MatrixAnchor) -> Result<(), MatrixError> {
+        lock(&self.shared.anchors).remove(&(anchor.room_id.clone(), anchor.event_id.clone()));
+        Ok(())
+    }
+
+    async fn clear_actions(&self, entry: &MatrixEntry) -> Result<(), MatrixError> {
+        let room = self.room(&entry.room_id)?;
+        for seed in &entry.seeded {
+            if let Ok(id) = EventId::parse(seed) {
+                let _ = room.redact(&id, None, None).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn cancel_delivered(&self, _entry: &MatrixEntry) -> Result<(), MatrixError> {
+        Ok(())
+    }
+}
