@@ -24,13 +24,15 @@ use assent_core::{
         RetryKind,
     },
     card::CardView,
+    command::TypedMessage,
     id::ApprovalId,
     model::{AccountKey, Actor, Channel, Kind, Origin, Surface},
     routing::{AccountRouting, PlannedTarget, TargetAddr},
 };
-use assent_engine::{ApprovalRef, Authority, EngineHandle, Interaction};
+use assent_engine::{ApprovalRef, Authority, EngineHandle, Interaction, TypedOutcome};
 use matrix_sdk::{
     Client, Room,
+    authentication::matrix::MatrixSession,
     config::SyncSettings,
     ruma::{
         EventId, OwnedEventId, OwnedUserId, RoomId, UserId,
@@ -38,8 +40,10 @@ use matrix_sdk::{
         events::{
             reaction::{OriginalSyncReactionEvent, ReactionEventContent},
             relation::Annotation,
+            room::message::{MessageType, OriginalSyncRoomMessageEvent, Relation},
         },
     },
+    store::RoomLoadSettings,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util_shim::AbortOnDrop;
@@ -176,12 +180,7 @@ impl MatrixChannel {
             .build()
             .await
             .map_err(|e| MatrixError::Invalid(format!("cannot reach {}: {e}", account.homeserver)))?;
-        client
-            .matrix_auth()
-            .login_username(&account.user_id, &account.password)
-            .initial_device_display_name("assent")
-            .send()
-            .await?;
+        restore_or_login(&client, &account).await?;
         let bot = client
             .user_id()
             .map(ToOwned::to_owned)
@@ -196,6 +195,11 @@ impl MatrixChannel {
             let (shared, engine) = (handler_shared.clone(), handler_engine.clone());
             async move { on_reaction(&shared, &engine, &room, ev) }
         });
+        let (typed_shared, typed_engine) = (shared.clone(), engine.clone());
+        client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
+            let (shared, engine) = (typed_shared.clone(), typed_engine.clone());
+            async move { on_message(&shared, &engine, &room, ev).await }
+        });
         let sync = tokio::spawn(async move {
             loop {
                 if let Err(e) = client.sync(SyncSettings::default()).await {
@@ -205,6 +209,11 @@ impl MatrixChannel {
             }
         });
         Ok(Self { shared, _sync: Arc::new(AbortOnDrop(sync.abort_handle())) })
+    }
+
+    /// The bot's matrix-sdk client (for diagnostics and tests).
+    pub fn client(&self) -> Client {
+        self.shared.client.clone()
     }
 
     fn room(&self, room_id: &str) -> Result<Room, MatrixError> {
@@ -219,6 +228,73 @@ impl MatrixChannel {
             return Ok(room);
         }
         Ok(self.shared.client.create_dm(&user).await?)
+    }
+}
+
+/// Uses the device this account already has (its session is kept beside the crypto store), so
+/// restarts keep one device and its keys; logs in once otherwise.
+async fn restore_or_login(client: &Client, account: &MatrixAccount) -> Result<(), MatrixError> {
+    let path = account.store_dir.join("session.json");
+    if let Some(session) =
+        std::fs::read_to_string(&path).ok().and_then(|s| serde_json::from_str::<MatrixSession>(&s).ok())
+    {
+        client.matrix_auth().restore_session(session, RoomLoadSettings::default()).await?;
+        return Ok(());
+    }
+    client
+        .matrix_auth()
+        .login_username(&account.user_id, &account.password)
+        .initial_device_display_name("assent")
+        .send()
+        .await?;
+    if let Some(session) = client.matrix_auth().session() {
+        let text = serde_json::to_string(&session).map_err(|e| MatrixError::Invalid(e.to_string()))?;
+        write_private(&path, text.as_bytes())
+            .map_err(|e| MatrixError::Invalid(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read (it holds the bot's access token).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, bytes)
+}
+
+/// IX-5 / CH-MX-4: `/approve <ref> <decision>` typed in a room; answered in a threaded notice.
+async fn on_message(shared: &Shared, engine: &EngineHandle, room: &Room, ev: OriginalSyncRoomMessageEvent) {
+    if ev.sender == shared.bot {
+        return;
+    }
+    let MessageType::Text(text) = &ev.content.msgtype else { return };
+    let actor =
+        Actor::platform(Channel::Matrix, ev.sender.to_string(), ev.sender.to_string(), Surface::Origin);
+    let is_edit = matches!(ev.content.relates_to, Some(Relation::Replacement(_)));
+    let msg = TypedMessage { text: &text.body, is_edit, from_bot: false };
+    let reply = match engine.precheck_typed(&shared.key, actor, msg, None) {
+        TypedOutcome::Ignore => return,
+        TypedOutcome::Reply(text) => text,
+        TypedOutcome::Rejected(r) => r.to_string(),
+        TypedOutcome::Accepted(accepted) => match engine.resolve(accepted).await {
+            Ok(resolution) => resolution.reply,
+            Err(e) => e.to_string(),
+        },
+    };
+    let notice = serde_json::json!({
+        "msgtype": "m.notice",
+        "body": reply,
+        "m.relates_to": {
+            "rel_type": "m.thread",
+            "event_id": ev.event_id,
+            "is_falling_back": true,
+            "m.in_reply_to": { "event_id": ev.event_id },
+        },
+    });
+    if let Err(e) = room.send_raw("m.room.message", notice).await {
+        tracing::warn!(error = %e, "could not answer a typed /approve");
     }
 }
 
