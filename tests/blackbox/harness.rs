@@ -55,13 +55,22 @@ impl Server {
 
     /// With `config` as assent.toml.
     pub(crate) fn with_config(config: &str) -> Self {
+        Self::with_config_env(config, &[])
+    }
+
+    /// With `config` as assent.toml and extra environment variables (secrets).
+    pub(crate) fn with_config_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("bb");
         let path = dir.path().join("assent.toml");
         std::fs::write(&path, config).unwrap();
-        Self::launch(dir, Some(path), "127.0.0.1:0")
+        Self::launch_with(dir, Some(path), "127.0.0.1:0", env)
     }
 
     fn launch(dir: TempDir, config: Option<PathBuf>, listen: &str) -> Self {
+        Self::launch_with(dir, config, listen, &[])
+    }
+
+    fn launch_with(dir: TempDir, config: Option<PathBuf>, listen: &str, env: &[(&str, &str)]) -> Self {
         let data = dir.path().join("data");
         let mut cmd = Command::new(ASSENT);
         cmd.args(["serve", "--exit-on-stdin-close", "--listen", listen])
@@ -73,6 +82,7 @@ impl Server {
         if let Some(c) = &config {
             cmd.arg("--config").arg(c);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();

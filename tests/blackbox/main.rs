@@ -9,6 +9,7 @@ mod cli;
 mod console;
 mod harness;
 mod hook;
+mod matrix;
 mod restart;
 mod webdriver;
 mod webhook;

@@ -72,6 +72,9 @@ pub(crate) fn run(global: &Global, args: DoctorArgs) -> Result<Exit, Failure> {
             Err(e) => check(Status::Fail, "console", e.message, &["server.listen"]),
         });
         for name in config.config.channels.keys() {
+            if assent_server::channel_compiled(name) {
+                continue;
+            }
             let status = if CHANNELS.contains(&name.as_str()) { Status::Off } else { Status::Fail };
             let message = if status == Status::Off {
                 format!("not compiled in — build with --features {name}, or remove [channels.{name}]")
@@ -80,6 +83,7 @@ pub(crate) fn run(global: &Global, args: DoctorArgs) -> Result<Exit, Failure> {
             };
             checks.push(check(status, name, message, &[&format!("channels.{name}")]));
         }
+        checks.extend(account_checks(config, &data_dir));
         checks.extend(policy_lint(config));
     }
     checks.push(server_check(global));
@@ -128,6 +132,25 @@ fn data_dir_check(dir: &std::path::Path) -> Check {
             format!("{} is not writable: {e} — fix its permissions or set ASSENT_DATA_DIR", dir.display()),
             &[],
         ),
+    }
+}
+
+/// One line per configured chat account: credentials readable, approvers present.
+fn account_checks(config: &assent_server::config::LoadedConfig, data_dir: &std::path::Path) -> Vec<Check> {
+    match assent_server::channel_summaries(config, data_dir) {
+        Err(e) => vec![check(Status::Fail, "channels", e.message, &[])],
+        Ok(accounts) => accounts
+            .into_iter()
+            .map(|a| {
+                let key = format!("{}.approvals.approvers", a.table);
+                if a.approvers == 0 {
+                    let fix = format!("no approvers — set {key} = [\"<user id>\"]");
+                    check(Status::Fail, &a.key, fix, &[&key])
+                } else {
+                    check(Status::Ok, &a.key, format!("{}, {} approver(s)", a.identity, a.approvers), &[&key])
+                }
+            })
+            .collect(),
     }
 }
 

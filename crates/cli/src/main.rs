@@ -111,6 +111,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // matrix-sdk links rustls with aws-lc-rs, the store and ureq with ring: name the process-wide
+    // provider once, before any TLS client is built, or rustls refuses to guess.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args),

@@ -12,6 +12,7 @@
 
 pub mod auth;
 mod bindings;
+mod channels;
 pub mod config;
 mod console;
 mod error;
@@ -23,7 +24,11 @@ mod openapi;
 mod views;
 mod webhook;
 
-pub use self::{openapi::document as openapi_document, webhook::signature as webhook_signature};
+pub use self::{
+    channels::{AccountSummary, compiled as channel_compiled, summaries as channel_summaries},
+    openapi::document as openapi_document,
+    webhook::signature as webhook_signature,
+};
 
 use std::{
     net::SocketAddr,
@@ -144,6 +149,8 @@ pub struct RunningServer {
     first_run_token: Option<PathBuf>,
     admin_token_path: Option<PathBuf>,
     login_code: Option<String>,
+    /// The chat accounts' start-up tasks; each holds its account's lease loop once connected.
+    accounts: Vec<tokio::task::JoinHandle<Option<assent_engine::AccountRun>>>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -201,6 +208,9 @@ impl RunningServer {
 
     /// Stops accepting requests, lets in-flight ones finish, then stops the engine.
     pub async fn shutdown(self) {
+        for task in &self.accounts {
+            task.abort();
+        }
         self.stop.cancel();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.http).await;
         self.engine.shutdown(SHUTDOWN_GRACE).await;
@@ -228,7 +238,8 @@ async fn shutdown_signal() {
 /// Opens the store, starts the engine and the HTTP listener.
 pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     let ServeOptions { data_dir, config, migrate, listen } = options;
-    refuse_uncompiled_channels(&config)?;
+    channels::refuse_uncompiled(&config)?;
+    let accounts = channels::parse(&config, &data_dir)?;
     std::fs::create_dir_all(&data_dir)
         .map_err(|error| ServeError::DataDir { path: data_dir.display().to_string(), error })?;
     let addr = match listen {
@@ -291,26 +302,18 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
             .await
     });
     tracing::info!(%addr, "assent is listening");
-    Ok(RunningServer { addr, engine, handle, stop, http, first_run_token, admin_token_path, login_code })
-}
-
-/// Channel platforms this build can run. None yet: each channel crate adds itself behind its
-/// cargo feature of the `assent` package.
-const COMPILED_CHANNELS: [&str; 0] = [];
-
-/// A configured account that this build cannot start is an error, not a silently missing route.
-fn refuse_uncompiled_channels(config: &LoadedConfig) -> Result<(), ConfigError> {
-    match config.config.channels.keys().find(|name| !COMPILED_CHANNELS.contains(&name.as_str())) {
-        None => Ok(()),
-        Some(name) => Err(ConfigError {
-            file: config.file(),
-            line: config.channel_line(name),
-            message: format!(
-                "[channels.{name}]: this assent was built without the `{name}` channel; rebuild with \
-                 `--features {name}` or remove the section"
-            ),
-        }),
-    }
+    let accounts = channels::start(accounts, &handle);
+    Ok(RunningServer {
+        addr,
+        engine,
+        handle,
+        stop,
+        http,
+        first_run_token,
+        admin_token_path,
+        login_code,
+        accounts,
+    })
 }
 
 fn engine_config(config: &LoadedConfig, keyring: Keyring) -> Result<EngineConfig, ConfigError> {

@@ -1,0 +1,199 @@
+//! Chat accounts from `[channels.<platform>.accounts.<id>]`: parsed strictly, then started in
+//! the background (a platform that is down must not stop the gateway) and run while this
+//! replica holds each account's lease (ST-7).
+
+use std::{path::Path, time::Duration};
+
+use assent_engine::{AccountRun, EngineHandle};
+
+use crate::config::{ConfigError, LoadedConfig};
+
+/// Platforms this build can run, each behind the cargo feature of its name.
+pub(crate) const COMPILED: &[&str] = &[
+    #[cfg(feature = "matrix")]
+    "matrix",
+];
+
+/// A configured account that this build cannot start is an error, not a silently missing route.
+pub(crate) fn refuse_uncompiled(config: &LoadedConfig) -> Result<(), ConfigError> {
+    match config.config.channels.keys().find(|name| !COMPILED.contains(&name.as_str())) {
+        None => Ok(()),
+        Some(name) => Err(ConfigError {
+            file: config.file(),
+            line: config.channel_line(name),
+            message: format!(
+                "[channels.{name}]: this assent was built without the `{name}` channel; rebuild with \
+                 `--features {name}` or remove the section"
+            ),
+        }),
+    }
+}
+
+/// Parses every configured account; errors name the key.
+pub(crate) fn parse(config: &LoadedConfig, data_dir: &Path) -> Result<Vec<Account>, ConfigError> {
+    let mut accounts = Vec::new();
+    #[cfg(feature = "matrix")]
+    accounts.extend(matrix::parse(config, data_dir)?.into_iter().map(Account::Matrix));
+    let _ = (config, data_dir);
+    Ok(accounts)
+}
+
+/// What `assent doctor` shows of a configured account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    /// `matrix/main`.
+    pub key: String,
+    /// The config table, `channels.matrix.accounts.main`.
+    pub table: String,
+    /// Number of approvers.
+    pub approvers: usize,
+    /// Who the bot is.
+    pub identity: String,
+}
+
+/// The accounts `serve` would start, for `assent doctor` (CLI-5). Secrets are read, never shown.
+pub fn summaries(config: &LoadedConfig, data_dir: &Path) -> Result<Vec<AccountSummary>, ConfigError> {
+    Ok(parse(config, data_dir)?
+        .into_iter()
+        .map(|a| match a {
+            #[cfg(feature = "matrix")]
+            Account::Matrix(m) => AccountSummary {
+                key: format!("matrix/{}", m.id),
+                table: format!("channels.matrix.accounts.{}", m.id),
+                approvers: m.approvers.len(),
+                identity: format!("{} on {}", m.user_id, m.homeserver),
+            },
+        })
+        .collect())
+}
+
+/// Whether this build can run `platform`.
+pub fn compiled(platform: &str) -> bool {
+    COMPILED.contains(&platform)
+}
+
+/// One account ready to start.
+#[derive(Debug)]
+pub(crate) enum Account {
+    /// A Matrix bot.
+    #[cfg(feature = "matrix")]
+    Matrix(assent_matrix::MatrixAccount),
+}
+
+/// Starts every account in the background; the returned runs stop them when dropped.
+pub(crate) fn start(
+    accounts: Vec<Account>,
+    engine: &EngineHandle,
+) -> Vec<tokio::task::JoinHandle<Option<AccountRun>>> {
+    accounts
+        .into_iter()
+        .map(|account| {
+            let engine = engine.clone();
+            tokio::spawn(async move { connect_with_retry(account, engine).await })
+        })
+        .collect()
+}
+
+async fn connect_with_retry(account: Account, engine: EngineHandle) -> Option<AccountRun> {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match connect(&account, &engine).await {
+            Ok(run) => return Some(run),
+            Err(e) => {
+                tracing::warn!(error = %e, ?wait, "a chat account could not start; retrying (see `assent doctor`)");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+#[allow(clippy::unused_async, unreachable_code, unused_variables)]
+async fn connect(account: &Account, engine: &EngineHandle) -> Result<AccountRun, String> {
+    match account {
+        #[cfg(feature = "matrix")]
+        Account::Matrix(a) => {
+            use assent_core::capability::IntoDynCapability;
+            let channel = assent_matrix::MatrixChannel::connect(a.clone(), engine.clone())
+                .await
+                .map_err(|e| format!("matrix/{}: {e}", a.id))?;
+            Ok(engine.attach_when_leased(channel.erase()))
+        }
+    }
+}
+
+#[cfg(feature = "matrix")]
+mod matrix {
+    use std::{collections::BTreeMap, path::Path};
+
+    use serde::Deserialize;
+
+    use crate::config::{ConfigError, LoadedConfig, secret};
+
+    /// `[channels.matrix]`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Section {
+        #[serde(default)]
+        accounts: BTreeMap<String, AccountKeys>,
+    }
+
+    /// `[channels.matrix.accounts.<id>]`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AccountKeys {
+        homeserver: String,
+        user_id: String,
+        password: Option<String>,
+        password_env: Option<String>,
+        password_file: Option<String>,
+        #[serde(default)]
+        approvals: Approvals,
+        /// Where matrix-sdk keeps state and keys; default `<data dir>/matrix/<id>`.
+        store_dir: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Approvals {
+        #[serde(default)]
+        approvers: Vec<String>,
+    }
+
+    pub(super) fn parse(
+        config: &LoadedConfig,
+        data_dir: &Path,
+    ) -> Result<Vec<assent_matrix::MatrixAccount>, ConfigError> {
+        let Some(table) = config.config.channels.get("matrix") else { return Ok(Vec::new()) };
+        let error = |message: String| ConfigError {
+            file: config.file(),
+            line: config.channel_line("matrix"),
+            message,
+        };
+        let section: Section = toml::Value::Table(table.get_ref().clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| error(format!("channels.matrix: {}", e.message())))?;
+        let mut out = Vec::new();
+        for (id, keys) in section.accounts {
+            let prefix = format!("channels.matrix.accounts.{id}");
+            let password = secret(
+                &format!("{prefix}.password"),
+                keys.password.as_deref(),
+                keys.password_env.as_deref(),
+                keys.password_file.as_deref(),
+            )
+            .map_err(error)?
+            .ok_or_else(|| error(format!("{prefix}: set password, password_env or password_file")))?;
+            let store_dir = keys.store_dir.map_or_else(|| data_dir.join("matrix").join(&id), Into::into);
+            out.push(assent_matrix::MatrixAccount {
+                id,
+                homeserver: keys.homeserver,
+                user_id: keys.user_id,
+                password,
+                approvers: keys.approvals.approvers,
+                store_dir,
+            });
+        }
+        Ok(out)
+    }
+}
