@@ -2,6 +2,9 @@
 //! the background (a platform that is down must not stop the gateway) and run while this
 //! replica holds each account's lease (ST-7).
 
+// A build without any channel feature has no account to start: its start path is dead code.
+#![cfg_attr(not(feature = "matrix"), allow(dead_code, unreachable_code, unused_mut, unused_variables))]
+
 use std::{path::Path, time::Duration};
 
 use assent_engine::{AccountRun, EngineHandle};
@@ -31,11 +34,14 @@ pub(crate) fn refuse_uncompiled(config: &LoadedConfig) -> Result<(), ConfigError
 
 /// Parses every configured account; errors name the key.
 pub(crate) fn parse(config: &LoadedConfig, data_dir: &Path) -> Result<Vec<Account>, ConfigError> {
-    let mut accounts = Vec::new();
     #[cfg(feature = "matrix")]
-    accounts.extend(matrix::parse(config, data_dir)?.into_iter().map(Account::Matrix));
-    let _ = (config, data_dir);
-    Ok(accounts)
+    let matrix = matrix::parse(config, data_dir)?.into_iter().map(Account::Matrix);
+    #[cfg(not(feature = "matrix"))]
+    let matrix = {
+        let _ = (config, data_dir);
+        std::iter::empty()
+    };
+    Ok(matrix.collect())
 }
 
 /// What `assent doctor` shows of a configured account.
@@ -73,7 +79,7 @@ pub fn compiled(platform: &str) -> bool {
 }
 
 /// One account ready to start.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Account {
     /// A Matrix bot.
     #[cfg(feature = "matrix")]
@@ -97,7 +103,7 @@ pub(crate) fn start(
 async fn connect_with_retry(account: Account, engine: EngineHandle) -> Option<AccountRun> {
     let mut wait = Duration::from_secs(1);
     loop {
-        match connect(&account, &engine).await {
+        match connect(account.clone(), &engine).await {
             Ok(run) => return Some(run),
             Err(e) => {
                 tracing::warn!(error = %e, ?wait, "a chat account could not start; retrying (see `assent doctor`)");
@@ -108,15 +114,15 @@ async fn connect_with_retry(account: Account, engine: EngineHandle) -> Option<Ac
     }
 }
 
-#[allow(clippy::unused_async, unreachable_code, unused_variables)]
-async fn connect(account: &Account, engine: &EngineHandle) -> Result<AccountRun, String> {
+async fn connect(account: Account, engine: &EngineHandle) -> Result<AccountRun, String> {
     match account {
         #[cfg(feature = "matrix")]
         Account::Matrix(a) => {
             use assent_core::capability::IntoDynCapability;
-            let channel = assent_matrix::MatrixChannel::connect(a.clone(), engine.clone())
+            let id = a.id.clone();
+            let channel = assent_matrix::MatrixChannel::connect(a, engine.clone())
                 .await
-                .map_err(|e| format!("matrix/{}: {e}", a.id))?;
+                .map_err(|e| format!("matrix/{id}: {e}"))?;
             Ok(engine.attach_when_leased(channel.erase()))
         }
     }
