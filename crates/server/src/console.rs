@@ -287,9 +287,18 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     r
 }
 
-async fn pending(state: &AppState) -> Vec<Approval> {
+async fn pending(state: &AppState) -> Result<Vec<Approval>, assent_core::store::StoreError> {
     let filter = ApprovalFilter { status: Some(Status::Pending), limit: 500, ..ApprovalFilter::default() };
-    state.engine.store().approvals(&filter).await.unwrap_or_default()
+    state.engine.store().approvals(&filter).await
+}
+
+/// Shown instead of a list the store could not give: never an empty list that looks like "no
+/// approvals".
+fn unavailable(e: &dyn std::fmt::Display) -> String {
+    tracing::error!(error = %e, "console could not read the store");
+    "<p class=\"error\" id=\"store-error\">The store is unavailable right now, so this list cannot be shown. \
+     Nothing was changed; reload in a moment, and see the server log.</p>"
+        .to_owned()
 }
 
 fn queue_html(state: &AppState, items: &[Approval]) -> String {
@@ -327,17 +336,19 @@ fn first_line(s: &str) -> String {
 }
 
 async fn queue_page(State(state): State<AppState>, page: Page) -> Response {
-    let items = pending(&state).await;
-    let body = format!(
-        "<h1>Pending</h1><section id=\"queue\" data-live=\"queue\">{}</section>",
-        queue_html(&state, &items)
-    );
+    let list = match pending(&state).await {
+        Ok(items) => queue_html(&state, &items),
+        Err(e) => unavailable(&e),
+    };
+    let body = format!("<h1>Pending</h1><section id=\"queue\" data-live=\"queue\">{list}</section>");
     html(StatusCode::OK, layout("Pending", Some(&page.session), &body))
 }
 
 async fn queue_fragment(State(state): State<AppState>, _page: Page) -> Response {
-    let items = pending(&state).await;
-    html(StatusCode::OK, queue_html(&state, &items))
+    match pending(&state).await {
+        Ok(items) => html(StatusCode::OK, queue_html(&state, &items)),
+        Err(e) => html(StatusCode::SERVICE_UNAVAILABLE, unavailable(&e)),
+    }
 }
 
 fn detail_html(state: &AppState, a: &Approval) -> String {
@@ -440,7 +451,15 @@ async fn detail_fragment(State(state): State<AppState>, _page: Page, Path(id): P
 
 async fn history_page(State(state): State<AppState>, page: Page) -> Response {
     let filter = ApprovalFilter { limit: 200, ..ApprovalFilter::default() };
-    let items = state.engine.store().approvals(&filter).await.unwrap_or_default();
+    let items = match state.engine.store().approvals(&filter).await {
+        Ok(items) => items,
+        Err(e) => {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                layout("History", Some(&page.session), &unavailable(&e)),
+            );
+        }
+    };
     let mut body = String::from(
         "<h1>History</h1><table class=\"list\"><tr><th>Ref</th><th>Request</th><th>Outcome</th></tr>",
     );
@@ -460,7 +479,15 @@ async fn history_page(State(state): State<AppState>, page: Page) -> Response {
 }
 
 async fn grants_page(State(state): State<AppState>, page: Page) -> Response {
-    let grants = state.engine.grants().await.unwrap_or_default();
+    let grants = match state.engine.grants().await {
+        Ok(g) => g,
+        Err(e) => {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                layout("Grants", Some(&page.session), &unavailable(&e)),
+            );
+        }
+    };
     let admin = page.session.principal.has(Scope::Admin);
     let mut body = String::from(
         "<h1>Grants</h1><table class=\"list\" id=\"grants\"><tr><th>Kind</th><th>Allows</th><th>Used</th><th></th></tr>",
@@ -491,7 +518,15 @@ async fn audit_page(State(state): State<AppState>, page: Page) -> Response {
         );
     }
     let filter = AuditFilter { limit: 500, ..AuditFilter::default() };
-    let entries = state.engine.store().audit(&filter).await.unwrap_or_default();
+    let entries = match state.engine.store().audit(&filter).await {
+        Ok(entries) => entries,
+        Err(e) => {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                layout("Audit", Some(&page.session), &unavailable(&e)),
+            );
+        }
+    };
     let mut body = String::from(
         "<h1>Audit</h1><table class=\"list\"><tr><th>#</th><th>What</th><th>Approval</th><th>Who</th></tr>",
     );
