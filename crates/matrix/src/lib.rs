@@ -27,7 +27,7 @@ use assent_core::{
     command::TypedMessage,
     id::ApprovalId,
     model::{AccountKey, Actor, Channel, Kind, Origin, Surface},
-    routing::{AccountRouting, PlannedTarget, TargetAddr},
+    routing::{AccountRouting, PlannedTarget, TargetAddr, TargetMode},
 };
 use assent_engine::{ApprovalRef, Authority, EngineHandle, Interaction, TypedOutcome};
 use matrix_sdk::{
@@ -40,7 +40,10 @@ use matrix_sdk::{
         events::{
             reaction::{OriginalSyncReactionEvent, ReactionEventContent},
             relation::Annotation,
-            room::message::{MessageType, OriginalSyncRoomMessageEvent, Relation},
+            room::{
+                member::{MembershipState, StrippedRoomMemberEvent},
+                message::{MessageType, OriginalSyncRoomMessageEvent, Relation},
+            },
         },
     },
     store::RoomLoadSettings,
@@ -63,6 +66,10 @@ pub struct MatrixAccount {
     pub password: String,
     /// Approvers' user ids.
     pub approvers: Vec<String>,
+    /// RT-5: cards to approvers' DMs, into the room the request came from, or both.
+    pub target: TargetMode,
+    /// RT-9: tell the origin room when its cards went only to approvers' Matrix DMs.
+    pub notify_origin_when_dm_only: bool,
     /// Where matrix-sdk keeps its state and crypto store.
     pub store_dir: PathBuf,
 }
@@ -186,7 +193,9 @@ impl MatrixChannel {
             .map(ToOwned::to_owned)
             .ok_or_else(|| MatrixError::Invalid("no user id after login".to_owned()))?;
         let key = AccountKey::new(Channel::Matrix, account.id.clone());
-        let routing = AccountRouting::new(key.clone(), account.approvers.clone());
+        let mut routing = AccountRouting::new(key.clone(), account.approvers.clone());
+        routing.target = account.target;
+        routing.notify_origin_when_dm_only = account.notify_origin_when_dm_only;
         let shared =
             Arc::new(Shared { client: client.clone(), key, bot, routing, anchors: Mutex::default() });
         client.sync_once(SyncSettings::default()).await?;
@@ -194,6 +203,11 @@ impl MatrixChannel {
         client.add_event_handler(move |ev: OriginalSyncReactionEvent, room: Room| {
             let (shared, engine) = (handler_shared.clone(), handler_engine.clone());
             async move { on_reaction(&shared, &engine, &room, ev) }
+        });
+        let invited = shared.clone();
+        client.add_event_handler(move |ev: StrippedRoomMemberEvent, room: Room| {
+            let shared = invited.clone();
+            async move { on_invite(&shared, &room, ev).await }
         });
         let (typed_shared, typed_engine) = (shared.clone(), engine.clone());
         client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
@@ -295,6 +309,19 @@ async fn on_message(shared: &Shared, engine: &EngineHandle, room: &Room, ev: Ori
     });
     if let Err(e) = room.send_raw("m.room.message", notice).await {
         tracing::warn!(error = %e, "could not answer a typed /approve");
+    }
+}
+
+/// The bot joins a room when an approver invites it (to post cards there with
+/// `target = "channel"`); invitations from anybody else are left alone.
+async fn on_invite(shared: &Shared, room: &Room, ev: StrippedRoomMemberEvent) {
+    let for_bot = ev.state_key == shared.bot && ev.content.membership == MembershipState::Invite;
+    let from_approver = shared.routing.approvers.iter().any(|a| a.as_str() == ev.sender.as_str());
+    if for_bot
+        && from_approver
+        && let Err(e) = room.join().await
+    {
+        tracing::warn!(room = %room.room_id(), error = %e, "could not join a room an approver invited the bot to");
     }
 }
 

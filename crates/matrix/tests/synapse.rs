@@ -12,8 +12,9 @@ use assent_core::{
     capability::IntoDynCapability,
     id::ApprovalId,
     memory::MemoryStore,
-    model::{AuditType, EntryState, Status},
+    model::{AuditType, Channel, EntryState, Origin, Status},
     policy::PolicyRule,
+    routing::TargetMode,
     store::AuditFilter,
 };
 use assent_engine::EngineConfig;
@@ -26,8 +27,10 @@ use assent_testing::{
 use matrix_sdk::{
     Client, Room, RoomState,
     config::SyncSettings,
+    room::MessagesOptions,
     ruma::{
         EventId, RoomId, UserId,
+        api::client::room::create_room,
         events::{
             reaction::ReactionEventContent, relation::Annotation, room::message::RoomMessageEventContent,
         },
@@ -91,6 +94,10 @@ async fn until<F: FnMut() -> bool>(what: &str, mut f: F) {
 
 impl Rig {
     async fn new(approvers: usize, config: EngineConfig) -> Self {
+        Self::with_target(approvers, config, TargetMode::Dm).await
+    }
+
+    async fn with_target(approvers: usize, config: EngineConfig, target: TargetMode) -> Self {
         let hs = tokio::task::spawn_blocking(SynapseServer::shared).await.unwrap();
         let bot = hs.register("bot");
         let mut people = Vec::new();
@@ -101,7 +108,7 @@ impl Rig {
         }
         let bed = TestBed::with(Arc::new(MemoryStore::new()), config, &[]).await;
         let bot_store = store_dir("bot");
-        let channel = Self::connect(hs, &bot, &bot_store, &people, &bed).await;
+        let channel = Self::connect(hs, &bot, &bot_store, &people, &bed, target).await;
         Rig { hs, bed, bot, bot_store, channel, approvers: people }
     }
 
@@ -111,6 +118,7 @@ impl Rig {
         store: &std::path::Path,
         people: &[(MatrixUser, Client)],
         bed: &TestBed,
+        target: TargetMode,
     ) -> MatrixChannel {
         let account = MatrixAccount {
             id: "main".to_owned(),
@@ -118,6 +126,9 @@ impl Rig {
             user_id: bot.user_id.clone(),
             password: bot.password.clone(),
             approvers: people.iter().map(|(u, _)| u.user_id.clone()).collect(),
+            target,
+            // RT-9: the DM-only case is the one these tests check the notice for.
+            notify_origin_when_dm_only: true,
             store_dir: store.to_path_buf(),
         };
         let channel = MatrixChannel::connect(account, bed.handle.clone()).await.unwrap();
@@ -292,7 +303,7 @@ async fn ch_mx_a_reaction_after_a_restart_still_decides() {
     drop(channel);
     let bed = bed.restart_with(Vec::new()).await;
     // The same device comes back (session kept beside the crypto store) and re-binds its cards.
-    let channel = Rig::connect(hs, &bot, &bot_store, &approvers, &bed).await;
+    let channel = Rig::connect(hs, &bot, &bot_store, &approvers, &bed, TargetMode::Dm).await;
     Rig::react(&approvers[0].1, &card, "✅").await;
     assert_eq!(bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap().status, Status::Approved);
     drop(channel);
@@ -302,4 +313,83 @@ impl Rig {
     fn channel_client(&self) -> Client {
         self.channel.client()
     }
+
+    /// A group room the first approver makes and invites the bot to; returns it once the bot is in.
+    async fn group_room(&self) -> String {
+        let client = &self.approvers[0].1;
+        let mut request = create_room::v3::Request::new();
+        request.invite = vec![UserId::parse(&self.bot.user_id).unwrap()];
+        request.name = Some("ops".to_owned());
+        let room = client.create_room(request).await.unwrap();
+        let room_id = room.room_id().to_owned();
+        let bot = self.channel_client();
+        until("the bot joins the approver's room", || {
+            bot.get_room(&room_id).is_some_and(|r| r.state() == RoomState::Joined)
+        })
+        .await;
+        room_id.to_string()
+    }
+
+    /// Bodies of the `m.notice` messages the bot sent into `room_id`, as the approver sees them.
+    async fn notices(&self, room_id: &str) -> Vec<String> {
+        let client = &self.approvers[0].1;
+        let room = client.get_room(&RoomId::parse(room_id).unwrap()).unwrap();
+        let page = room.messages(MessagesOptions::backward()).await.unwrap();
+        page.chunk
+            .iter()
+            .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.raw().json().get()).ok())
+            .filter(|e| e["sender"] == self.bot.user_id.as_str() && e["content"]["msgtype"] == "m.notice")
+            .map(|e| e["content"]["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+fn from_room(room_id: &str) -> Origin {
+    Origin {
+        channel: Channel::Matrix,
+        account: "main".to_owned(),
+        conversation: room_id.to_owned(),
+        parent: None,
+        thread: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_mx_target_channel_posts_in_the_origin_room_and_sends_no_notice() {
+    let rig = Rig::with_target(1, matrix_config(), TargetMode::Channel).await;
+    let room_id = rig.group_room().await;
+    let mut request = exec_request(&["kubectl", "rollout", "restart", "deploy/api"]);
+    request.origin = Some(from_room(&room_id));
+    let a = rig.bed.handle.create(request).await.unwrap();
+    let card = rig.cards(&a.id, 1).await.remove(0);
+    assert_eq!(card.room_id, room_id, "the card is in the room the request came from");
+    Rig::react(&rig.approvers[0].1, &card, "✅").await;
+    assert_eq!(rig.bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap().status, Status::Approved);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        rig.notices(&room_id).await.is_empty(),
+        "no routed-elsewhere notice when the card is right there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_mx_target_dm_sends_the_routed_elsewhere_notice_into_the_origin_room() {
+    let rig = Rig::new(1, matrix_config()).await;
+    let room_id = rig.group_room().await;
+    let mut request = exec_request(&["kubectl", "delete", "pod", "api-0"]);
+    request.origin = Some(from_room(&room_id));
+    let a = rig.bed.handle.create(request).await.unwrap();
+    let card = rig.cards(&a.id, 1).await.remove(0);
+    assert_ne!(card.room_id, room_id, "the card went to the approver's DM");
+    let mut notices = Vec::new();
+    for _ in 0..200 {
+        notices = rig.notices(&room_id).await;
+        if !notices.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].contains(a.short_ref()), "the notice names the ref: {}", notices[0]);
+    assert!(!notices[0].contains("kubectl"), "and never the command: {}", notices[0]);
 }

@@ -164,6 +164,20 @@ mod matrix {
     struct Approvals {
         #[serde(default)]
         approvers: Vec<String>,
+        #[serde(default)]
+        target: Target,
+        #[serde(default)]
+        notify_origin_when_dm_only: bool,
+    }
+
+    /// `approvals.target`.
+    #[derive(Debug, Default, Clone, Copy, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Target {
+        #[default]
+        Dm,
+        Channel,
+        Both,
     }
 
     pub(super) fn parse(
@@ -197,6 +211,12 @@ mod matrix {
                 user_id: keys.user_id,
                 password,
                 approvers: keys.approvals.approvers,
+                target: match keys.approvals.target {
+                    Target::Dm => assent_core::routing::TargetMode::Dm,
+                    Target::Channel => assent_core::routing::TargetMode::Channel,
+                    Target::Both => assent_core::routing::TargetMode::Both,
+                },
+                notify_origin_when_dm_only: keys.approvals.notify_origin_when_dm_only,
                 store_dir,
             });
         }
