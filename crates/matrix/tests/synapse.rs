@@ -12,12 +12,12 @@ use assent_core::{
     capability::IntoDynCapability,
     id::ApprovalId,
     memory::MemoryStore,
-    model::{AuditType, Channel, EntryState, Origin, Status},
+    model::{AuditType, BindingRequest, Channel, Conversation, EntryState, Origin, PluginRef, Status},
     policy::PolicyRule,
     routing::TargetMode,
     store::AuditFilter,
 };
-use assent_engine::EngineConfig;
+use assent_engine::{BindingOutcome, EngineConfig};
 use assent_matrix::{MatrixAccount, MatrixChannel, MatrixEntry};
 use assent_testing::{
     TestBed, exec_request,
@@ -392,4 +392,59 @@ async fn ch_mx_target_dm_sends_the_routed_elsewhere_notice_into_the_origin_room(
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(notices[0].contains(a.short_ref()), "the notice names the ref: {}", notices[0]);
     assert!(!notices[0].contains("kubectl"), "and never the command: {}", notices[0]);
+}
+
+/// Records `binding.resolved` callbacks (BD-8).
+#[derive(Default)]
+struct Recorder {
+    calls: std::sync::Mutex<Vec<serde_json::Value>>,
+}
+
+#[async_trait::async_trait]
+impl assent_engine::BindingHandler for Recorder {
+    async fn on_binding_resolved(&self, payload: &serde_json::Value) -> Result<(), String> {
+        self.calls.lock().unwrap().push(payload.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_a_binding_of_a_matrix_room_is_approved_by_reaction_and_calls_back() {
+    let rig = Rig::new(1, matrix_config()).await;
+    let room_id = rig.group_room().await;
+    let handler = Arc::new(Recorder::default());
+    rig.bed.handle.register_binding_handler("standup", "/opt/standup@1", handler.clone());
+    let request = BindingRequest {
+        plugin: PluginRef { id: "standup".into(), name: "Standup bot".into(), root: "/opt/standup@1".into() },
+        conversation: Conversation {
+            channel: Channel::Matrix,
+            account: "main".into(),
+            conversation: room_id.clone(),
+            parent: None,
+            thread: None,
+        },
+        summary: "Runs the daily standup here".into(),
+        detach_hint: String::new(),
+        requested_by: None,
+    };
+    let BindingOutcome::Pending(a) = rig.bed.handle.request_binding(request, "plugin:standup").await.unwrap()
+    else {
+        panic!("a new binding needs approval");
+    };
+    // BD-2: the conversation's own account asks its approvers.
+    let card = rig.cards(&a.id, 1).await.remove(0);
+    Rig::react(&rig.approvers[0].1, &card, "✅").await;
+    assert_eq!(rig.bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap().status, Status::Approved);
+    let conversation = Conversation {
+        channel: Channel::Matrix,
+        account: "main".into(),
+        conversation: room_id,
+        parent: None,
+        thread: None,
+    };
+    assert!(rig.bed.handle.binding_for(&conversation).await.unwrap().is_some(), "BD-3: the room is bound");
+    until("the plugin's callback", || !handler.calls.lock().unwrap().is_empty()).await;
+    let call = handler.calls.lock().unwrap()[0].clone();
+    assert_eq!(call["status"], "approved");
+    assert_eq!(call["binding"]["plugin_root"], "/opt/standup@1", "{call}");
 }
