@@ -18,7 +18,8 @@ commands:
   bench     run the engine benchmarks (release build) and print NF-1 ack p50/p99,
             NF-2 lifecycles/s and NF-3 bytes per pending approval;
             `bench store`: SQLite NF-2 vs a raw floor, NF-4, NF-6;
-            `bench server`: NF-5 CLI start, 10k long-poll waiters (memory, latency)
+            `bench server`: NF-5 CLI start, 10k long-poll waiters (memory, latency);
+            `bench matrix`: a Matrix round trip on Synapse vs a bare matrix-sdk bot
   soak      the NF-7 crash test with 1,000 SIGKILLs instead of CI's 200 (release build)
   help      show this text";
 

@@ -2,7 +2,11 @@
 //! FakeChannel. Prints each figure next to its budget. Figures, not assertions: a slow machine
 //! prints a slow number.
 
+// matrix-sdk futures are deeply nested; the default limit is too small to prove them `Send`.
+#![recursion_limit = "256"]
+
 mod alloc;
+mod matrix;
 mod server;
 mod store;
 
@@ -26,7 +30,7 @@ use async_trait::async_trait;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
-const USAGE: &str = "usage: assent-bench [store|server] [--quick]\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  --quick  smaller runs (for a smoke test)";
+const USAGE: &str = "usage: assent-bench [store|server|matrix] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  --quick  smaller runs (for a smoke test)";
 
 /// A webhook receiver that takes 30 s to answer, like a slow plugin.
 struct SleepySink;
@@ -211,7 +215,8 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let store = args.iter().any(|a| a == "store");
     let server = args.iter().any(|a| a == "server");
-    if args.iter().any(|a| a != "--quick" && a != "store" && a != "server") {
+    let matrix = args.iter().any(|a| a == "matrix");
+    if args.iter().any(|a| !["--quick", "store", "server", "matrix"].contains(&a.as_str())) {
         eprintln!("{USAGE}");
         std::process::exit(2);
     }
@@ -226,6 +231,10 @@ fn main() {
     }
     if server {
         rt.block_on(server::run(quick));
+        return;
+    }
+    if matrix {
+        rt.block_on(matrix::run(quick));
         return;
     }
     let (p1, s1, l2, p3) = if quick { (1_000, 500, 1_000, 10_000) } else { (10_000, 5_000, 20_000, 100_000) };

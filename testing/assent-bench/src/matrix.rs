@@ -1,0 +1,186 @@
+//! `cargo xtask bench matrix`: one approval round trip on a real Synapse — request, card visible
+//! to the approver, approver's reaction, decision recorded — through assent, next to a bare
+//! matrix-sdk bot doing the same sends and syncs (a message, three seeded reactions, wait for
+//! the approver's reaction) in the same run. Prints both and the ratio.
+
+use std::{sync::Arc, time::Duration};
+
+use assent_core::{capability::IntoDynCapability, memory::MemoryStore, model::Status, routing::TargetMode};
+use assent_engine::{Engine, EngineHandle};
+use assent_matrix::{MatrixAccount, MatrixChannel};
+use assent_testing::{
+    exec_request,
+    synapse::{MatrixUser, SynapseServer},
+    test_config,
+};
+use matrix_sdk::{
+    Client, Room,
+    config::SyncSettings,
+    ruma::{
+        OwnedEventId, OwnedRoomId, RoomId,
+        events::{
+            reaction::{OriginalSyncReactionEvent, ReactionEventContent},
+            relation::Annotation,
+            room::message::OriginalSyncRoomMessageEvent,
+        },
+    },
+};
+use tokio::sync::mpsc;
+
+/// A logged-in client that syncs continuously, joins every invite and reports the ids of the
+/// messages and reactions it sees.
+struct Peer {
+    client: Client,
+    messages: mpsc::UnboundedReceiver<OwnedEventId>,
+    reactions: mpsc::UnboundedReceiver<OwnedEventId>,
+}
+
+async fn peer(url: &str, user: &MatrixUser) -> Peer {
+    let client = Client::builder().homeserver_url(url).build().await.unwrap_or_else(|e| panic!("{e}"));
+    client.matrix_auth().login_username(&user.user_id, &user.password).send().await.unwrap_or_else(|e| panic!("{e}"));
+    client.sync_once(SyncSettings::default()).await.unwrap_or_else(|e| panic!("{e}"));
+    let (mtx, messages) = mpsc::unbounded_channel();
+    let (rtx, reactions) = mpsc::unbounded_channel();
+    let me = client.user_id().map(ToOwned::to_owned);
+    let me2 = me.clone();
+    client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent| {
+        let (tx, me) = (mtx.clone(), me.clone());
+        async move {
+            if Some(&ev.sender) != me.as_ref() {
+                let _ = tx.send(ev.event_id);
+            }
+        }
+    });
+    client.add_event_handler(move |ev: OriginalSyncReactionEvent| {
+        let (tx, me) = (rtx.clone(), me2.clone());
+        async move {
+            if Some(&ev.sender) != me.as_ref() {
+                let _ = tx.send(ev.content.relates_to.event_id);
+            }
+        }
+    });
+    let syncing = client.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = syncing.sync_once(SyncSettings::default().timeout(Duration::from_secs(5))).await;
+            for room in syncing.invited_rooms() {
+                let _ = room.join().await;
+            }
+        }
+    });
+    Peer { client, messages, reactions }
+}
+
+async fn seen(rx: &mut mpsc::UnboundedReceiver<OwnedEventId>, id: &OwnedEventId) {
+    while let Some(got) = rx.recv().await {
+        if &got == id {
+            return;
+        }
+    }
+}
+
+async fn joined(client: &Client, room: &RoomId) -> Room {
+    loop {
+        if let Some(r) = client.get_room(room).filter(|r| r.state() == matrix_sdk::RoomState::Joined) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn react(room: &Room, event: &OwnedEventId, key: &str) {
+    room.send(ReactionEventContent::new(Annotation::new(event.clone(), key.to_owned())))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The card of `id` (room, event) once stored.
+async fn card_of(engine: &EngineHandle, id: &assent_core::id::ApprovalId) -> (OwnedRoomId, OwnedEventId) {
+    loop {
+        let entries = engine.store().entries(id).await.unwrap_or_default();
+        if let Some(e) = entries.first() {
+            let data = &e.native_ref["data"];
+            let room = RoomId::parse(data["room_id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+            let event = matrix_sdk::ruma::EventId::parse(data["event_id"].as_str().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            return (room, event);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn p50(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+pub(crate) async fn run(quick: bool) {
+    let rounds = if quick { 5 } else { 20 };
+    let hs = tokio::task::spawn_blocking(SynapseServer::shared).await.unwrap_or_else(|e| panic!("{e}"));
+    let (bot, bare_bot, kim) = (hs.register("bot"), hs.register("barebot"), hs.register("kim"));
+    let mut config = test_config();
+    config.route_wait = Duration::from_secs(30);
+    let engine = Engine::builder(Arc::new(MemoryStore::new()), config).start().await.unwrap_or_else(|e| panic!("{e}"));
+    let h = engine.handle();
+    let store_dir = std::env::temp_dir().join(format!("assent-bench-matrix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let account = MatrixAccount {
+        id: "main".to_owned(),
+        homeserver: hs.url(),
+        user_id: bot.user_id.clone(),
+        password: bot.password.clone(),
+        approvers: vec![kim.user_id.clone()],
+        target: TargetMode::Dm,
+        notify_origin_when_dm_only: false,
+        store_dir: store_dir.clone(),
+    };
+    let channel = MatrixChannel::connect(account, h.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    h.attach(channel.clone().erase()).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut kim = peer(&hs.url(), &kim).await;
+
+    // assent: request → card visible to the approver → ✅ → decision recorded.
+    let mut through_assent = Vec::new();
+    for i in 0..=rounds {
+        let started = std::time::Instant::now();
+        let a = h.create(exec_request(&["deploy", &i.to_string()])).await.unwrap_or_else(|e| panic!("{e}"));
+        let (room_id, event) = card_of(&h, &a.id).await;
+        seen(&mut kim.messages, &event).await;
+        let room = joined(&kim.client, &room_id).await;
+        react(&room, &event, "✅").await;
+        let done = h.wait(&a.id, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(done.status, Status::Approved);
+        if i > 0 {
+            through_assent.push(started.elapsed()); // round 0 creates and joins the DM
+        }
+    }
+
+    // A bare matrix-sdk bot: the same message and seeds, the same wait for the reaction.
+    let mut bare = peer(&hs.url(), &bare_bot).await;
+    let kim_id = matrix_sdk::ruma::UserId::parse(kim.client.user_id().map(|u| u.as_str()).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dm = bare.client.create_dm(&kim_id).await.unwrap_or_else(|e| panic!("{e}"));
+    let kim_room = joined(&kim.client, dm.room_id()).await;
+    let mut bare_sdk = Vec::new();
+    for i in 0..=rounds {
+        let started = std::time::Instant::now();
+        let body = serde_json::json!({ "msgtype": "m.text", "body": format!("Approval needed: deploy {i}") });
+        let sent = dm.send_raw("m.room.message", body).await.unwrap_or_else(|e| panic!("{e}")).response.event_id;
+        for key in ["✅", "♾️", "❌"] {
+            react(&dm, &sent, key).await;
+        }
+        seen(&mut kim.messages, &sent).await;
+        react(&kim_room, &sent, "✅").await;
+        seen(&mut bare.reactions, &sent).await;
+        if i > 0 {
+            bare_sdk.push(started.elapsed());
+        }
+    }
+    let (a, b) = (p50(through_assent), p50(bare_sdk));
+    println!("Matrix round trip on Synapse (request → card seen by the approver → ✅ → decided), {rounds} rounds:");
+    println!("  through assent:   p50 {:.1} ms", a.as_secs_f64() * 1e3);
+    println!("  bare matrix-sdk:  p50 {:.1} ms (same message, 3 seeded reactions, wait for the reaction)", b.as_secs_f64() * 1e3);
+    println!("  ratio assent / bare: {:.2}", a.as_secs_f64() / b.as_secs_f64());
+    drop(channel);
+    engine.shutdown(Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(&store_dir);
+}
