@@ -213,8 +213,11 @@ async fn ch_mx_always_allow_makes_a_grant_and_deny_denies() {
     let a = rig.bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(a.status, Status::Approved);
     assert_eq!(rig.bed.handle.grants().await.unwrap().len(), 1, "allow-always created a grant");
+    let first_room = rig.cards(&a.id, 1).await[0].room_id.clone();
     let b = rig.bed.handle.create(exec_request(&["rm", "-rf", "/srv"])).await.unwrap();
-    Rig::react(client, &rig.cards(&b.id, 1).await[0], "❌").await;
+    let card = rig.cards(&b.id, 1).await.remove(0);
+    assert_eq!(card.room_id, first_room, "CH-MX-5: the existing DM is reused");
+    Rig::react(client, &card, "❌").await;
     assert_eq!(rig.bed.handle.wait(&b.id, Duration::from_secs(30)).await.unwrap().status, Status::Denied);
     rig.finalized(&b.id).await;
 }
