@@ -37,7 +37,12 @@ struct Peer {
 
 async fn peer(url: &str, user: &MatrixUser) -> Peer {
     let client = Client::builder().homeserver_url(url).build().await.unwrap_or_else(|e| panic!("{e}"));
-    client.matrix_auth().login_username(&user.user_id, &user.password).send().await.unwrap_or_else(|e| panic!("{e}"));
+    client
+        .matrix_auth()
+        .login_username(&user.user_id, &user.password)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     client.sync_once(SyncSettings::default()).await.unwrap_or_else(|e| panic!("{e}"));
     let (mtx, messages) = mpsc::unbounded_channel();
     let (rtx, reactions) = mpsc::unbounded_channel();
@@ -100,7 +105,8 @@ async fn card_of(engine: &EngineHandle, id: &assent_core::id::ApprovalId) -> (Ow
         let entries = engine.store().entries(id).await.unwrap_or_default();
         if let Some(e) = entries.first() {
             let data = &e.native_ref["data"];
-            let room = RoomId::parse(data["room_id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+            let room =
+                RoomId::parse(data["room_id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
             let event = matrix_sdk::ruma::EventId::parse(data["event_id"].as_str().unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{e}"));
             return (room, event);
@@ -120,7 +126,8 @@ pub(crate) async fn run(quick: bool) {
     let (bot, bare_bot, kim) = (hs.register("bot"), hs.register("barebot"), hs.register("kim"));
     let mut config = test_config();
     config.route_wait = Duration::from_secs(30);
-    let engine = Engine::builder(Arc::new(MemoryStore::new()), config).start().await.unwrap_or_else(|e| panic!("{e}"));
+    let engine =
+        Engine::builder(Arc::new(MemoryStore::new()), config).start().await.unwrap_or_else(|e| panic!("{e}"));
     let h = engine.handle();
     let store_dir = std::env::temp_dir().join(format!("assent-bench-matrix-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&store_dir);
@@ -156,15 +163,17 @@ pub(crate) async fn run(quick: bool) {
 
     // A bare matrix-sdk bot: the same message and seeds, the same wait for the reaction.
     let mut bare = peer(&hs.url(), &bare_bot).await;
-    let kim_id = matrix_sdk::ruma::UserId::parse(kim.client.user_id().map(|u| u.as_str()).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let kim_id =
+        matrix_sdk::ruma::UserId::parse(kim.client.user_id().map(|u| u.as_str()).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
     let dm = bare.client.create_dm(&kim_id).await.unwrap_or_else(|e| panic!("{e}"));
     let kim_room = joined(&kim.client, dm.room_id()).await;
     let mut bare_sdk = Vec::new();
     for i in 0..=rounds {
         let started = std::time::Instant::now();
         let body = serde_json::json!({ "msgtype": "m.text", "body": format!("Approval needed: deploy {i}") });
-        let sent = dm.send_raw("m.room.message", body).await.unwrap_or_else(|e| panic!("{e}")).response.event_id;
+        let sent =
+            dm.send_raw("m.room.message", body).await.unwrap_or_else(|e| panic!("{e}")).response.event_id;
         for key in ["✅", "♾️", "❌"] {
             react(&dm, &sent, key).await;
         }
@@ -176,9 +185,14 @@ pub(crate) async fn run(quick: bool) {
         }
     }
     let (a, b) = (p50(through_assent), p50(bare_sdk));
-    println!("Matrix round trip on Synapse (request → card seen by the approver → ✅ → decided), {rounds} rounds:");
+    println!(
+        "Matrix round trip on Synapse (request → card seen by the approver → ✅ → decided), {rounds} rounds:"
+    );
     println!("  through assent:   p50 {:.1} ms", a.as_secs_f64() * 1e3);
-    println!("  bare matrix-sdk:  p50 {:.1} ms (same message, 3 seeded reactions, wait for the reaction)", b.as_secs_f64() * 1e3);
+    println!(
+        "  bare matrix-sdk:  p50 {:.1} ms (same message, 3 seeded reactions, wait for the reaction)",
+        b.as_secs_f64() * 1e3
+    );
     println!("  ratio assent / bare: {:.2}", a.as_secs_f64() / b.as_secs_f64());
     drop(channel);
     engine.shutdown(Duration::from_secs(1)).await;
