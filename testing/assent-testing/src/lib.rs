@@ -5,6 +5,7 @@
 pub mod channel_contract;
 mod fake;
 mod hooked;
+mod peers;
 pub mod postgres;
 pub mod store_contract;
 pub mod synapse;

@@ -6,7 +6,6 @@
 //! `pg_config --bindir`. `.ci/run` installs Debian's `postgresql` package when none is found.
 
 use std::{
-    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{
@@ -15,6 +14,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+use crate::peers::{free_port, run, scratch_dir};
 
 /// A running PostgreSQL server owned by this test process.
 #[derive(Debug)]
@@ -65,24 +66,6 @@ fn as_server_user(program: &Path) -> Command {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("no free port: {e}"))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{what} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 impl PgServer {
     /// The server shared by every test of this process, started on first use.
     pub fn shared() -> &'static PgServer {
@@ -94,9 +77,7 @@ impl PgServer {
 
     fn start() -> Result<Self, String> {
         let bindir = find_bindir()?;
-        let dir = std::env::temp_dir().join(format!("assent-pg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let dir = scratch_dir("pg")?;
         if is_root() {
             // `nobody` (uid 65534) must own the cluster directory.
             std::os::unix::fs::chown(&dir, Some(65534), Some(65534))

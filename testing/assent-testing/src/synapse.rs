@@ -8,7 +8,6 @@
 
 use std::{
     fs::File,
-    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{
@@ -20,6 +19,8 @@ use std::{
 
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+
+use crate::peers::{free_port, run, scratch_dir};
 
 /// The Synapse release line the tests run against.
 pub const SYNAPSE_REQUIREMENT: &str = "matrix-synapse==1.163.*";
@@ -94,24 +95,6 @@ pub fn ensure_synapse() -> Result<PathBuf, String> {
     )?;
     std::fs::write(&ready, SYNAPSE_REQUIREMENT).map_err(|e| e.to_string())?;
     Ok(venv)
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{what} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("no free port: {e}"))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
 /// Every rate limit raised far out of the way of a test.
@@ -191,9 +174,7 @@ impl SynapseServer {
 
     fn start() -> Result<Self, String> {
         let venv = ensure_synapse()?;
-        let dir = std::env::temp_dir().join(format!("assent-synapse-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let dir = scratch_dir("synapse")?;
         let port = free_port()?;
         let config = dir.join("homeserver.yaml");
         std::fs::write(&config, homeserver_yaml(&dir, port)).map_err(|e| e.to_string())?;
