@@ -147,17 +147,25 @@ pub(crate) async fn run(quick: bool) {
 
     // assent: request → card visible to the approver → ✅ → decision recorded.
     let mut through_assent = Vec::new();
+    let (mut to_card, mut to_seen, mut to_decided) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..=rounds {
         let started = std::time::Instant::now();
         let a = h.create(exec_request(&["deploy", &i.to_string()])).await.unwrap_or_else(|e| panic!("{e}"));
         let (room_id, event) = card_of(&h, &a.id).await;
+        let carded = started.elapsed();
         seen(&mut kim.messages, &event).await;
+        let seen_at = started.elapsed();
         let room = joined(&kim.client, &room_id).await;
         react(&room, &event, "✅").await;
+        let reacted = started.elapsed();
         let done = h.wait(&a.id, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(done.status, Status::Approved);
         if i > 0 {
-            through_assent.push(started.elapsed()); // round 0 creates and joins the DM
+            // Round 0 creates and joins the DM.
+            through_assent.push(started.elapsed());
+            to_card.push(carded);
+            to_seen.push(seen_at - carded);
+            to_decided.push(started.elapsed() - reacted);
         }
     }
 
@@ -194,6 +202,14 @@ pub(crate) async fn run(quick: bool) {
         b.as_secs_f64() * 1e3
     );
     println!("  ratio assent / bare: {:.2}", a.as_secs_f64() / b.as_secs_f64());
+    let ms = |v: Vec<Duration>| p50(v).as_secs_f64() * 1e3;
+    println!(
+        "  assent, p50 of each step: card stored {:.1} ms · then seen by the approver {:.1} ms · \
+         reaction sent → decided {:.1} ms",
+        ms(to_card),
+        ms(to_seen),
+        ms(to_decided)
+    );
     drop(channel);
     engine.shutdown(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir_all(&store_dir);
