@@ -316,6 +316,10 @@ impl Store for MemoryStore {
         Ok(inner.events[start..].iter().take(limit).cloned().collect())
     }
 
+    async fn latest_event_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.event_seq)
+    }
+
     async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(self
             .lock()?

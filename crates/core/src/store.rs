@@ -281,6 +281,9 @@ pub trait Store: Send + Sync {
     async fn binding(&self, key: &str) -> Result<Option<Binding>, StoreError>;
     /// Events after `seq`, oldest first.
     async fn events_since(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// The seq of the newest event ever committed (0 before the first); retention does not
+    /// lower it. Where a new subscriber without a cursor starts.
+    async fn latest_event_seq(&self) -> Result<u64, StoreError>;
     /// Audit listing.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
     /// Session registry (RT-6).

@@ -331,6 +331,11 @@ impl EngineHandle {
         self.inner.events.subscribe()
     }
 
+    /// The seq of the newest event, where a subscriber without a cursor starts.
+    pub async fn latest_event_seq(&self) -> Result<u64, EngineError> {
+        Ok(self.inner.store.latest_event_seq().await?)
+    }
+
     /// Stored events after `seq` (LC-15 resume).
     pub async fn events_since(&self, seq: u64, limit: usize) -> Result<Vec<Event>, EngineError> {
         Ok(self.inner.store.events_since(seq, limit).await?)

@@ -77,7 +77,7 @@ impl EngineHandle {
     /// Starts following other replicas from the newest stored event on.
     pub(crate) async fn follow_replicas(&self, mut feed: CommitFeed) -> Result<(), EngineError> {
         self.inner.replication.active.store(true, Ordering::Release);
-        let mut cursor = self.latest_seq().await?;
+        let mut cursor = self.latest_event_seq().await?;
         let h = self.clone();
         self.spawn(async move {
             loop {
@@ -93,18 +93,6 @@ impl EngineHandle {
             }
         });
         Ok(())
-    }
-
-    async fn latest_seq(&self) -> Result<u64, EngineError> {
-        let mut cursor = 0;
-        loop {
-            let page = self.inner.store.events_since(cursor, PAGE).await?;
-            let Some(last) = page.last() else { return Ok(cursor) };
-            cursor = last.seq;
-            if page.len() < PAGE {
-                return Ok(cursor);
-            }
-        }
     }
 
     /// Applies every event after `cursor`; returns the new cursor.

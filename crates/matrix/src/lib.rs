@@ -49,7 +49,7 @@ use matrix_sdk::{
     store::RoomLoadSettings,
 };
 use serde::{Deserialize, Serialize};
-use tokio_util_shim::AbortOnDrop;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use self::card::{ApprovalTag, MatrixCard};
 
@@ -154,24 +154,13 @@ struct Shared {
 #[derive(Clone)]
 pub struct MatrixChannel {
     shared: Arc<Shared>,
-    _sync: Arc<AbortOnDrop>,
+    /// The sync loop; it stops when the last clone of the channel goes.
+    _sync: Arc<AbortOnDropHandle<()>>,
 }
 
 impl std::fmt::Debug for MatrixChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MatrixChannel").field("account", &self.shared.key).finish_non_exhaustive()
-    }
-}
-
-mod tokio_util_shim {
-    /// Aborts a task when the last handle goes away.
-    #[derive(Debug)]
-    pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
-
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
     }
 }
 
@@ -222,7 +211,7 @@ impl MatrixChannel {
                 }
             }
         });
-        Ok(Self { shared, _sync: Arc::new(AbortOnDrop(sync.abort_handle())) })
+        Ok(Self { shared, _sync: Arc::new(AbortOnDropHandle::new(sync)) })
     }
 
     /// The bot's matrix-sdk client (for diagnostics and tests).
@@ -355,6 +344,15 @@ fn on_reaction(shared: &Shared, engine: &EngineHandle, room: &Room, ev: Original
     }
 }
 
+/// Removes the bot's seeded reactions, best effort: a leftover seed decides nothing.
+async fn redact_seeds(room: &Room, entry: &MatrixEntry) {
+    for seed in &entry.seeded {
+        if let Ok(id) = EventId::parse(seed) {
+            let _ = room.redact(&id, None, None).await;
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -429,13 +427,9 @@ impl ApprovalCapability for MatrixChannel {
     async fn update(&self, entry: &MatrixEntry, payload: &MatrixCard) -> Result<(), MatrixError> {
         let room = self.room(&entry.room_id)?;
         room.send_raw("m.room.message", card::replacement(&entry.event_id, payload)).await?;
-        // CH-MX-6: the seeded reactions go, best effort.
-        if !payload.approval.phase.is_empty() && payload.reactions.is_empty() {
-            for seed in &entry.seeded {
-                if let Ok(id) = EventId::parse(seed) {
-                    let _ = room.redact(&id, None, None).await;
-                }
-            }
+        // CH-MX-6: a card without reactions to offer (a final one) loses its seeds.
+        if payload.reactions.is_empty() {
+            redact_seeds(&room, entry).await;
         }
         Ok(())
     }
@@ -484,12 +478,7 @@ impl Interactions<MatrixChannel> for MatrixChannel {
     }
 
     async fn clear_actions(&self, entry: &MatrixEntry) -> Result<(), MatrixError> {
-        let room = self.room(&entry.room_id)?;
-        for seed in &entry.seeded {
-            if let Ok(id) = EventId::parse(seed) {
-                let _ = room.redact(&id, None, None).await;
-            }
-        }
+        redact_seeds(&self.room(&entry.room_id)?, entry).await;
         Ok(())
     }
 

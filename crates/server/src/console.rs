@@ -265,7 +265,7 @@ fn start_session(state: &AppState, principal: Principal) -> Response {
     let Some(id) = state.sessions.open(principal) else {
         return login_form(StatusCode::SERVICE_UNAVAILABLE, "Could not create a session; try again.");
     };
-    let secure = if state.tls { "; Secure" } else { "" };
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         SESSION_TTL.as_secs()

@@ -60,7 +60,7 @@ async fn subscribe(
     let live = state.engine.subscribe();
     let cursor = match since {
         Some(s) => s,
-        None => latest_seq(&state).await?,
+        None => state.engine.latest_event_seq().await?,
     };
     tokio::spawn(async move {
         let _guard = guard;
@@ -124,18 +124,6 @@ pub(crate) async fn ws(
         }
         let _ = socket.send(Message::Close(None)).await;
     }))
-}
-
-async fn latest_seq(state: &AppState) -> Result<u64, ApiError> {
-    let mut cursor = 0;
-    loop {
-        let page = state.engine.events_since(cursor, REPLAY_PAGE).await?;
-        match page.last() {
-            Some(e) if page.len() == REPLAY_PAGE => cursor = e.seq,
-            Some(e) => return Ok(e.seq),
-            None => return Ok(cursor),
-        }
-    }
 }
 
 /// Sends stored events after `cursor`, then live ones, until the client goes away.

@@ -565,7 +565,7 @@ pub(crate) async fn health() -> Json<serde_json::Value> {
 
 #[utoipa::path(get, path = "/v1/ready", tag = "operations", responses((status = 200, description = "Store reachable; pending count, console route and accounts"), (status = 503, description = "Not ready")))]
 pub(crate) async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    let store_ok = state.engine.store().events_since(u64::MAX - 1, 1).await.is_ok();
+    let store_ok = state.engine.latest_event_seq().await.is_ok();
     let accounts: Vec<_> = state
         .engine
         .accounts()

@@ -129,7 +129,9 @@ pub(crate) struct AppState {
     pub(crate) redactor: assent_core::text::Redactor,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) auth_failures: Arc<limits::AuthFailures>,
-    pub(crate) tls: bool,
+    /// CH-WEB-2: console cookies are `Secure` when people reach assent over https (a TLS proxy
+    /// in front, announced by `server.public_url`).
+    pub(crate) secure_cookies: bool,
 }
 
 impl AppState {
@@ -287,7 +289,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
         redactor,
         metrics,
         auth_failures: Arc::default(),
-        tls: false,
+        secure_cookies: config.config.server.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
     };
     let login_code = admin_token_path
         .is_some()

@@ -632,6 +632,15 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn latest_event_seq(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT value FROM counters WHERE name = 'events'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let value: i64 = row.try_get("value").map_err(unavailable)?;
+        Ok(u64::try_from(value).unwrap_or(0))
+    }
+
     async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         self.bodies(sqlx::query(
             "SELECT body FROM audit WHERE seq > $1 AND (CAST($2 AS TEXT) IS NULL OR approval_id = $2) ORDER BY seq LIMIT $3",

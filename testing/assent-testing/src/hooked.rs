@@ -111,6 +111,10 @@ impl<H: StoreHook> Store for HookedStore<H> {
         self.hook.on_read()?;
         self.inner.events_since(seq, limit).await
     }
+    async fn latest_event_seq(&self) -> Result<u64, StoreError> {
+        self.hook.on_read()?;
+        self.inner.latest_event_seq().await
+    }
     async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         self.hook.on_read()?;
         self.inner.audit(f).await

@@ -286,6 +286,7 @@ pub async fn st_1_gap_free_seq(store: Arc<dyn Store>) {
     assert_eq!(seqs, (1..=80).collect::<Vec<u64>>());
     let tail = store.events_since(75, 1000).await.unwrap();
     assert_eq!(tail.first().map(|e| e.seq), Some(76));
+    assert_eq!(store.latest_event_seq().await.unwrap(), 80);
     let audit = store.audit(&AuditFilter { limit: 1000, ..AuditFilter::default() }).await.unwrap();
     assert_eq!(audit.iter().map(|a| a.seq).collect::<Vec<_>>(), (1..=40).collect::<Vec<u64>>());
 }
@@ -383,6 +384,7 @@ pub async fn st_6_retention_keeps_pending_and_unfinished_work(store: Arc<dyn Sto
     assert!(store.approval(&recent.id).await.unwrap().is_some());
     assert!(store.audit(&AuditFilter::default()).await.unwrap().is_empty());
     assert!(store.events_since(0, 10).await.unwrap().is_empty());
+    assert_eq!(store.latest_event_seq().await.unwrap(), 3, "purging events does not lower the newest seq");
     let mut c = Commit::default();
     c.events.push(ev(&recent));
     let committed = store.commit(c, later).await.unwrap();
