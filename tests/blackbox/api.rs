@@ -102,14 +102,26 @@ fn api_health_ready_and_metrics() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["store"], true);
     assert_eq!(body["console_is_route"], true, "the embedded default routes to the console");
-    let out = server.run(&["request", "exec", "--no-wait", "--", "ls"]);
-    assert!(out.status.success(), "{}", describe(&out));
+    for argv in [["ls"], ["pwd"]] {
+        let out = server.run(&["request", "exec", "--no-wait", "--", argv[0]]);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    // One decision, and one that comes too late (IX-8): both are counted.
+    let id = server.pending().pop().unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.decide(&id, "deny").0, 200);
+    assert_eq!(server.decide(&id, "allow-once").0, 409);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let text =
         agent.get(format!("{}/metrics", server.url)).call().unwrap().body_mut().read_to_string().unwrap();
-    assert!(text.contains("assent_pending 1"), "{text}");
-    for metric in ["assent_requests_total 1", "assent_finalize_backlog 0", "assent_callback_failures_total 0"]
-    {
+    for metric in [
+        "assent_pending 1",
+        "assent_requests_total 2",
+        "assent_finalize_backlog 0",
+        "assent_callback_failures_total 0",
+        "assent_interactions_total{result=\"accepted\"} 1",
+        "assent_interactions_total{result=\"already_resolved\"} 1",
+        "assent_interactions_total{result=\"unauthorized\"} 0",
+    ] {
         assert!(text.contains(metric), "{metric} in {text}");
     }
     let (status, doc) = server.call_as(None, "GET", "/v1/openapi.json", None);

@@ -63,6 +63,33 @@ pub enum Rejection {
     },
 }
 
+impl Rejection {
+    /// Every [`Rejection::code`], in declaration order.
+    pub const CODES: [&'static str; 7] = [
+        "not_found",
+        "already_resolved",
+        "expired",
+        "unauthorized",
+        "decision_not_allowed",
+        "ambiguous_ref",
+        "throttled",
+    ];
+
+    /// The stable code of this rejection (its serde tag; metrics labels).
+    pub fn code(&self) -> &'static str {
+        let i = match self {
+            Rejection::NotFound => 0,
+            Rejection::AlreadyResolved { .. } => 1,
+            Rejection::Expired => 2,
+            Rejection::Unauthorized => 3,
+            Rejection::DecisionNotAllowed => 4,
+            Rejection::AmbiguousRef => 5,
+            Rejection::Throttled { .. } => 6,
+        };
+        Self::CODES[i]
+    }
+}
+
 fn already_text(outcome: ResolvedOutcome, by: Option<&Actor>) -> String {
     let who = by.map(|a| a.display_handle()).unwrap_or_default();
     match outcome {

@@ -32,6 +32,7 @@ use assent_core::{
     capability::DynApprovalCapability,
     clock::{Clock, Timestamp},
     id::{ApprovalId, IdGen},
+    lifecycle::Rejection,
     model::{AccountKey, Approval, Event},
     store::{Commit, Committed, Store, StoreError},
     throttle::GuessThrottle,
@@ -83,6 +84,8 @@ struct Inner {
 struct Counters {
     callback_failures: std::sync::atomic::AtomicU64,
     callbacks_given_up: std::sync::atomic::AtomicU64,
+    /// Prechecked interactions: `[0]` accepted, `[1 + i]` refused with `Rejection::CODES[i]`.
+    interactions: [std::sync::atomic::AtomicU64; 1 + Rejection::CODES.len()],
 }
 
 /// Engine figures for monitoring (NF-13).
@@ -94,6 +97,18 @@ pub struct EngineStats {
     pub callback_failures: u64,
     /// Callbacks given up after their last attempt since start.
     pub callbacks_given_up: u64,
+    /// Interactions (presses, reactions, typed commands, API decisions) accepted by the
+    /// precheck since start.
+    pub interactions_accepted: u64,
+    /// Interactions refused by the precheck since start, per [`Rejection::CODES`] entry.
+    pub interactions_refused: [u64; Rejection::CODES.len()],
+}
+
+impl EngineStats {
+    /// Refused interactions with this rejection code.
+    pub fn refused(&self, code: &str) -> u64 {
+        Rejection::CODES.iter().position(|c| *c == code).map_or(0, |i| self.interactions_refused[i])
+    }
 }
 
 /// A cheap, cloneable handle to a running engine: what channels, the server and the CLI call.
@@ -229,6 +244,10 @@ impl Engine {
         inner.shutdown.cancel();
         inner.tasks.close();
         let _ = tokio::time::timeout(grace, inner.tasks.wait()).await;
+        // Release the channels: they hold handles to this engine (to route what they receive),
+        // so keeping them here would keep both alive.
+        inner.accounts.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        inner.standby.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 }
 
@@ -294,6 +313,8 @@ impl EngineHandle {
             pending: self.pending_count(),
             callback_failures: c.callback_failures.load(Ordering::Relaxed),
             callbacks_given_up: c.callbacks_given_up.load(Ordering::Relaxed),
+            interactions_accepted: c.interactions[0].load(Ordering::Relaxed),
+            interactions_refused: std::array::from_fn(|i| c.interactions[1 + i].load(Ordering::Relaxed)),
         }
     }
 

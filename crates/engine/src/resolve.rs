@@ -125,6 +125,21 @@ pub enum TypedOutcome {
 impl EngineHandle {
     /// IX-2 precheck: memory only, no I/O. Exists, kind, status, deadline, authorized, allowed.
     pub fn precheck(&self, ix: &Interaction) -> Result<Accepted, Rejection> {
+        self.counted(self.check_interaction(ix))
+    }
+
+    /// Counts a precheck's outcome for `/metrics` (and for tests that watch interactions
+    /// which have no ack of their own, like Matrix reactions).
+    fn counted(&self, outcome: Result<Accepted, Rejection>) -> Result<Accepted, Rejection> {
+        let slot = match &outcome {
+            Ok(_) => 0,
+            Err(r) => 1 + Rejection::CODES.iter().position(|c| *c == r.code()).unwrap_or(0),
+        };
+        self.inner.counters.interactions[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        outcome
+    }
+
+    fn check_interaction(&self, ix: &Interaction) -> Result<Accepted, Rejection> {
         let now = self.now();
         let id = self.lookup_ref(ix)?;
         let index = self.index();
@@ -229,8 +244,13 @@ impl EngineHandle {
         token: &str,
         actor: Actor,
     ) -> Result<Accepted, Rejection> {
-        let t = self.config().keyring.verify(token, account)?;
-        let TokenAction::Decide(decision) = t.action else { return Err(Rejection::DecisionNotAllowed) };
+        let t = match self.config().keyring.verify(token, account) {
+            Ok(t) => t,
+            Err(r) => return self.counted(Err(r)),
+        };
+        let TokenAction::Decide(decision) = t.action else {
+            return self.counted(Err(Rejection::DecisionNotAllowed));
+        };
         self.precheck(&Interaction {
             approval: ApprovalRef::Id(t.id),
             kind: Some(t.kind),

@@ -15,7 +15,7 @@ pub(crate) const REACTIONS: [(&str, Decision); 3] =
     [("✅", Decision::AllowOnce), ("♾️", Decision::AllowAlways), ("❌", Decision::Deny)];
 
 /// A reaction key's decision (CH-MX-3): compared without U+FE0F; 🔁 also means always allow.
-pub(crate) fn decision_of(key: &str) -> Option<Decision> {
+pub fn reaction_decision(key: &str) -> Option<Decision> {
     let key: String = key.chars().filter(|c| *c != '\u{fe0f}').collect();
     match key.as_str() {
         "✅" => Some(Decision::AllowOnce),

@@ -31,11 +31,12 @@ use assent_core::{
 };
 use assent_engine::{ApprovalRef, Authority, EngineHandle, Interaction, TypedOutcome};
 use matrix_sdk::{
-    Client, Room,
+    Client, Room, RoomMemberships,
     authentication::matrix::MatrixSession,
     config::SyncSettings,
+    event_handler::EventHandlerHandle,
     ruma::{
-        EventId, OwnedEventId, OwnedUserId, RoomId, UserId,
+        EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
         api::error::{ErrorKind, RetryAfter},
         events::{
             reaction::{OriginalSyncReactionEvent, ReactionEventContent},
@@ -51,7 +52,7 @@ use matrix_sdk::{
 use serde::{Deserialize, Serialize};
 use tokio_util::task::AbortOnDropHandle;
 
-pub use self::card::{ApprovalTag, MatrixCard};
+pub use self::card::{ApprovalTag, MatrixCard, reaction_decision};
 
 /// One Matrix bot account as configured in `[channels.matrix.accounts.<id>]`.
 #[derive(Debug, Clone)]
@@ -126,6 +127,25 @@ pub struct MatrixEntry {
     pub seeded: Vec<String>,
 }
 
+/// Where a card goes: a room, and a thread in it when the request came from one (CH-MX-5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatrixTarget {
+    /// Room id (case-sensitive).
+    pub room_id: String,
+    /// The thread's root event id.
+    pub thread: Option<String>,
+}
+
+/// An `m.thread` relation to `root`; clients without threads show it as a reply to the root.
+fn in_thread(root: &str) -> serde_json::Value {
+    serde_json::json!({
+        "rel_type": "m.thread",
+        "event_id": root,
+        "is_falling_back": true,
+        "m.in_reply_to": { "event_id": root },
+    })
+}
+
 /// A bound card: reactions on it decide.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MatrixAnchor {
@@ -148,14 +168,32 @@ struct Shared {
     bot: OwnedUserId,
     routing: AccountRouting,
     anchors: Mutex<HashMap<(String, String), Bound>>,
+    /// Direct rooms in use, per approver (ST-2's DM cache).
+    dms: tokio::sync::Mutex<HashMap<OwnedUserId, OwnedRoomId>>,
 }
 
 /// The Matrix channel of one bot account.
 #[derive(Clone)]
 pub struct MatrixChannel {
     shared: Arc<Shared>,
-    /// The sync loop; it stops when the last clone of the channel goes.
-    _sync: Arc<AbortOnDropHandle<()>>,
+    /// The sync loop and event handlers; they stop when the last clone of the channel goes.
+    _running: Arc<Running>,
+}
+
+/// What keeps an account live. The event handlers hold [`Shared`], which holds the client, which
+/// holds the handlers: dropping this removes them, so a reconnect frees the old client.
+struct Running {
+    client: Client,
+    handlers: Vec<EventHandlerHandle>,
+    _sync: AbortOnDropHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for handler in self.handlers.drain(..) {
+            self.client.remove_event_handler(handler);
+        }
+    }
 }
 
 impl std::fmt::Debug for MatrixChannel {
@@ -185,33 +223,27 @@ impl MatrixChannel {
         let mut routing = AccountRouting::new(key.clone(), account.approvers.clone());
         routing.target = account.target;
         routing.notify_origin_when_dm_only = account.notify_origin_when_dm_only;
-        let shared =
-            Arc::new(Shared { client: client.clone(), key, bot, routing, anchors: Mutex::default() });
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            key,
+            bot,
+            routing,
+            anchors: Mutex::default(),
+            dms: Default::default(),
+        });
         client.sync_once(SyncSettings::default()).await?;
-        let (handler_shared, handler_engine) = (shared.clone(), engine.clone());
-        client.add_event_handler(move |ev: OriginalSyncReactionEvent, room: Room| {
-            let (shared, engine) = (handler_shared.clone(), handler_engine.clone());
-            async move { on_reaction(&shared, &engine, &room, ev) }
-        });
-        let invited = shared.clone();
-        client.add_event_handler(move |ev: StrippedRoomMemberEvent, room: Room| {
-            let shared = invited.clone();
-            async move { on_invite(&shared, &room, ev).await }
-        });
-        let (typed_shared, typed_engine) = (shared.clone(), engine.clone());
-        client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
-            let (shared, engine) = (typed_shared.clone(), typed_engine.clone());
-            async move { on_message(&shared, &engine, &room, ev).await }
-        });
+        let handlers = add_handlers(&client, &shared, &engine);
+        let syncing = client.clone();
         let sync = tokio::spawn(async move {
             loop {
-                if let Err(e) = client.sync(SyncSettings::default()).await {
+                if let Err(e) = syncing.sync(SyncSettings::default()).await {
                     tracing::warn!(error = %e, "matrix sync stopped; restarting");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         });
-        Ok(Self { shared, _sync: Arc::new(AbortOnDropHandle::new(sync)) })
+        let running = Running { client, handlers, _sync: AbortOnDropHandle::new(sync) };
+        Ok(Self { shared, _running: Arc::new(running) })
     }
 
     /// The bot's matrix-sdk client (for diagnostics and tests).
@@ -224,14 +256,51 @@ impl MatrixChannel {
         self.shared.client.get_room(&id).ok_or_else(|| MatrixError::Invalid(format!("not in room {room_id}")))
     }
 
-    /// CH-MX-5: the approver's direct room: an existing one, else a new invite.
+    /// CH-MX-5: the approver's direct room: an existing one whose only members (joined or
+    /// invited) are the bot and the approver, else a new one with an invite.
     async fn dm_room(&self, user: &str) -> Result<Room, MatrixError> {
         let user = UserId::parse(user).map_err(|e| MatrixError::Invalid(format!("user {user}: {e}")))?;
-        if let Some(room) = self.shared.client.get_dm_room(&user) {
-            return Ok(room);
+        // Held across the lookup and the creation: a burst of cards for a new approver makes
+        // one room, not one each (the new room's `m.direct` entry comes back through a later sync).
+        let mut known = self.shared.dms.lock().await;
+        let cached = known.get(&user).and_then(|id| self.shared.client.get_room(id));
+        for room in cached.into_iter().chain(self.shared.client.get_dm_rooms(&user)) {
+            if self.is_private(&room, &user).await? {
+                known.insert(user.clone(), room.room_id().to_owned());
+                return Ok(room);
+            }
         }
-        Ok(self.shared.client.create_dm(&user).await?)
+        let room = self.shared.client.create_dm(&user).await?;
+        known.insert(user, room.room_id().to_owned());
+        Ok(room)
     }
+
+    /// Whether the bot and `user` are the room's only members, joined or invited.
+    async fn is_private(&self, room: &Room, user: &UserId) -> Result<bool, MatrixError> {
+        let members = room.members(RoomMemberships::ACTIVE).await?;
+        Ok(members.len() == 2
+            && members.iter().all(|m| m.user_id() == user || m.user_id() == self.shared.bot))
+    }
+}
+
+/// Follows reactions, invitations and typed commands.
+fn add_handlers(client: &Client, shared: &Arc<Shared>, engine: &EngineHandle) -> Vec<EventHandlerHandle> {
+    let (reacted, reacted_engine) = (shared.clone(), engine.clone());
+    let (invited, typed, typed_engine) = (shared.clone(), shared.clone(), engine.clone());
+    vec![
+        client.add_event_handler(move |ev: OriginalSyncReactionEvent, room: Room| {
+            let (shared, engine) = (reacted.clone(), reacted_engine.clone());
+            async move { on_reaction(&shared, &engine, &room, ev) }
+        }),
+        client.add_event_handler(move |ev: StrippedRoomMemberEvent, room: Room| {
+            let shared = invited.clone();
+            async move { on_invite(&shared, &room, ev).await }
+        }),
+        client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
+            let (shared, engine) = (typed.clone(), typed_engine.clone());
+            async move { on_message(&shared, &engine, &room, ev).await }
+        }),
+    ]
 }
 
 /// Uses the device this account already has (its session is kept beside the crypto store), so
@@ -286,16 +355,13 @@ async fn on_message(shared: &Shared, engine: &EngineHandle, room: &Room, ev: Ori
             Err(e) => e.to_string(),
         },
     };
-    let notice = serde_json::json!({
-        "msgtype": "m.notice",
-        "body": reply,
-        "m.relates_to": {
-            "rel_type": "m.thread",
-            "event_id": ev.event_id,
-            "is_falling_back": true,
-            "m.in_reply_to": { "event_id": ev.event_id },
-        },
-    });
+    // In the command's thread if it was typed in one, else a new thread under the command.
+    let root = match &ev.content.relates_to {
+        Some(Relation::Thread(thread)) => thread.event_id.to_string(),
+        _ => ev.event_id.to_string(),
+    };
+    let notice =
+        serde_json::json!({ "msgtype": "m.notice", "body": reply, "m.relates_to": in_thread(&root) });
     if let Err(e) = room.send_raw("m.room.message", notice).await {
         tracing::warn!(error = %e, "could not answer a typed /approve");
     }
@@ -319,7 +385,7 @@ fn on_reaction(shared: &Shared, engine: &EngineHandle, room: &Room, ev: Original
     if ev.sender == shared.bot {
         return; // The seeded reactions never decide.
     }
-    let Some(decision) = card::decision_of(&ev.content.relates_to.key) else { return };
+    let Some(decision) = card::reaction_decision(&ev.content.relates_to.key) else { return };
     let anchor = (room.room_id().to_string(), ev.content.relates_to.event_id.to_string());
     let Some(bound) = lock(&shared.anchors).get(&anchor).cloned() else { return };
     let actor =
@@ -369,7 +435,7 @@ impl Availability for MatrixChannel {
 
 impl ApprovalCapability for MatrixChannel {
     type Payload = MatrixCard;
-    type Prepared = String;
+    type Prepared = MatrixTarget;
     type Entry = MatrixEntry;
     type Anchor = MatrixAnchor;
     type Error = MatrixError;
@@ -390,22 +456,31 @@ impl ApprovalCapability for MatrixChannel {
         FinalAction::Update(card::render(view))
     }
 
-    async fn prepare(&self, target: &PlannedTarget) -> Result<PrepareOutcome<String>, MatrixError> {
-        let room = match &target.to {
-            TargetAddr::User { user_id } => self.dm_room(user_id).await?,
-            TargetAddr::Conversation { conversation, .. } => self.room(conversation)?,
+    async fn prepare(&self, target: &PlannedTarget) -> Result<PrepareOutcome<MatrixTarget>, MatrixError> {
+        let (room, thread) = match &target.to {
+            TargetAddr::User { user_id } => (self.dm_room(user_id).await?, None),
+            TargetAddr::Conversation { conversation, thread } => (self.room(conversation)?, thread.clone()),
         };
-        let id = room.room_id().to_string();
-        Ok(PrepareOutcome::Ready(Prepared { planned: target.clone(), dedupe_key: id.clone(), native: id }))
+        let room_id = room.room_id().to_string();
+        let dedupe_key = match &thread {
+            Some(t) => format!("{room_id}#{t}"),
+            None => room_id.clone(),
+        };
+        let native = MatrixTarget { room_id, thread };
+        Ok(PrepareOutcome::Ready(Prepared { planned: target.clone(), dedupe_key, native }))
     }
 
     async fn deliver(
         &self,
-        target: &Prepared<String>,
+        target: &Prepared<MatrixTarget>,
         payload: &MatrixCard,
     ) -> Result<Option<MatrixEntry>, MatrixError> {
-        let room = self.room(&target.native)?;
-        let sent = room.send_raw("m.room.message", card::content(payload)).await?;
+        let room = self.room(&target.native.room_id)?;
+        let mut content = card::content(payload);
+        if let Some(root) = &target.native.thread {
+            content["m.relates_to"] = in_thread(root);
+        }
+        let sent = room.send_raw("m.room.message", content).await?;
         let event_id = sent.response.event_id;
         let mut seeded = Vec::new();
         for key in &payload.reactions {
@@ -416,7 +491,7 @@ impl ApprovalCapability for MatrixChannel {
             }
         }
         Ok(Some(MatrixEntry {
-            room_id: target.native.clone(),
+            room_id: target.native.room_id.clone(),
             event_id: event_id.to_string(),
             approval: payload.approval.id.clone(),
             kind: payload.approval.kind,
@@ -454,7 +529,11 @@ impl ApprovalCapability for MatrixChannel {
 
     async fn send_notice(&self, origin: &Origin, text: &str) -> Result<(), MatrixError> {
         let room = self.room(&origin.conversation)?;
-        room.send_raw("m.room.message", serde_json::json!({ "msgtype": "m.notice", "body": text })).await?;
+        let mut notice = serde_json::json!({ "msgtype": "m.notice", "body": text });
+        if let Some(root) = &origin.thread {
+            notice["m.relates_to"] = in_thread(root);
+        }
+        room.send_raw("m.room.message", notice).await?;
         Ok(())
     }
 

@@ -6,6 +6,9 @@
 #![allow(clippy::unwrap_used)]
 #![recursion_limit = "256"]
 
+#[path = "synapse/contract.rs"]
+mod contract;
+
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{
@@ -25,7 +28,7 @@ use assent_testing::{
     test_config,
 };
 use matrix_sdk::{
-    Client, Room, RoomState,
+    Client, Room, RoomMemberships, RoomState,
     config::SyncSettings,
     room::MessagesOptions,
     ruma::{
@@ -333,8 +336,8 @@ impl Rig {
         room_id.to_string()
     }
 
-    /// Bodies of the `m.notice` messages the bot sent into `room_id`, as the approver sees them.
-    async fn notices(&self, room_id: &str) -> Vec<String> {
+    /// The `m.notice` messages the bot sent into `room_id`, as the approver sees them.
+    async fn notices(&self, room_id: &str) -> Vec<serde_json::Value> {
         let client = &self.approvers[0].1;
         let room = client.get_room(&RoomId::parse(room_id).unwrap()).unwrap();
         let page = room.messages(MessagesOptions::backward()).await.unwrap();
@@ -342,8 +345,15 @@ impl Rig {
             .iter()
             .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.raw().json().get()).ok())
             .filter(|e| e["sender"] == self.bot.user_id.as_str() && e["content"]["msgtype"] == "m.notice")
-            .map(|e| e["content"]["body"].as_str().unwrap_or_default().to_owned())
+            .map(|e| e["content"].clone())
             .collect()
+    }
+
+    /// A message from the first approver in `room_id` that starts a thread; its event id.
+    async fn thread_root(&self, room_id: &str) -> String {
+        let room = self.approvers[0].1.get_room(&RoomId::parse(room_id).unwrap()).unwrap();
+        let sent = room.send(RoomMessageEventContent::text_plain("deploying the API")).await.unwrap();
+        sent.response.event_id.to_string()
     }
 }
 
@@ -355,6 +365,16 @@ fn from_room(room_id: &str) -> Origin {
         parent: None,
         thread: None,
     }
+}
+
+fn from_thread(room_id: &str, root: &str) -> Origin {
+    Origin { thread: Some(root.to_owned()), ..from_room(room_id) }
+}
+
+/// The `m.thread` root an event's content is in, if any.
+fn thread_of(content: &serde_json::Value) -> Option<&str> {
+    let relation = &content["m.relates_to"];
+    (relation["rel_type"] == "m.thread").then(|| relation["event_id"].as_str()).flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,8 +399,9 @@ async fn ch_mx_target_channel_posts_in_the_origin_room_and_sends_no_notice() {
 async fn ch_mx_target_dm_sends_the_routed_elsewhere_notice_into_the_origin_room() {
     let rig = Rig::new(1, matrix_config()).await;
     let room_id = rig.group_room().await;
+    let root = rig.thread_root(&room_id).await;
     let mut request = exec_request(&["kubectl", "delete", "pod", "api-0"]);
-    request.origin = Some(from_room(&room_id));
+    request.origin = Some(from_thread(&room_id, &root));
     let a = rig.bed.handle.create(request).await.unwrap();
     let card = rig.cards(&a.id, 1).await.remove(0);
     assert_ne!(card.room_id, room_id, "the card went to the approver's DM");
@@ -393,8 +414,56 @@ async fn ch_mx_target_dm_sends_the_routed_elsewhere_notice_into_the_origin_room(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(notices.len(), 1, "{notices:?}");
-    assert!(notices[0].contains(a.short_ref()), "the notice names the ref: {}", notices[0]);
-    assert!(!notices[0].contains("kubectl"), "and never the command: {}", notices[0]);
+    let body = notices[0]["body"].as_str().unwrap();
+    assert!(body.contains(a.short_ref()), "the notice names the ref: {body}");
+    assert!(!body.contains("kubectl"), "and never the command: {body}");
+    assert_eq!(thread_of(&notices[0]), Some(root.as_str()), "CH-MX-5: in the request's thread");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_mx_5_a_request_from_a_thread_gets_its_card_in_that_thread() {
+    let rig = Rig::with_target(1, matrix_config(), TargetMode::Channel).await;
+    let room_id = rig.group_room().await;
+    let root = rig.thread_root(&room_id).await;
+    let mut request = exec_request(&["kubectl", "scale", "deploy/api", "--replicas=0"]);
+    request.origin = Some(from_thread(&room_id, &root));
+    let a = rig.bed.handle.create(request).await.unwrap();
+    let card = rig.cards(&a.id, 1).await.remove(0);
+    let room = Rig::room(&rig.approvers[0].1, &card).await;
+    let event = room.event(&EventId::parse(&card.event_id).unwrap(), None).await.unwrap();
+    let content: serde_json::Value = serde_json::from_str(event.raw().json().get()).unwrap();
+    assert_eq!(thread_of(&content["content"]), Some(root.as_str()), "{content}");
+    Rig::react(&rig.approvers[0].1, &card, "✅").await;
+    assert_eq!(rig.bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap().status, Status::Approved);
+    rig.finalized(&a.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_mx_5_a_direct_room_is_reused_only_while_it_holds_just_the_bot_and_the_approver() {
+    let rig = Rig::new(1, matrix_config()).await;
+    let kim = &rig.approvers[0].1;
+    let a = rig.bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    let first = rig.cards(&a.id, 1).await.remove(0);
+    // Somebody else is invited into the direct room: it is not private any more.
+    let eve = rig.hs.register("eve");
+    Rig::room(kim, &first).await.invite_user_by_id(&UserId::parse(&eve.user_id).unwrap()).await.unwrap();
+    let shared = RoomId::parse(&first.room_id).unwrap();
+    let bot = rig.channel_client();
+    let mut members = 0;
+    for _ in 0..600 {
+        members = bot.get_room(&shared).unwrap().members(RoomMemberships::ACTIVE).await.unwrap().len();
+        if members == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(members, 3, "the bot sees eve invited");
+    let b = rig.bed.handle.create(exec_request(&["pwd"])).await.unwrap();
+    let second = rig.cards(&b.id, 1).await.remove(0);
+    assert_ne!(second.room_id, first.room_id, "a room with a third member is not a DM");
+    // And the new one is used from then on.
+    let c = rig.bed.handle.create(exec_request(&["id"])).await.unwrap();
+    assert_eq!(rig.cards(&c.id, 1).await[0].room_id, second.room_id);
 }
 
 /// Records `binding.resolved` callbacks (BD-8).

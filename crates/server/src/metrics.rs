@@ -8,7 +8,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use assent_core::model::{Event, EventType};
+use assent_core::{
+    lifecycle::Rejection,
+    model::{Event, EventType},
+};
 use assent_engine::EngineHandle;
 use axum::{
     extract::{ConnectInfo, State},
@@ -114,6 +117,15 @@ pub(crate) async fn render(
          # TYPE assent_callbacks_given_up_total counter\nassent_callbacks_given_up_total {}",
         stats.callbacks_given_up
     );
+    let _ = writeln!(
+        out,
+        "# HELP assent_interactions_total Presses, reactions, typed commands and API decisions, \
+         by precheck result (`accepted` or the rejection code).\n# TYPE assent_interactions_total counter"
+    );
+    let _ = writeln!(out, "assent_interactions_total{{result=\"accepted\"}} {}", stats.interactions_accepted);
+    for (code, n) in Rejection::CODES.iter().zip(stats.interactions_refused) {
+        let _ = writeln!(out, "assent_interactions_total{{result=\"{code}\"}} {n}");
+    }
     let c = state.metrics.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let _ = writeln!(
         out,
