@@ -35,12 +35,16 @@ use matrix_sdk::{
     authentication::matrix::MatrixSession,
     config::SyncSettings,
     event_handler::EventHandlerHandle,
+    room::{IncludeRelations, RelationsOptions},
     ruma::{
         EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
-        api::error::{ErrorKind, RetryAfter},
+        api::{
+            Direction,
+            error::{ErrorKind, RetryAfter},
+        },
         events::{
             reaction::{OriginalSyncReactionEvent, ReactionEventContent},
-            relation::Annotation,
+            relation::{Annotation, RelationType},
             room::{
                 member::{MembershipState, StrippedRoomMemberEvent},
                 message::{MessageType, OriginalSyncRoomMessageEvent, Relation},
@@ -167,7 +171,12 @@ struct Shared {
     key: AccountKey,
     bot: OwnedUserId,
     routing: AccountRouting,
+    engine: EngineHandle,
     anchors: Mutex<HashMap<(String, String), Bound>>,
+    /// Cards this instance delivered and has not bound yet. Any other card it binds was
+    /// delivered before a restart (or by another replica): reactions may have come in while
+    /// nobody was listening.
+    delivered_here: Mutex<std::collections::HashSet<String>>,
     /// Direct rooms in use, per approver (ST-2's DM cache).
     dms: tokio::sync::Mutex<HashMap<OwnedUserId, OwnedRoomId>>,
 }
@@ -228,11 +237,13 @@ impl MatrixChannel {
             key,
             bot,
             routing,
+            engine,
             anchors: Mutex::default(),
+            delivered_here: Mutex::default(),
             dms: Default::default(),
         });
         client.sync_once(SyncSettings::default()).await?;
-        let handlers = add_handlers(&client, &shared, &engine);
+        let handlers = add_handlers(&client, &shared);
         let syncing = client.clone();
         let sync = tokio::spawn(async move {
             loop {
@@ -284,21 +295,20 @@ impl MatrixChannel {
 }
 
 /// Follows reactions, invitations and typed commands.
-fn add_handlers(client: &Client, shared: &Arc<Shared>, engine: &EngineHandle) -> Vec<EventHandlerHandle> {
-    let (reacted, reacted_engine) = (shared.clone(), engine.clone());
-    let (invited, typed, typed_engine) = (shared.clone(), shared.clone(), engine.clone());
+fn add_handlers(client: &Client, shared: &Arc<Shared>) -> Vec<EventHandlerHandle> {
+    let (reacted, invited, typed) = (shared.clone(), shared.clone(), shared.clone());
     vec![
         client.add_event_handler(move |ev: OriginalSyncReactionEvent, room: Room| {
-            let (shared, engine) = (reacted.clone(), reacted_engine.clone());
-            async move { on_reaction(&shared, &engine, &room, ev) }
+            let shared = reacted.clone();
+            async move { on_reaction(&shared, &room, ev) }
         }),
         client.add_event_handler(move |ev: StrippedRoomMemberEvent, room: Room| {
             let shared = invited.clone();
             async move { on_invite(&shared, &room, ev).await }
         }),
         client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
-            let (shared, engine) = (typed.clone(), typed_engine.clone());
-            async move { on_message(&shared, &engine, &room, ev).await }
+            let shared = typed.clone();
+            async move { on_message(&shared, &room, ev).await }
         }),
     ]
 }
@@ -337,7 +347,8 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// IX-5 / CH-MX-4: `/approve <ref> <decision>` typed in a room; answered in a threaded notice.
-async fn on_message(shared: &Shared, engine: &EngineHandle, room: &Room, ev: OriginalSyncRoomMessageEvent) {
+async fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
+    let engine = &shared.engine;
     if ev.sender == shared.bot {
         return;
     }
@@ -381,7 +392,8 @@ async fn on_invite(shared: &Shared, room: &Room, ev: StrippedRoomMemberEvent) {
 }
 
 /// A reaction on a bound card from an approver decides; anything else is ignored.
-fn on_reaction(shared: &Shared, engine: &EngineHandle, room: &Room, ev: OriginalSyncReactionEvent) {
+fn on_reaction(shared: &Shared, room: &Room, ev: OriginalSyncReactionEvent) {
+    let engine = &shared.engine;
     if ev.sender == shared.bot {
         return; // The seeded reactions never decide.
     }
@@ -407,6 +419,31 @@ fn on_reaction(shared: &Shared, engine: &EngineHandle, room: &Room, ev: Original
                 tracing::warn!(error = %e, "matrix reaction could not be recorded");
             }
         });
+    }
+}
+
+/// Replays the approvers' reactions on `card` that no instance saw live (made while assent was
+/// down, or while the account's lease moved between replicas). Reactions already counted come
+/// back as "already recorded" and change nothing; outsiders' reactions are not replayed, so
+/// their refusals are audited once.
+async fn catch_up(shared: Arc<Shared>, room: Room, card: OwnedEventId) {
+    let options = RelationsOptions {
+        dir: Direction::Forward,
+        limit: Some(matrix_sdk::ruma::uint!(100)),
+        include_relations: IncludeRelations::RelationsOfType(RelationType::Annotation),
+        ..RelationsOptions::default()
+    };
+    let relations = match room.relations(card, options).await {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!(error = %e, "could not read reactions made while assent was away"),
+    };
+    for event in relations.chunk {
+        let Ok(reaction) = serde_json::from_str::<OriginalSyncReactionEvent>(event.raw().json().get()) else {
+            continue; // Redacted, or not a reaction.
+        };
+        if shared.routing.approvers.iter().any(|a| a.as_str() == reaction.sender.as_str()) {
+            on_reaction(&shared, &room, reaction);
+        }
     }
 }
 
@@ -482,6 +519,7 @@ impl ApprovalCapability for MatrixChannel {
         }
         let sent = room.send_raw("m.room.message", content).await?;
         let event_id = sent.response.event_id;
+        lock(&self.shared.delivered_here).insert(event_id.to_string());
         let mut seeded = Vec::new();
         for key in &payload.reactions {
             let reaction = ReactionEventContent::new(Annotation::new(event_id.clone(), (*key).to_owned()));
@@ -548,6 +586,13 @@ impl Interactions<MatrixChannel> for MatrixChannel {
         let approval = ApprovalId::parse(&entry.approval).map_err(|e| MatrixError::Invalid(e.to_string()))?;
         lock(&self.shared.anchors)
             .insert((entry.room_id.clone(), entry.event_id.clone()), Bound { approval, kind: entry.kind });
+        // A card this instance just delivered has only its seeds; anything else may have missed
+        // reactions.
+        if !lock(&self.shared.delivered_here).remove(&entry.event_id) {
+            let card = EventId::parse(&entry.event_id).map_err(|e| MatrixError::Invalid(e.to_string()))?;
+            let room = self.room(&entry.room_id)?;
+            tokio::spawn(catch_up(self.shared.clone(), room, card));
+        }
         Ok(Some(MatrixAnchor { room_id: entry.room_id.clone(), event_id: entry.event_id.clone() }))
     }
 

@@ -315,6 +315,22 @@ async fn ch_mx_a_reaction_after_a_restart_still_decides() {
     drop(channel);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_mx_3_a_reaction_made_while_assent_was_down_decides_at_start() {
+    let rig = Rig::new(1, matrix_config()).await;
+    let a = rig.bed.handle.create(exec_request(&["reboot"])).await.unwrap();
+    let card = rig.cards(&a.id, 1).await.remove(0);
+    let Rig { hs, bed, bot, bot_store, channel, approvers } = rig;
+    drop(channel);
+    let bed = bed.restart_with(Vec::new()).await;
+    // Nobody follows the room now; the approver reacts anyway.
+    Rig::react(&approvers[0].1, &card, "❌").await;
+    let channel = Rig::connect(hs, &bot, &bot_store, &approvers, &bed, TargetMode::Dm).await;
+    let decided = bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(decided.status, Status::Denied, "the reaction counts once the card is re-bound");
+    drop(channel);
+}
+
 impl Rig {
     fn channel_client(&self) -> Client {
         self.channel.client()
