@@ -33,7 +33,7 @@ use assent_engine::{ApprovalRef, Authority, EngineHandle, Interaction, TypedOutc
 use matrix_sdk::{
     Client, Room, RoomMemberships,
     authentication::matrix::MatrixSession,
-    config::SyncSettings,
+    config::{RequestConfig, SyncSettings},
     event_handler::EventHandlerHandle,
     room::{IncludeRelations, RelationsOptions},
     ruma::{
@@ -242,17 +242,11 @@ impl MatrixChannel {
             delivered_here: Mutex::default(),
             dms: Default::default(),
         });
-        client.sync_once(SyncSettings::default()).await?;
+        // Catch up on rooms at once; a long poll here would hold the start for up to 30 s when
+        // nothing is new.
+        client.sync_once(SyncSettings::default().timeout(Duration::ZERO)).await?;
         let handlers = add_handlers(&client, &shared);
-        let syncing = client.clone();
-        let sync = tokio::spawn(async move {
-            loop {
-                if let Err(e) = syncing.sync(SyncSettings::default()).await {
-                    tracing::warn!(error = %e, "matrix sync stopped; restarting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        });
+        let sync = tokio::spawn(follow(client.clone()));
         let running = Running { client, handlers, _sync: AbortOnDropHandle::new(sync) };
         Ok(Self { shared, _running: Arc::new(running) })
     }
@@ -311,6 +305,32 @@ fn add_handlers(client: &Client, shared: &Arc<Shared>) -> Vec<EventHandlerHandle
             async move { on_message(&shared, &room, ev).await }
         }),
     ]
+}
+
+/// How cards, seeds and edits are sent. CH-MX-7: the SDK waits out `M_LIMIT_EXCEEDED` for the
+/// `retry_after_ms` the homeserver names, a few times; after that the error reaches the engine,
+/// which schedules the next attempt from the same `retry_after` (see [`ClassifyError`]) instead
+/// of the SDK blocking a delivery for up to 15 minutes.
+fn sending() -> RequestConfig {
+    RequestConfig::new().retry_limit(3)
+}
+
+/// Long-polls the homeserver for as long as the account runs. `Client::sync` pauses a second
+/// after any sync that came back within a second of the previous one, which is exactly when
+/// approvers are reacting to a fresh card; this loop only pauses after errors.
+async fn follow(client: Client) {
+    let settings = SyncSettings::default().timeout(Duration::from_secs(30));
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match client.sync_once(settings.clone()).await {
+            Ok(_) => backoff = Duration::from_secs(1),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "matrix sync failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 /// Uses the device this account already has (its session is kept beside the crypto store), so
@@ -517,14 +537,20 @@ impl ApprovalCapability for MatrixChannel {
         if let Some(root) = &target.native.thread {
             content["m.relates_to"] = in_thread(root);
         }
-        let sent = room.send_raw("m.room.message", content).await?;
+        let sent = room.send_raw("m.room.message", content).with_request_config(sending()).await?;
         let event_id = sent.response.event_id;
         lock(&self.shared.delivered_here).insert(event_id.to_string());
+        // The approver may react while the seeds are still being sent (each is a round trip,
+        // more under rate limits): reactions count from the moment the card exists.
+        let approval =
+            ApprovalId::parse(&payload.approval.id).map_err(|e| MatrixError::Invalid(e.to_string()))?;
+        let anchor = (target.native.room_id.clone(), event_id.to_string());
+        lock(&self.shared.anchors).insert(anchor, Bound { approval, kind: payload.approval.kind });
         let mut seeded = Vec::new();
         for key in &payload.reactions {
             let reaction = ReactionEventContent::new(Annotation::new(event_id.clone(), (*key).to_owned()));
             // Best effort: a missing seed only costs the approver a tap.
-            if let Ok(r) = room.send(reaction).await {
+            if let Ok(r) = room.send(reaction).with_request_config(sending()).await {
                 seeded.push(r.response.event_id.to_string());
             }
         }
@@ -539,7 +565,9 @@ impl ApprovalCapability for MatrixChannel {
 
     async fn update(&self, entry: &MatrixEntry, payload: &MatrixCard) -> Result<(), MatrixError> {
         let room = self.room(&entry.room_id)?;
-        room.send_raw("m.room.message", card::replacement(&entry.event_id, payload)).await?;
+        room.send_raw("m.room.message", card::replacement(&entry.event_id, payload))
+            .with_request_config(sending())
+            .await?;
         // CH-MX-6: a card without reactions to offer (a final one) loses its seeds.
         if payload.reactions.is_empty() {
             redact_seeds(&room, entry).await;
@@ -608,5 +636,37 @@ impl Interactions<MatrixChannel> for MatrixChannel {
 
     async fn cancel_delivered(&self, _entry: &MatrixEntry) -> Result<(), MatrixError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use assent_core::capability::{ClassifyError, RetryKind};
+    use matrix_sdk::{
+        HttpError, RumaApiError,
+        ruma::api::{EndpointError, error::FromHttpResponseError},
+    };
+
+    use super::{Duration, MatrixError};
+
+    fn answer(status: u16, body: &str) -> MatrixError {
+        let response = http::Response::builder().status(status).body(body.as_bytes().to_vec()).unwrap();
+        let error = RumaApiError::from_http_response(response);
+        MatrixError::Http(HttpError::from(FromHttpResponseError::Server(error)))
+    }
+
+    #[test]
+    fn ch_mx_7_limit_exceeded_is_retried_after_the_servers_delay() {
+        let e = answer(
+            429,
+            r#"{"errcode":"M_LIMIT_EXCEEDED","error":"Too Many Requests","retry_after_ms":1500}"#,
+        );
+        assert_eq!(e.retry_kind(), RetryKind::Transient { retry_after: Some(Duration::from_millis(1500)) });
+    }
+
+    #[test]
+    fn other_refusals_are_permanent() {
+        let e = answer(403, r#"{"errcode":"M_FORBIDDEN","error":"You are not in this room"}"#);
+        assert_eq!(e.retry_kind(), RetryKind::Permanent);
     }
 }

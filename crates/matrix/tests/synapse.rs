@@ -331,6 +331,33 @@ async fn ch_mx_3_a_reaction_made_while_assent_was_down_decides_at_start() {
     drop(channel);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_mx_7_a_rate_limited_bot_delivers_and_a_reaction_during_seeding_decides() {
+    let rig = Rig::new(1, matrix_config()).await;
+    // One event a second: the card goes through, each seed meets M_LIMIT_EXCEEDED first.
+    rig.hs.limit_messages(&rig.bot.user_id, 1, 1);
+    let a = rig.bed.handle.create(exec_request(&["deploy", "--canary"])).await.unwrap();
+    // The approver reacts as soon as the card shows up, while the bot is still seeding.
+    let kim = &rig.approvers[0].1;
+    let mut card = None;
+    for _ in 0..600 {
+        card = contract::card_events(kim, &a.id).await.into_iter().next();
+        if card.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (room_id, event_id) = card.expect("the card reaches the approver");
+    assert!(rig.bed.store.entries(&a.id).await.unwrap().is_empty(), "the bot is still seeding");
+    let room = kim.get_room(&RoomId::parse(&room_id).unwrap()).unwrap();
+    let reaction = Annotation::new(EventId::parse(&event_id).unwrap(), "✅".to_owned());
+    room.send(ReactionEventContent::new(reaction)).await.unwrap();
+    assert_eq!(rig.bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap().status, Status::Approved);
+    let card = rig.cards(&a.id, 1).await.remove(0);
+    assert_eq!(card.seeded.len(), 3, "every seed got through once the server let it");
+    rig.finalized(&a.id).await;
+}
+
 impl Rig {
     fn channel_client(&self) -> Client {
         self.channel.client()

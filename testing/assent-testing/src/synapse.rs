@@ -31,6 +31,8 @@ const SHARED_SECRET: &str = "assent-test-registration-secret";
 pub struct SynapseServer {
     port: u16,
     users: AtomicUsize,
+    /// A server admin, registered on first use.
+    admin: OnceLock<MatrixUser>,
 }
 
 /// A registered account.
@@ -205,7 +207,7 @@ impl SynapseServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("starting synapse: {e}"))?;
-        let server = Self { port, users: AtomicUsize::new(0) };
+        let server = Self { port, users: AtomicUsize::new(0), admin: OnceLock::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match server.get("/_matrix/client/versions") {
@@ -242,6 +244,26 @@ impl SynapseServer {
     /// Registers a new user through the shared-secret admin API. Names get a per-process
     /// counter so tests never collide.
     pub fn register(&self, name: &str) -> MatrixUser {
+        self.register_as(name, false)
+    }
+
+    /// Rate-limits the events `user_id` sends (Synapse's per-user override of `rc_message`),
+    /// so a test meets `M_LIMIT_EXCEEDED` the way a busy homeserver answers it.
+    pub fn limit_messages(&self, user_id: &str, per_second: u32, burst_count: u32) {
+        let admin = self.admin.get_or_init(|| self.register_as("admin", true));
+        let url = format!("{}/_synapse/admin/v1/users/{user_id}/override_ratelimit", self.url());
+        let body = json!({ "messages_per_second": per_second, "burst_count": burst_count });
+        let mut r = Self::agent()
+            .post(url)
+            .header("Authorization", format!("Bearer {}", admin.access_token))
+            .send_json(&body)
+            .unwrap_or_else(|e| panic!("override_ratelimit {user_id}: {e}"));
+        let status = r.status().as_u16();
+        let reply = r.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(status, 200, "override_ratelimit {user_id}: {reply}");
+    }
+
+    fn register_as(&self, name: &str, admin: bool) -> MatrixUser {
         let n = self.users.fetch_add(1, Ordering::SeqCst);
         let localpart = format!("{name}{n}");
         let password = format!("pw-{localpart}");
@@ -251,9 +273,10 @@ impl SynapseServer {
             .to_owned();
         let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(SHARED_SECRET.as_bytes())
             .unwrap_or_else(|_| unreachable!("any key length"));
-        mac.update(format!("{nonce}\0{localpart}\0{password}\0notadmin").as_bytes());
+        let role = if admin { "admin" } else { "notadmin" };
+        mac.update(format!("{nonce}\0{localpart}\0{password}\0{role}").as_bytes());
         let digest: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        let body = json!({ "nonce": nonce, "username": localpart, "password": password, "admin": false, "mac": digest });
+        let body = json!({ "nonce": nonce, "username": localpart, "password": password, "admin": admin, "mac": digest });
         let mut r = Self::agent()
             .post(format!("{}/_synapse/admin/v1/register", self.url()))
             .send_json(&body)

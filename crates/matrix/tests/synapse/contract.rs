@@ -86,6 +86,17 @@ async fn events(room: &Room) -> Vec<Value> {
     events
 }
 
+/// `(room, event)` of every card of `id` that `client` can see.
+pub(super) async fn card_events(client: &Client, id: &ApprovalId) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for room in client.joined_rooms() {
+        for card in observe(&events(&room).await, id, "", room.room_id().as_str()) {
+            found.push((card.conversation, card.message));
+        }
+    }
+    found
+}
+
 /// The cards of `id` in `events`, as the approver's client shows them.
 fn observe(events: &[Value], id: &ApprovalId, bot: &str, room_id: &str) -> Vec<ObservedCard> {
     let relation = |e: &Value, rel: &str| {
