@@ -25,6 +25,18 @@ fn serve_starts_a_configured_matrix_account() {
     assert_eq!(ready["accounts"][0]["active"], true, "{ready}");
     let log = std::fs::read_to_string(server.dir.path().join("serve.log")).unwrap();
     assert!(!log.contains(&bot.password), "the password never reaches the log");
+    // doctor asks the homeserver about the saved login, without logging in itself.
+    let config_path = server.dir.path().join("assent.toml");
+    let out = server
+        .cli()
+        .args(["doctor", "--config"])
+        .arg(&config_path)
+        .env("ASSENT_TEST_MATRIX_PASSWORD", &bot.password)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = format!("OK   matrix/main login — logged in as {} (device ", bot.user_id);
+    assert!(stdout.contains(&line), "{stdout}");
 }
 
 #[test]
@@ -53,6 +65,10 @@ fn doctor_names_the_key_of_a_matrix_account_without_approvers() {
             "FAIL matrix/main — no approvers — set channels.matrix.accounts.main.approvals.approvers"
         ),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL matrix/main login — cannot reach http://127.0.0.1:9"),
+        "the homeserver is asked: {stdout}"
     );
     assert!(!stdout.contains("secret-value-123"), "secrets never shown: {stdout}");
 }

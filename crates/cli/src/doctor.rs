@@ -141,14 +141,20 @@ fn account_checks(config: &assent_server::config::LoadedConfig, data_dir: &std::
         Err(e) => vec![check(Status::Fail, "channels", e.message, &[])],
         Ok(accounts) => accounts
             .into_iter()
-            .map(|a| {
+            .flat_map(|a| {
                 let key = format!("{}.approvals.approvers", a.table);
-                if a.approvers == 0 {
+                let approvers = if a.approvers == 0 {
                     let fix = format!("no approvers — set {key} = [\"<user id>\"]");
                     check(Status::Fail, &a.key, fix, &[&key])
                 } else {
                     check(Status::Ok, &a.key, format!("{}, {} approver(s)", a.identity, a.approvers), &[&key])
-                }
+                };
+                let subject = format!("{} login", a.key);
+                let reachable = match a.probe() {
+                    Ok(found) => check(Status::Ok, &subject, found, &[&a.table]),
+                    Err(problem) => check(Status::Fail, &subject, problem, &[&a.table]),
+                };
+                [approvers, reachable]
             })
             .collect(),
     }

@@ -55,6 +55,76 @@ pub struct AccountSummary {
     pub approvers: usize,
     /// Who the bot is.
     pub identity: String,
+    probe: Probe,
+}
+
+/// What `doctor` may ask the platform without acting as the bot (no login, no device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Probe {
+    Matrix { homeserver: String, user_id: String, store_dir: std::path::PathBuf },
+}
+
+impl AccountSummary {
+    /// Asks the platform whether the account can run: the server answers, and a saved login is
+    /// still accepted. `Ok` says what was found, `Err` what is wrong and how to fix it.
+    pub fn probe(&self) -> Result<String, String> {
+        match &self.probe {
+            Probe::Matrix { homeserver, user_id, store_dir } => probe_matrix(homeserver, user_id, store_dir),
+        }
+    }
+}
+
+fn probe_matrix(homeserver: &str, user_id: &str, store_dir: &Path) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let base = homeserver.trim_end_matches('/');
+    let versions = agent
+        .get(format!("{base}/_matrix/client/versions"))
+        .call()
+        .map_err(|e| format!("cannot reach {homeserver}: {e}"))?;
+    if versions.status() != 200 {
+        return Err(format!(
+            "{homeserver} answered {} to /_matrix/client/versions — is it the homeserver's client URL?",
+            versions.status().as_u16()
+        ));
+    }
+    let session = store_dir.join("session.json");
+    let Ok(text) = std::fs::read_to_string(&session) else {
+        return Ok(format!("{homeserver} answers; the first start logs in as {user_id}"));
+    };
+    let saved: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a saved login: {e}", session.display()))?;
+    // `MatrixSession` serializes flat: `{user_id, device_id, access_token, refresh_token?}`.
+    let token = saved["access_token"].as_str().unwrap_or_default();
+    let mut whoami = agent
+        .get(format!("{base}/_matrix/client/v3/account/whoami"))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .map_err(|e| format!("cannot reach {homeserver}: {e}"))?;
+    let status = whoami.status().as_u16();
+    let body: serde_json::Value = whoami
+        .body_mut()
+        .read_to_string()
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    match status {
+        200 => Ok(format!(
+            "logged in as {} (device {})",
+            body["user_id"].as_str().unwrap_or(user_id),
+            body["device_id"].as_str().unwrap_or("?")
+        )),
+        _ => Err(format!(
+            "{homeserver} refused the saved login ({} {}): stop assent, remove {} and start it again to \
+             log in as a new device",
+            status,
+            body["errcode"].as_str().unwrap_or("no error code"),
+            store_dir.display()
+        )),
+    }
 }
 
 /// The accounts `serve` would start, for `assent doctor` (CLI-5). Secrets are read, never shown.
@@ -68,6 +138,11 @@ pub fn summaries(config: &LoadedConfig, data_dir: &Path) -> Result<Vec<AccountSu
                 table: format!("channels.matrix.accounts.{}", m.id),
                 approvers: m.approvers.len(),
                 identity: format!("{} on {}", m.user_id, m.homeserver),
+                probe: Probe::Matrix {
+                    homeserver: m.homeserver.clone(),
+                    user_id: m.user_id.clone(),
+                    store_dir: m.store_dir.clone(),
+                },
             },
         })
         .collect())
