@@ -31,7 +31,7 @@ use assent_core::{
 };
 use assent_engine::{ApprovalRef, Authority, EngineHandle, Interaction, TypedOutcome};
 use matrix_sdk::{
-    Client, Room, RoomMemberships,
+    Client, Room, RoomMemberships, RoomState,
     authentication::matrix::MatrixSession,
     config::{RequestConfig, SyncSettings},
     event_handler::EventHandlerHandle,
@@ -268,7 +268,11 @@ impl MatrixChannel {
         // Held across the lookup and the creation: a burst of cards for a new approver makes
         // one room, not one each (the new room's `m.direct` entry comes back through a later sync).
         let mut known = self.shared.dms.lock().await;
-        let cached = known.get(&user).and_then(|id| self.shared.client.get_room(id));
+        // A room the bot left or was removed from is no DM any more.
+        let cached = known
+            .get(&user)
+            .and_then(|id| self.shared.client.get_room(id))
+            .filter(|room| room.state() == RoomState::Joined);
         for room in cached.into_iter().chain(self.shared.client.get_dm_rooms(&user)) {
             if self.is_private(&room, &user).await? {
                 known.insert(user.clone(), room.room_id().to_owned());

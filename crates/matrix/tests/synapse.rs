@@ -507,6 +507,20 @@ async fn ch_mx_5_a_direct_room_is_reused_only_while_it_holds_just_the_bot_and_th
     // And the new one is used from then on.
     let c = rig.bed.handle.create(exec_request(&["id"])).await.unwrap();
     assert_eq!(rig.cards(&c.id, 1).await[0].room_id, second.room_id);
+    // Until the approver leaves it: a card there would reach nobody.
+    Rig::room(kim, &second).await.leave().await.unwrap();
+    let left = RoomId::parse(&second.room_id).unwrap();
+    for _ in 0..600 {
+        members = bot.get_room(&left).unwrap().members(RoomMemberships::ACTIVE).await.unwrap().len();
+        if members == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(members, 1, "the bot sees the approver leave");
+    let d = rig.bed.handle.create(exec_request(&["uptime"])).await.unwrap();
+    let third = rig.cards(&d.id, 1).await.remove(0);
+    assert!(third.room_id != first.room_id && third.room_id != second.room_id, "a new DM");
 }
 
 /// Records `binding.resolved` callbacks (BD-8).
