@@ -3,7 +3,7 @@
 
 use assent_core::{
     card::{CardView, Phase},
-    model::{Decision, Kind},
+    model::{Decision, Kind, Severity},
 };
 use serde::{Deserialize, Serialize};
 
@@ -71,8 +71,20 @@ pub(crate) fn render(view: &CardView) -> MatrixCard {
         html.push(format!("<p><em>{}</em></p>", esc(&line)));
         body.push(line);
     }
-    body.push(view.title.clone());
-    html.push(format!("<p><strong>{}</strong></p>", esc(&view.title)));
+    match view.severity {
+        Some(severity) => {
+            let (badge, color) = badge(severity);
+            body.push(format!("{} [{badge}]", view.title));
+            html.push(format!(
+                "<p><strong>{}</strong> <font data-mx-bg-color=\"{color}\" data-mx-color=\"#ffffff\">&nbsp;{badge}&nbsp;</font></p>",
+                esc(&view.title)
+            ));
+        }
+        None => {
+            body.push(view.title.clone());
+            html.push(format!("<p><strong>{}</strong></p>", esc(&view.title)));
+        }
+    }
     for block in &view.blocks {
         let fitted = block.text.fit(COMMAND_BUDGET);
         body.push(format!("{}:\n{}", block.label, fitted.shown));
@@ -97,6 +109,15 @@ pub(crate) fn render(view: &CardView) -> MatrixCard {
         html: html.join(""),
         approval: ApprovalTag { id: view.id.to_string(), kind: view.kind, phase: phase_name(view.phase) },
         reactions: if open { reactions } else { Vec::new() },
+    }
+}
+
+/// CH-CARD-1: a plugin card's severity badge and its background colour.
+fn badge(severity: Severity) -> (&'static str, &'static str) {
+    match severity {
+        Severity::Info => ("info", "#1565c0"),
+        Severity::Warning => ("warning", "#ef6c00"),
+        Severity::Critical => ("critical", "#c62828"),
     }
 }
 
@@ -134,4 +155,68 @@ pub(crate) fn replacement(event_id: &str, card: &MatrixCard) -> serde_json::Valu
         "m.new_content": new,
         "m.relates_to": { "rel_type": "m.replace", "event_id": event_id },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use assent_core::model::{AccountKey, Channel, Decision};
+    use assent_testing::samples;
+
+    use super::{COMMAND_BUDGET, content, reaction_decision, render, replacement};
+
+    fn account() -> AccountKey {
+        AccountKey::new(Channel::Matrix, "main")
+    }
+
+    /// CAP-2: what Matrix shows for every kind in every phase.
+    #[test]
+    fn cap_2_snapshots_of_every_kind_and_phase() {
+        for (name, view) in samples::every_card(&account()) {
+            let card = render(&view);
+            let shown = serde_json::json!({ "content": content(&card), "seeds": card.reactions });
+            insta::assert_json_snapshot!(format!("matrix_{name}"), shown);
+        }
+    }
+
+    #[test]
+    fn ch_mx_2_seeds_only_the_allowed_decisions_and_final_cards_none() {
+        let plugin = samples::phases(samples::plugin_action());
+        assert_eq!(render(&samples::view(&plugin[0].1, &account())).reactions, ["✅", "❌"]);
+        let exec = samples::phases(samples::exec_action(&["ls"]));
+        assert_eq!(render(&samples::view(&exec[0].1, &account())).reactions, ["✅", "♾️", "❌"]);
+        for (phase, a) in &exec[2..] {
+            assert!(render(&samples::view(a, &account())).reactions.is_empty(), "{phase}");
+        }
+    }
+
+    #[test]
+    fn ch_mx_2_a_huge_command_is_cut_and_the_event_stays_under_64_kib() {
+        let chunk = "x".repeat(4000);
+        let argv: Vec<&str> = std::iter::once("echo").chain(std::iter::repeat_n(chunk.as_str(), 7)).collect();
+        let a = samples::approval(samples::exec_action(&argv), 1);
+        let card = render(&samples::view(&a, &account()));
+        assert!(card.body.contains("Showing"), "a notice says it was cut");
+        assert!(card.body.len() < 3 * COMMAND_BUDGET, "{}", card.body.len());
+        let edit = replacement("$card", &card).to_string();
+        assert!(edit.len() < 64 * 1024, "the edit, which carries the card twice, is {} bytes", edit.len());
+    }
+
+    #[test]
+    fn ch_mx_2_html_is_escaped() {
+        let a = samples::approval(samples::exec_action(&["echo", "<script>alert(1)</script>"]), 1);
+        let card = render(&samples::view(&a, &account()));
+        assert!(card.html.contains("&lt;script&gt;"), "{}", card.html);
+        assert!(!card.html.contains("<script>"), "{}", card.html);
+    }
+
+    #[test]
+    fn ch_mx_3_keys_compare_without_the_variation_selector() {
+        assert_eq!(reaction_decision("✅"), Some(Decision::AllowOnce));
+        assert_eq!(reaction_decision("✅\u{fe0f}"), Some(Decision::AllowOnce));
+        assert_eq!(reaction_decision("♾"), Some(Decision::AllowAlways));
+        assert_eq!(reaction_decision("♾️"), Some(Decision::AllowAlways));
+        assert_eq!(reaction_decision("🔁"), Some(Decision::AllowAlways));
+        assert_eq!(reaction_decision("❌"), Some(Decision::Deny));
+        assert_eq!(reaction_decision("👍"), None, "other reactions fall through");
+    }
 }

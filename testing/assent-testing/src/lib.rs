@@ -7,6 +7,7 @@ mod fake;
 mod hooked;
 mod peers;
 pub mod postgres;
+pub mod samples;
 pub mod store_contract;
 pub mod synapse;
 

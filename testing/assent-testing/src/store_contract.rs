@@ -10,8 +10,8 @@ use assent_core::{
     id::{ApprovalId, EntryId},
     lifecycle::{VoteOutcome, apply_vote, consume},
     model::{
-        Action, Actor, Approval, AuditEntry, AuditType, Channel, Decision, Entry, EntryState, Event,
-        EventType, ExecRequest, Quorum, Requester, Status, Surface, TimeoutAction,
+        Actor, Approval, AuditEntry, AuditType, Channel, Decision, Entry, EntryState, Event, EventType,
+        Status, Surface,
     },
     store::{
         ApprovalWrite, AuditFilter, CallbackJob, CallbackState, CallbackTarget, CallbackWrite, Commit,
@@ -19,7 +19,7 @@ use assent_core::{
     },
 };
 
-use crate::T0;
+use crate::{T0, samples::kim};
 
 /// Generates one `#[tokio::test]` per contract case for the store made by `$factory`, an async
 /// expression yielding `Arc<dyn Store>`. The calling crate needs `tokio` as a dev-dependency.
@@ -49,34 +49,12 @@ macro_rules! __store_contract_cases {
 
 /// A pending exec approval with id `bits`, created at `T0`, expiring after a minute.
 pub fn sample(bits: u128) -> Approval {
-    let exec = ExecRequest { argv: vec!["ls".into(), "-l".into()], ..Default::default() };
-    Approval {
-        id: ApprovalId::from_bits(bits),
-        action: Action::Exec(exec.into_action().unwrap_or_else(|e| panic!("{e}"))),
-        status: Status::Pending,
-        mode: None,
-        reason: None,
-        created_at: T0,
-        expires_at: T0 + Duration::from_secs(60),
-        decided_at: None,
-        allowed_decisions: vec![Decision::AllowOnce, Decision::Deny],
-        grant_scope: None,
-        quorum: Quorum { required: 2, votes: Vec::new() },
-        requester: Requester { principal: "token:ci".into() },
-        origin: None,
-        agent_id: None,
-        session_key: None,
-        idempotency_key: None,
-        callback: None,
-        decided_by: None,
-        deny_reason: None,
-        consumed_at: None,
-        grant_id: None,
-        on_timeout: TimeoutAction::Deny,
-        prevent_self_approval: false,
-        policy_rule: "default".into(),
-        version: 1,
-    }
+    let mut a = crate::samples::approval(crate::samples::exec_action(&["ls", "-l"]), 2);
+    a.id = ApprovalId::from_bits(bits);
+    a.expires_at = T0 + Duration::from_secs(60);
+    a.allowed_decisions = vec![Decision::AllowOnce, Decision::Deny];
+    (a.agent_id, a.session_key) = (None, None);
+    a
 }
 
 fn insert(a: &Approval) -> Commit {
@@ -91,10 +69,6 @@ fn update(next: &Approval, expected: u64) -> Commit {
         approval: Some(ApprovalWrite::Update { approval: next.clone(), expected_version: expected }),
         ..Commit::default()
     }
-}
-
-fn kim() -> Actor {
-    Actor::platform(Channel::Telegram, "42", "@kim", Surface::ApproverDm)
 }
 
 fn entry(approval: &ApprovalId, bits: u128, target: &str) -> Entry {

@@ -2,14 +2,14 @@ use std::time::Duration;
 
 use assent_core::{
     card::*,
-    lifecycle::{ExpiryCause, VoteOutcome, apply_vote, cancel, expire},
     model::*,
-    policy::GrantScope,
     text::Redactor,
     token::{Keyring, TokenKey},
 };
 
-use crate::{T0, approval, binding_action, bob, exec_action, kim, plugin_action};
+use assent_testing::samples::{self, vote};
+
+use crate::{T0, approval, binding_action, exec_action, kim, plugin_action};
 
 fn ctx<'a>(
     account: &'a AccountKey,
@@ -21,64 +21,13 @@ fn ctx<'a>(
 }
 
 fn build(a: &Approval) -> CardView {
-    let account = AccountKey::new(Channel::Telegram, "main");
-    let keyring = Keyring::new(TokenKey::new([42; 32]), vec![]);
-    let redactor = Redactor::default();
-    CardView::build(a, &ctx(&account, &keyring, &redactor, None), true)
-}
-
-fn vote(a: &Approval, actor: &Actor, d: Decision, reason: Option<&str>) -> Approval {
-    match apply_vote(a, actor, d, reason.map(str::to_owned), T0).unwrap() {
-        VoteOutcome::Recorded(x) | VoteOutcome::Decided(x) => x,
-        VoteOutcome::Idempotent => panic!("unexpected idempotent vote"),
-    }
-}
-
-/// Every phase of one approval.
-fn phases(action: Action) -> Vec<(&'static str, Approval)> {
-    let mut a = approval(action, 2);
-    if a.kind() != Kind::Plugin {
-        a.grant_scope = Some(GrantScope {
-            base: if a.kind() == Kind::Binding {
-                assent_core::policy::ScopeBase::BindingAccount
-            } else {
-                assent_core::policy::ScopeBase::ExactArgv
-            },
-            session: true,
-            ttl_secs: None,
-        });
-    }
-    let progress = vote(&a, &kim(), Decision::AllowOnce, None);
-    let once = vote(&progress, &bob(), Decision::AllowOnce, None);
-    let always = if a.allowed_decisions.contains(&Decision::AllowAlways) {
-        vote(&vote(&a, &kim(), Decision::AllowAlways, None), &bob(), Decision::AllowAlways, None)
-    } else {
-        once.clone()
-    };
-    let denied = vote(&a, &kim(), Decision::Deny, Some("too broad"));
-    let expired = expire(&a, ExpiryCause::Timeout, a.expires_at).unwrap();
-    let no_route = expire(&a, ExpiryCause::NoRoute, T0).unwrap();
-    let cancelled = cancel(&a, &Actor::token("ci"), false, T0).unwrap();
-    vec![
-        ("pending", a),
-        ("progress", progress),
-        ("approved_once", once),
-        ("approved_always", always),
-        ("denied", denied),
-        ("expired", expired),
-        ("no_route", no_route),
-        ("cancelled", cancelled),
-    ]
+    samples::view(a, &AccountKey::new(Channel::Telegram, "main"))
 }
 
 #[test]
 fn cap_2_card_snapshots_for_every_kind_and_phase() {
-    for (kind, action) in [
-        ("exec", exec_action(&["deploy", "--env", "prod"])),
-        ("plugin", plugin_action()),
-        ("binding", binding_action()),
-    ] {
-        for (phase, a) in phases(action) {
+    for (kind, action) in samples::kinds() {
+        for (phase, a) in samples::phases(action) {
             let view = build(&a);
             assert_eq!(view, build(&a), "render input is deterministic");
             insta::assert_json_snapshot!(format!("card_{kind}_{phase}"), view);

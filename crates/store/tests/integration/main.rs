@@ -6,7 +6,10 @@
 
 mod engine;
 mod migrations;
+// The PostgreSQL tests need the `postgres` feature (`cargo xtask ci` runs with all features).
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
 mod replicas;
 mod sqlite;
 

@@ -1,4 +1,5 @@
 use assent_store::{OpenError, OpenOptions, SqlStore};
+#[cfg(feature = "postgres")]
 use assent_testing::postgres::PgServer;
 
 use crate::temp_db;
@@ -25,6 +26,7 @@ async fn st_5_no_migrate_fails_while_migrations_are_pending() {
     SqlStore::open_sqlite(&path, no).await.expect("nothing pending any more");
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn st_5_migrations_are_idempotent_and_refuse_newer_schemas_on_postgres() {
     let url = PgServer::shared().fresh_database();
