@@ -17,12 +17,21 @@ const RETRY: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct AccountRun {
     stop: CancellationToken,
+    /// Cancelled when the loop has detached the account and let the lease go.
+    finished: CancellationToken,
 }
 
 impl AccountRun {
     /// Stops trying, releases the lease and detaches the account.
     pub fn stop(&self) {
         self.stop.cancel();
+    }
+
+    /// [`AccountRun::stop`], then waits until the account is detached, so a new handler for the
+    /// same account never races the old one's detach (CAP-7).
+    pub async fn stop_and_wait(&self) {
+        self.stop.cancel();
+        self.finished.cancelled().await;
     }
 }
 
@@ -36,10 +45,13 @@ impl EngineHandle {
     /// Runs `capability` on this replica while it holds the account's lease (ST-7). With a store
     /// only one process can open, the lease is always granted and this is [`EngineHandle::attach`].
     pub fn attach_when_leased(&self, capability: Arc<dyn DynApprovalCapability>) -> AccountRun {
-        let stop = CancellationToken::new();
-        let (h, stopped) = (self.clone(), stop.clone());
-        self.spawn(async move { h.lease_loop(capability, stopped).await });
-        AccountRun { stop }
+        let (stop, finished) = (CancellationToken::new(), CancellationToken::new());
+        let (h, stopped, done) = (self.clone(), stop.clone(), finished.clone());
+        self.spawn(async move {
+            let _done = done.drop_guard();
+            h.lease_loop(capability, stopped).await;
+        });
+        AccountRun { stop, finished }
     }
 
     async fn lease_loop(&self, cap: Arc<dyn DynApprovalCapability>, stop: CancellationToken) {
@@ -62,7 +74,16 @@ impl EngineHandle {
             };
             self.clear_standby(&key);
             if let Err(e) = self.attach(cap.clone()).await {
-                tracing::warn!(account = %key, error = %e, "attaching a leased account failed");
+                // Let the lease go (another replica may do better) and try again.
+                tracing::warn!(account = %key, error = %e, retry_in = ?RETRY, "attaching a leased account failed");
+                let _ = self.detach(&key).await;
+                drop(lease);
+                self.set_standby(&cap);
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = self.inner.shutdown.cancelled() => break,
+                    () = tokio::time::sleep(RETRY) => continue,
+                }
             }
             tracing::info!(account = %key, "holding the account lease");
             let lost = tokio::select! {

@@ -18,7 +18,7 @@ use std::{
 use assent_core::{capability::DynApprovalCapability, model::AccountKey};
 use tokio::sync::watch;
 
-use crate::{EngineHandle, backoff};
+use crate::{AccountRun, EngineHandle, backoff};
 
 /// What the registry holds for a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +110,8 @@ impl EngineHandle {
     /// CAP-7: runs the account's handler from whatever context is registered for `key`. On each
     /// registration the old handler is stopped and `factory` builds a new capability, retried
     /// (1 s doubling to 30 s) while that registration is current; a stale result is dropped so it
-    /// never replaces a newer handler. Unregistering stops the handler.
+    /// never replaces a newer handler. The handler runs while this replica holds the account's
+    /// lease ([`EngineHandle::attach_when_leased`]). Unregistering stops the handler.
     pub fn bootstrap<C, F, Fut>(&self, registry: Arc<ContextRegistry<C>>, key: AccountKey, factory: F)
     where
         C: Clone + Send + Sync + 'static,
@@ -120,12 +121,15 @@ impl EngineHandle {
         let h = self.clone();
         self.spawn(async move {
             let mut rx = registry.watch(&key);
+            let mut running: Option<AccountRun> = None;
             loop {
                 let state = rx.borrow_and_update().clone();
                 // Stop the old handler first (CAP-7), whatever comes next.
-                let _ = h.detach(&key).await;
+                if let Some(run) = running.take() {
+                    run.stop_and_wait().await;
+                }
                 if let ContextState::Registered { generation, context } = state {
-                    h.start_generation(&registry, &key, generation, context, &factory, &mut rx).await;
+                    running = h.start_generation(&registry, &key, generation, context, &factory, &rx).await;
                 }
                 tokio::select! {
                     () = h.inner.shutdown.cancelled() => return,
@@ -142,32 +146,32 @@ impl EngineHandle {
         generation: u64,
         context: C,
         factory: &F,
-        rx: &mut watch::Receiver<ContextState<C>>,
-    ) where
+        rx: &watch::Receiver<ContextState<C>>,
+    ) -> Option<AccountRun>
+    where
         C: Clone + Send + Sync + 'static,
         F: Fn(C) -> Fut,
         Fut: Future<Output = Result<Arc<dyn DynApprovalCapability>, String>>,
     {
+        // Watched through a clone, so the caller's receiver still sees the change that ends this.
+        let mut replaced = rx.clone();
         let mut attempt = 0;
         loop {
             let result = factory(context.clone()).await;
             if registry.current(key).generation() != Some(generation) {
-                return; // Stale: a newer registration (or none) is in charge now.
+                return None; // Stale: a newer registration (or none) is in charge now.
             }
             let error = match result {
-                Ok(cap) => match self.attach(cap).await {
-                    Ok(()) => return,
-                    Err(e) => e.to_string(),
-                },
+                Ok(cap) => return Some(self.attach_when_leased(cap)),
                 Err(e) => e,
             };
             let wait = backoff(attempt, Duration::from_secs(1), Duration::from_secs(30));
             tracing::warn!(account = %key, error, ?wait, "approval handler failed to start; retrying");
             attempt += 1;
             tokio::select! {
-                () = self.inner.shutdown.cancelled() => return,
+                () = self.inner.shutdown.cancelled() => return None,
                 () = tokio::time::sleep(wait) => {}
-                _ = rx.changed() => return,
+                _ = replaced.changed() => return None,
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use std::{path::Path, time::Duration};
 
-use assent_engine::{AccountRun, EngineHandle};
+use assent_engine::EngineHandle;
 
 use crate::config::{ConfigError, LoadedConfig};
 
@@ -161,46 +161,45 @@ pub(crate) enum Account {
     Matrix(assent_matrix::MatrixAccount),
 }
 
-/// Starts every account in the background; the returned runs stop them when dropped.
-pub(crate) fn start(
-    accounts: Vec<Account>,
-    engine: &EngineHandle,
-) -> Vec<tokio::task::JoinHandle<Option<AccountRun>>> {
-    accounts
-        .into_iter()
-        .map(|account| {
-            let engine = engine.clone();
-            tokio::spawn(async move { connect_with_retry(account, engine).await })
-        })
-        .collect()
-}
+/// Registrations of the configured accounts' contexts (CAP-6); dropping one stops its account.
+pub(crate) type Registrations = Vec<Box<dyn std::any::Any + Send + Sync>>;
 
-async fn connect_with_retry(account: Account, engine: EngineHandle) -> Option<AccountRun> {
-    let mut wait = Duration::from_secs(1);
-    loop {
-        match connect(account.clone(), &engine).await {
-            Ok(run) => return Some(run),
-            Err(e) => {
-                tracing::warn!(error = %e, ?wait, "a chat account could not start; retrying (see `assent doctor`)");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(60));
+/// Registers every account's context and lets the engine's bootstrap (CAP-7) run it: connect in
+/// the background (a platform that is down must not stop the gateway), retry with backoff, and
+/// run the account while this replica holds its lease (ST-7).
+pub(crate) fn start(accounts: Vec<Account>, engine: &EngineHandle) -> Registrations {
+    #[cfg(feature = "matrix")]
+    let matrix = assent_engine::registry::ContextRegistry::<assent_matrix::MatrixAccount>::new();
+    let mut registrations: Registrations = Vec::new();
+    for account in accounts {
+        match account {
+            #[cfg(feature = "matrix")]
+            Account::Matrix(a) => {
+                use assent_core::{
+                    capability::IntoDynCapability,
+                    model::{AccountKey, Channel},
+                };
+                let key = AccountKey::new(Channel::Matrix, a.id.clone());
+                let engine_for_channel = engine.clone();
+                engine.bootstrap(
+                    matrix.clone(),
+                    key.clone(),
+                    move |account: assent_matrix::MatrixAccount| {
+                        let engine = engine_for_channel.clone();
+                        async move {
+                            let id = account.id.clone();
+                            let channel = assent_matrix::MatrixChannel::connect(account, engine)
+                                .await
+                                .map_err(|e| format!("matrix/{id}: {e} (see `assent doctor`)"))?;
+                            Ok(channel.erase())
+                        }
+                    },
+                );
+                registrations.push(Box::new(matrix.register(key, a)));
             }
         }
     }
-}
-
-async fn connect(account: Account, engine: &EngineHandle) -> Result<AccountRun, String> {
-    match account {
-        #[cfg(feature = "matrix")]
-        Account::Matrix(a) => {
-            use assent_core::capability::IntoDynCapability;
-            let id = a.id.clone();
-            let channel = assent_matrix::MatrixChannel::connect(a, engine.clone())
-                .await
-                .map_err(|e| format!("matrix/{id}: {e}"))?;
-            Ok(engine.attach_when_leased(channel.erase()))
-        }
-    }
+    registrations
 }
 
 #[cfg(feature = "matrix")]

@@ -151,8 +151,8 @@ pub struct RunningServer {
     first_run_token: Option<PathBuf>,
     admin_token_path: Option<PathBuf>,
     login_code: Option<String>,
-    /// The chat accounts' start-up tasks; each holds its account's lease loop once connected.
-    accounts: Vec<tokio::task::JoinHandle<Option<assent_engine::AccountRun>>>,
+    /// The chat accounts' registrations; the engine runs each while it is registered.
+    accounts: channels::Registrations,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -210,9 +210,7 @@ impl RunningServer {
 
     /// Stops accepting requests, lets in-flight ones finish, then stops the engine.
     pub async fn shutdown(self) {
-        for task in &self.accounts {
-            task.abort();
-        }
+        drop(self.accounts);
         self.stop.cancel();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.http).await;
         self.engine.shutdown(SHUTDOWN_GRACE).await;

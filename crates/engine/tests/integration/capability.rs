@@ -273,6 +273,28 @@ async fn cap_7_a_stale_start_never_replaces_a_newer_handler() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_7_a_registration_during_a_retry_pause_starts_at_once() {
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), console_always(), &[]).await;
+    let registry = ContextRegistry::<Option<FakeChannel>>::new();
+    let key = AccountKey::new(Channel::Telegram, "main");
+    bed.handle.bootstrap(registry.clone(), key.clone(), |ctx: Option<FakeChannel>| async move {
+        ctx.map(|fake| fake.erase() as Arc<dyn DynApprovalCapability>).ok_or_else(|| "bad token".to_owned())
+    });
+    let _broken = registry.register(key.clone(), None);
+    tokio::time::sleep(Duration::from_millis(100)).await; // Now in its first 1 s retry pause.
+    let fixed = telegram();
+    let _fixed = registry.register(key.clone(), Some(fixed.clone()));
+    // The retry pauses grow to 30 s: only a registration noticed at once starts within the wait.
+    until("the fixed registration starts", || {
+        let h = bed.handle.clone();
+        async move { h.accounts().iter().any(|a| a.key.account == "main") }
+    })
+    .await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    card(&fixed, &a.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn st_7_a_store_of_one_process_grants_the_lease_at_once_and_stopping_detaches() {
     let bed = TestBed::with(Arc::new(MemoryStore::new()), test_config(), &[]).await;
     let fake = telegram();
