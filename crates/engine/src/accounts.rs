@@ -118,6 +118,14 @@ impl EngineHandle {
             .collect()
     }
 
+    /// Whether `key` is attached on this replica (it holds the lease), rather than on standby or
+    /// absent. Channels whose every connection sees every message (Matrix) answer only then, so
+    /// replicas do not answer twice.
+    pub fn is_serving(&self, key: &AccountKey) -> bool {
+        let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.contains_key(key)
+    }
+
     /// Whether this very capability (not a newer handler for the same account) is attached.
     pub(crate) fn is_attached(&self, cap: &Arc<dyn DynApprovalCapability>) -> bool {
         let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -373,7 +373,8 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 /// IX-5 / CH-MX-4: `/approve <ref> <decision>` typed in a room; answered in a threaded notice.
 async fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
     let engine = &shared.engine;
-    if ev.sender == shared.bot {
+    // Every replica's device sees the command; the one holding the account answers it.
+    if ev.sender == shared.bot || !engine.is_serving(&shared.key) {
         return;
     }
     let MessageType::Text(text) = &ev.content.msgtype else { return };

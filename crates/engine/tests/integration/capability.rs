@@ -304,12 +304,10 @@ async fn st_7_a_store_of_one_process_grants_the_lease_at_once_and_stopping_detac
         async move { h.accounts().len() == 1 }
     })
     .await;
+    assert!(bed.handle.is_serving(&fake.key()));
     let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
     card(&fake, &a.id).await;
-    run.stop();
-    until("the account to detach", || {
-        let h = bed.handle.clone();
-        async move { h.accounts().is_empty() }
-    })
-    .await;
+    run.stop_and_wait().await;
+    assert!(bed.handle.accounts().is_empty(), "detached once the run is stopped");
+    assert!(!bed.handle.is_serving(&fake.key()));
 }

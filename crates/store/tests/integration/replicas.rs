@@ -11,7 +11,7 @@ use std::{
 use assent_core::{
     capability::IntoDynCapability,
     clock::ManualClock,
-    model::{Channel, Decision, EventType, Status},
+    model::{AccountKey, Channel, Decision, EventType, Status},
     store::Store,
 };
 use assent_engine::{Engine, EngineHandle};
@@ -34,7 +34,7 @@ async fn until<F: FnMut() -> bool>(what: &str, limit: Duration, mut f: F) -> Dur
 }
 
 fn holds(h: &EngineHandle) -> bool {
-    !h.accounts().is_empty()
+    h.is_serving(&AccountKey::new(Channel::Telegram, "main"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,6 +48,7 @@ async fn st_7_st_8_two_replicas_share_one_database() {
     let _run_b = hb.attach_when_leased(fake.clone().erase());
     until("one replica to take the lease", Duration::from_secs(10), || holds(&ha) || holds(&hb)).await;
     assert!(!(holds(&ha) && holds(&hb)), "ST-7: exactly one replica holds the account");
+    assert_eq!(ha.accounts().len() + hb.accounts().len(), 1, "the other keeps it on standby only");
     let (holder, other) = if holds(&ha) { (ha.clone(), hb.clone()) } else { (hb.clone(), ha.clone()) };
 
     // Created on the replica without the account: planned there, delivered once by the holder.
