@@ -37,6 +37,22 @@ fn serve_starts_a_configured_matrix_account() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = format!("OK   matrix/main login — logged in as {} (device ", bot.user_id);
     assert!(stdout.contains(&line), "{stdout}");
+    // A typo in an approver's id is caught before any card fails.
+    let typo = config.replace(&kim.user_id, "@nobody-here:localhost");
+    let typo_path = server.dir.path().join("typo.toml");
+    std::fs::write(&typo_path, typo).unwrap();
+    let out = server
+        .cli()
+        .args(["doctor", "--config"])
+        .arg(&typo_path)
+        .env("ASSENT_TEST_MATRIX_PASSWORD", &bot.password)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAIL matrix/main login — approver @nobody-here:localhost does not exist"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -61,7 +61,7 @@ pub struct AccountSummary {
 /// What `doctor` may ask the platform without acting as the bot (no login, no device).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Probe {
-    Matrix { homeserver: String, user_id: String, store_dir: std::path::PathBuf },
+    Matrix { homeserver: String, user_id: String, approvers: Vec<String>, store_dir: std::path::PathBuf },
 }
 
 impl AccountSummary {
@@ -69,61 +69,87 @@ impl AccountSummary {
     /// still accepted. `Ok` says what was found, `Err` what is wrong and how to fix it.
     pub fn probe(&self) -> Result<String, String> {
         match &self.probe {
-            Probe::Matrix { homeserver, user_id, store_dir } => probe_matrix(homeserver, user_id, store_dir),
+            Probe::Matrix { homeserver, user_id, approvers, store_dir } => {
+                probe_matrix(homeserver, user_id, approvers, store_dir)
+            }
         }
     }
 }
 
-fn probe_matrix(homeserver: &str, user_id: &str, store_dir: &Path) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let base = homeserver.trim_end_matches('/');
-    let versions = agent
-        .get(format!("{base}/_matrix/client/versions"))
-        .call()
-        .map_err(|e| format!("cannot reach {homeserver}: {e}"))?;
-    if versions.status() != 200 {
+fn probe_matrix(
+    homeserver: &str,
+    user_id: &str,
+    approvers: &[String],
+    store_dir: &Path,
+) -> Result<String, String> {
+    let hs = Homeserver::new(homeserver);
+    let (status, _) = hs.get("/_matrix/client/versions", None)?;
+    if status != 200 {
         return Err(format!(
-            "{homeserver} answered {} to /_matrix/client/versions — is it the homeserver's client URL?",
-            versions.status().as_u16()
+            "{homeserver} answered {status} to /_matrix/client/versions — is it the homeserver's client URL?"
         ));
     }
+    // `MatrixSession` is saved flat: `{user_id, device_id, access_token, refresh_token?}`.
     let session = store_dir.join("session.json");
-    let Ok(text) = std::fs::read_to_string(&session) else {
-        return Ok(format!("{homeserver} answers; the first start logs in as {user_id}"));
+    let token = match std::fs::read_to_string(&session) {
+        Err(_) => None,
+        Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| format!("{} is not a saved login: {e}", session.display()))?["access_token"]
+            .as_str()
+            .map(str::to_owned),
     };
-    let saved: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a saved login: {e}", session.display()))?;
-    // `MatrixSession` serializes flat: `{user_id, device_id, access_token, refresh_token?}`.
-    let token = saved["access_token"].as_str().unwrap_or_default();
-    let mut whoami = agent
-        .get(format!("{base}/_matrix/client/v3/account/whoami"))
-        .header("Authorization", format!("Bearer {token}"))
-        .call()
-        .map_err(|e| format!("cannot reach {homeserver}: {e}"))?;
-    let status = whoami.status().as_u16();
-    let body: serde_json::Value = whoami
-        .body_mut()
-        .read_to_string()
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    match status {
-        200 => Ok(format!(
-            "logged in as {} (device {})",
-            body["user_id"].as_str().unwrap_or(user_id),
-            body["device_id"].as_str().unwrap_or("?")
-        )),
-        _ => Err(format!(
-            "{homeserver} refused the saved login ({} {}): stop assent, remove {} and start it again to \
-             log in as a new device",
-            status,
-            body["errcode"].as_str().unwrap_or("no error code"),
-            store_dir.display()
-        )),
+    let login = match &token {
+        None => format!("{homeserver} answers; the first start logs in as {user_id}"),
+        Some(token) => match hs.get("/_matrix/client/v3/account/whoami", Some(token))? {
+            (200, me) => format!(
+                "logged in as {} (device {})",
+                me["user_id"].as_str().unwrap_or(user_id),
+                me["device_id"].as_str().unwrap_or("?")
+            ),
+            (status, body) => {
+                return Err(format!(
+                    "{homeserver} refused the saved login ({status} {}): stop assent, remove {} and start it \
+                     again to log in as a new device",
+                    body["errcode"].as_str().unwrap_or("no error code"),
+                    store_dir.display()
+                ));
+            }
+        },
+    };
+    // A typo in an approver's id would only show when their first card fails.
+    for approver in approvers {
+        if let (404, _) = hs.get(&format!("/_matrix/client/v3/profile/{approver}"), token.as_deref())? {
+            return Err(format!("approver {approver} does not exist ({homeserver} knows no such user)"));
+        }
+    }
+    Ok(login)
+}
+
+/// Blocking JSON calls to a homeserver's client API, 5 s each.
+struct Homeserver {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Homeserver {
+    fn new(url: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        Self { agent, base: url.trim_end_matches('/').to_owned() }
+    }
+
+    /// Status and JSON body (`null` when there is none).
+    fn get(&self, path: &str, token: Option<&str>) -> Result<(u16, serde_json::Value), String> {
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.call().map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+        let body = response.body_mut().read_to_string().ok().and_then(|t| serde_json::from_str(&t).ok());
+        Ok((response.status().as_u16(), body.unwrap_or_default()))
     }
 }
 
@@ -141,6 +167,7 @@ pub fn summaries(config: &LoadedConfig, data_dir: &Path) -> Result<Vec<AccountSu
                 probe: Probe::Matrix {
                     homeserver: m.homeserver.clone(),
                     user_id: m.user_id.clone(),
+                    approvers: m.approvers.clone(),
                     store_dir: m.store_dir.clone(),
                 },
             },
