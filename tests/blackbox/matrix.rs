@@ -26,29 +26,18 @@ fn serve_starts_a_configured_matrix_account() {
     let log = std::fs::read_to_string(server.dir.path().join("serve.log")).unwrap();
     assert!(!log.contains(&bot.password), "the password never reaches the log");
     // doctor asks the homeserver about the saved login, without logging in itself.
-    let config_path = server.dir.path().join("assent.toml");
-    let out = server
-        .cli()
-        .args(["doctor", "--config"])
-        .arg(&config_path)
-        .env("ASSENT_TEST_MATRIX_PASSWORD", &bot.password)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doctor = |config: &str| {
+        let path = server.dir.path().join("doctor.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut cli = server.cli();
+        cli.args(["doctor", "--config"]).arg(&path).env("ASSENT_TEST_MATRIX_PASSWORD", &bot.password);
+        String::from_utf8_lossy(&cli.output().unwrap().stdout).into_owned()
+    };
+    let stdout = doctor(&config);
     let line = format!("OK   matrix/main login — logged in as {} (device ", bot.user_id);
     assert!(stdout.contains(&line), "{stdout}");
     // A typo in an approver's id is caught before any card fails.
-    let typo = config.replace(&kim.user_id, "@nobody-here:localhost");
-    let typo_path = server.dir.path().join("typo.toml");
-    std::fs::write(&typo_path, typo).unwrap();
-    let out = server
-        .cli()
-        .args(["doctor", "--config"])
-        .arg(&typo_path)
-        .env("ASSENT_TEST_MATRIX_PASSWORD", &bot.password)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = doctor(&config.replace(&kim.user_id, "@nobody-here:localhost"));
     assert!(
         stdout.contains("FAIL matrix/main login — approver @nobody-here:localhost does not exist"),
         "{stdout}"
