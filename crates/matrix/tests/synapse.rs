@@ -53,10 +53,8 @@ struct Rig {
 fn store_dir(tag: &str) -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("matrix-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    assent_testing::process_scratch(base, "matrix").join(format!("{tag}-{n}"))
 }
 
 /// An approver's own client: logs in, joins the rooms it is invited to, keeps syncing.

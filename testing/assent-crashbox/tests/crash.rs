@@ -13,7 +13,7 @@
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Write},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, ChildStdin, Command, Stdio},
     sync::mpsc,
     thread,
@@ -146,9 +146,7 @@ async fn nf_7_kill_9_at_random_points_loses_nothing_acknowledged() {
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     println!("nf_7 seed {seed}, {kills} kills");
     let mut rng = Rng(seed);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = assent_testing::process_scratch(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "crash");
     let (db, log) = (dir.join("assent.db"), dir.join("callbacks.log"));
     let mut ledger = Ledger::default();
     for round in 0..kills {

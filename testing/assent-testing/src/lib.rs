@@ -174,6 +174,38 @@ pub mod __private {
     pub use assent_core::store::Store;
 }
 
+/// This test process's own directory `<base>/<name>-<pid>`, created if needed. The first call
+/// for a `name` also removes the directories earlier test processes left behind (their pid is
+/// gone), so repeated runs do not pile up scratch data under `target/`.
+pub fn process_scratch(base: &std::path::Path, name: &str) -> std::path::PathBuf {
+    static SWEPT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut swept = SWEPT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !swept.iter().any(|n| n == name) {
+        swept.push(name.to_owned());
+        sweep_dead(base, name);
+    }
+    let dir = base.join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}
+
+/// Removes `<base>/<name>-<pid>` of processes that no longer run (Linux: no `/proc/<pid>`), and
+/// this process's own if an earlier process with the same pid left one.
+fn sweep_dead(base: &std::path::Path, name: &str) {
+    let proc = std::path::Path::new("/proc");
+    let own = std::process::id().to_string();
+    let (Ok(entries), true) = (std::fs::read_dir(base), proc.is_dir()) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let pid = file_name.to_str().and_then(|f| f.strip_prefix(name)).and_then(|f| f.strip_prefix('-'));
+        if let Some(pid) = pid.filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && (pid == own || !proc.join(pid).exists())
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Polls `check` every 5 ms for up to 10 s of real time. Not a timing assertion: it only bounds
 /// how long a broken test hangs.
 pub async fn eventually(what: &str, check: &mut dyn FnMut() -> bool) {

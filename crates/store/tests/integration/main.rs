@@ -21,8 +21,8 @@ use std::{
 /// A fresh SQLite path under cargo's per-target temporary directory.
 pub(crate) fn temp_db() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("assent-store-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir =
+        assent_testing::process_scratch(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "assent-store");
     let path = dir.join(format!("t{}.db", N.fetch_add(1, Ordering::SeqCst)));
     for suffix in ["", "-wal", "-shm", ".lock"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
