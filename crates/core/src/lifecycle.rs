@@ -77,7 +77,12 @@ impl Rejection {
 
     /// The stable code of this rejection (its serde tag; metrics labels).
     pub fn code(&self) -> &'static str {
-        let i = match self {
+        Self::CODES[self.code_index()]
+    }
+
+    /// The position of [`Rejection::code`] in [`Rejection::CODES`].
+    pub fn code_index(&self) -> usize {
+        match self {
             Rejection::NotFound => 0,
             Rejection::AlreadyResolved { .. } => 1,
             Rejection::Expired => 2,
@@ -85,8 +90,7 @@ impl Rejection {
             Rejection::DecisionNotAllowed => 4,
             Rejection::AmbiguousRef => 5,
             Rejection::Throttled { .. } => 6,
-        };
-        Self::CODES[i]
+        }
     }
 }
 

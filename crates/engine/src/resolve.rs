@@ -128,12 +128,11 @@ impl EngineHandle {
         self.counted(self.check_interaction(ix))
     }
 
-    /// Counts a precheck's outcome for `/metrics` (and for tests that watch interactions
-    /// which have no ack of their own, like Matrix reactions).
+    /// Counts a precheck's outcome (`EngineStats`, `/metrics`).
     fn counted(&self, outcome: Result<Accepted, Rejection>) -> Result<Accepted, Rejection> {
         let slot = match &outcome {
             Ok(_) => 0,
-            Err(r) => 1 + Rejection::CODES.iter().position(|c| *c == r.code()).unwrap_or(0),
+            Err(r) => 1 + r.code_index(),
         };
         self.inner.counters.interactions[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         outcome

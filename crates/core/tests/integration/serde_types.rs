@@ -146,3 +146,21 @@ fn lc_14_callback_jobs_and_wire_enums() {
     };
     insta::assert_json_snapshot!("planned_target", target);
 }
+
+#[test]
+fn lc_17_rejection_codes_are_their_serde_tags() {
+    let all = [
+        Rejection::NotFound,
+        Rejection::AlreadyResolved { by: None, outcome: ResolvedOutcome::Denied },
+        Rejection::Expired,
+        Rejection::Unauthorized,
+        Rejection::DecisionNotAllowed,
+        Rejection::AmbiguousRef,
+        Rejection::Throttled { retry_after: Duration::from_secs(60) },
+    ];
+    assert_eq!(all.len(), Rejection::CODES.len());
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(serde_json::to_value(r).unwrap()["code"], r.code(), "{r:?}");
+        assert_eq!(r.code_index(), i);
+    }
+}
