@@ -302,11 +302,11 @@ fn add_handlers(client: &Client, shared: &Arc<Shared>) -> Vec<EventHandlerHandle
         }),
         client.add_event_handler(move |ev: StrippedRoomMemberEvent, room: Room| {
             let shared = invited.clone();
-            async move { on_invite(&shared, &room, ev).await }
+            async move { on_invite(&shared, &room, ev) }
         }),
         client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
             let shared = typed.clone();
-            async move { on_message(&shared, &room, ev).await }
+            async move { on_message(&shared, &room, ev) }
         }),
     ]
 }
@@ -371,7 +371,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// IX-5 / CH-MX-4: `/approve <ref> <decision>` typed in a room; answered in a threaded notice.
-async fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
+fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
     let engine = &shared.engine;
     // Every replica's device sees the command; the one holding the account answers it.
     if ev.sender == shared.bot || !engine.is_serving(&shared.key) {
@@ -382,37 +382,48 @@ async fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEve
         Actor::platform(Channel::Matrix, ev.sender.to_string(), ev.sender.to_string(), Surface::Origin);
     let is_edit = matches!(ev.content.relates_to, Some(Relation::Replacement(_)));
     let msg = TypedMessage { text: &text.body, is_edit, from_bot: false };
-    let reply = match engine.precheck_typed(&shared.key, actor, msg, None) {
-        TypedOutcome::Ignore => return,
-        TypedOutcome::Reply(text) => text,
-        TypedOutcome::Rejected(r) => r.to_string(),
-        TypedOutcome::Accepted(accepted) => match engine.resolve(accepted).await {
-            Ok(resolution) => resolution.reply,
-            Err(e) => e.to_string(),
-        },
-    };
+    let outcome = engine.precheck_typed(&shared.key, actor, msg, None);
+    if matches!(outcome, TypedOutcome::Ignore) {
+        return;
+    }
     // In the command's thread if it was typed in one, else a new thread under the command.
     let root = match &ev.content.relates_to {
         Some(Relation::Thread(thread)) => thread.event_id.to_string(),
         _ => ev.event_id.to_string(),
     };
-    let notice =
-        serde_json::json!({ "msgtype": "m.notice", "body": reply, "m.relates_to": in_thread(&root) });
-    if let Err(e) = room.send_raw("m.room.message", notice).await {
-        tracing::warn!(error = %e, "could not answer a typed /approve");
-    }
+    // The sync loop waits for its event handlers: recording and answering (a send that may wait
+    // out a rate limit) run beside it, so later reactions are not held up.
+    let (engine, room) = (engine.clone(), room.clone());
+    tokio::spawn(async move {
+        let reply = match outcome {
+            TypedOutcome::Ignore => return,
+            TypedOutcome::Reply(text) => text,
+            TypedOutcome::Rejected(r) => r.to_string(),
+            TypedOutcome::Accepted(accepted) => match engine.resolve(accepted).await {
+                Ok(resolution) => resolution.reply,
+                Err(e) => e.to_string(),
+            },
+        };
+        let notice =
+            serde_json::json!({ "msgtype": "m.notice", "body": reply, "m.relates_to": in_thread(&root) });
+        if let Err(e) = room.send_raw("m.room.message", notice).with_request_config(sending()).await {
+            tracing::warn!(error = %e, "could not answer a typed /approve");
+        }
+    });
 }
 
 /// The bot joins a room when an approver invites it (to post cards there with
 /// `target = "channel"`); invitations from anybody else are left alone.
-async fn on_invite(shared: &Shared, room: &Room, ev: StrippedRoomMemberEvent) {
+fn on_invite(shared: &Shared, room: &Room, ev: StrippedRoomMemberEvent) {
     let for_bot = ev.state_key == shared.bot && ev.content.membership == MembershipState::Invite;
     let from_approver = shared.routing.approvers.iter().any(|a| a.as_str() == ev.sender.as_str());
-    if for_bot
-        && from_approver
-        && let Err(e) = room.join().await
-    {
-        tracing::warn!(room = %room.room_id(), error = %e, "could not join a room an approver invited the bot to");
+    if for_bot && from_approver {
+        let room = room.clone();
+        tokio::spawn(async move {
+            if let Err(e) = room.join().await {
+                tracing::warn!(room = %room.room_id(), error = %e, "could not join a room an approver invited the bot to");
+            }
+        });
     }
 }
 
