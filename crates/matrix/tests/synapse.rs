@@ -361,6 +361,20 @@ impl Rig {
         self.channel.client()
     }
 
+    /// Waits until the bot's view of the card's room has `n` members (joined or invited).
+    async fn bot_sees_members(&self, card: &MatrixEntry, n: usize, what: &str) {
+        let room = self.channel_client().get_room(&RoomId::parse(&card.room_id).unwrap()).unwrap();
+        let mut members = 0;
+        for _ in 0..600 {
+            members = room.members(RoomMemberships::ACTIVE).await.unwrap().len();
+            if members == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the bot never saw {what}: {members} member(s), not {n}");
+    }
+
     /// A group room the first approver makes and invites the bot to; returns it once the bot is in.
     async fn group_room(&self) -> String {
         let client = &self.approvers[0].1;
@@ -488,17 +502,7 @@ async fn ch_mx_5_a_direct_room_is_reused_only_while_it_holds_just_the_bot_and_th
     // Somebody else is invited into the direct room: it is not private any more.
     let eve = rig.hs.register("eve");
     Rig::room(kim, &first).await.invite_user_by_id(&UserId::parse(&eve.user_id).unwrap()).await.unwrap();
-    let shared = RoomId::parse(&first.room_id).unwrap();
-    let bot = rig.channel_client();
-    let mut members = 0;
-    for _ in 0..600 {
-        members = bot.get_room(&shared).unwrap().members(RoomMemberships::ACTIVE).await.unwrap().len();
-        if members == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(members, 3, "the bot sees eve invited");
+    rig.bot_sees_members(&first, 3, "eve invited").await;
     let b = rig.bed.handle.create(exec_request(&["pwd"])).await.unwrap();
     let second = rig.cards(&b.id, 1).await.remove(0);
     assert_ne!(second.room_id, first.room_id, "a room with a third member is not a DM");
@@ -507,15 +511,7 @@ async fn ch_mx_5_a_direct_room_is_reused_only_while_it_holds_just_the_bot_and_th
     assert_eq!(rig.cards(&c.id, 1).await[0].room_id, second.room_id);
     // Until the approver leaves it: a card there would reach nobody.
     Rig::room(kim, &second).await.leave().await.unwrap();
-    let left = RoomId::parse(&second.room_id).unwrap();
-    for _ in 0..600 {
-        members = bot.get_room(&left).unwrap().members(RoomMemberships::ACTIVE).await.unwrap().len();
-        if members == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(members, 1, "the bot sees the approver leave");
+    rig.bot_sees_members(&second, 1, "the approver gone").await;
     let d = rig.bed.handle.create(exec_request(&["uptime"])).await.unwrap();
     let third = rig.cards(&d.id, 1).await.remove(0);
     assert!(third.room_id != first.room_id && third.room_id != second.room_id, "a new DM");

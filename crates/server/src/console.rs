@@ -294,6 +294,11 @@ async fn pending(state: &AppState) -> Result<Vec<Approval>, assent_core::store::
 
 /// Shown instead of a list the store could not give: never an empty list that looks like "no
 /// approvals".
+/// A whole console page saying its list could not be read.
+fn unavailable_page(title: &str, page: &Page, e: &dyn std::fmt::Display) -> Response {
+    html(StatusCode::SERVICE_UNAVAILABLE, layout(title, Some(&page.session), &unavailable(e)))
+}
+
 fn unavailable(e: &dyn std::fmt::Display) -> String {
     tracing::error!(error = %e, "console could not read the store");
     "<p class=\"error\" id=\"store-error\">The store is unavailable right now, so this list cannot be shown. \
@@ -454,10 +459,7 @@ async fn history_page(State(state): State<AppState>, page: Page) -> Response {
     let items = match state.engine.store().approvals(&filter).await {
         Ok(items) => items,
         Err(e) => {
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                layout("History", Some(&page.session), &unavailable(&e)),
-            );
+            return unavailable_page("History", &page, &e);
         }
     };
     let mut body = String::from(
@@ -482,10 +484,7 @@ async fn grants_page(State(state): State<AppState>, page: Page) -> Response {
     let grants = match state.engine.grants().await {
         Ok(g) => g,
         Err(e) => {
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                layout("Grants", Some(&page.session), &unavailable(&e)),
-            );
+            return unavailable_page("Grants", &page, &e);
         }
     };
     let admin = page.session.principal.has(Scope::Admin);
@@ -521,10 +520,7 @@ async fn audit_page(State(state): State<AppState>, page: Page) -> Response {
     let entries = match state.engine.store().audit(&filter).await {
         Ok(entries) => entries,
         Err(e) => {
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                layout("Audit", Some(&page.session), &unavailable(&e)),
-            );
+            return unavailable_page("Audit", &page, &e);
         }
     };
     let mut body = String::from(
@@ -569,4 +565,27 @@ async fn accounts_page(State(state): State<AppState>, page: Page) -> Response {
     }
     body.push_str("</table>");
     html(StatusCode::OK, layout("Accounts", Some(&page.session), &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::{Page, Session, unavailable_page};
+
+    #[tokio::test]
+    async fn a_store_failure_is_a_503_page_that_says_so_never_an_empty_list() {
+        let session = Session {
+            principal: crate::auth::admin("kim"),
+            csrf: "c".to_owned(),
+            expires: std::time::Instant::now(),
+        };
+        let response = unavailable_page("History", &Page { session }, &"disk I/O error");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("History"), "the page keeps its title: {body}");
+        assert!(body.contains("id=\"store-error\""), "{body}");
+        assert!(!body.contains("disk I/O error"), "the store's error stays in the log: {body}");
+    }
 }
