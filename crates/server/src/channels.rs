@@ -3,7 +3,10 @@
 //! replica holds each account's lease (ST-7).
 
 // A build without any channel feature has no account to start: its start path is dead code.
-#![cfg_attr(not(feature = "matrix"), allow(dead_code, unreachable_code, unused_mut, unused_variables))]
+#![cfg_attr(
+    not(feature = "matrix"),
+    allow(dead_code, unreachable_code, unused_mut, unused_variables, clippy::never_loop)
+)]
 
 use std::{path::Path, time::Duration};
 
