@@ -59,6 +59,7 @@ fn has_nextest() -> bool {
 }
 
 fn ci() -> Result<(), String> {
+    warn_if_disk_is_short();
     ensure_test_peers()?;
     // Every feature is on, so the PostgreSQL backend and its tests are always checked.
     let all = ["--workspace", "--all-features", "--locked"];
@@ -114,6 +115,25 @@ fn ensure_test_peers() -> Result<(), String> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// A full run builds about 2.6 GiB under `target/` (measured on a clean checkout with
+/// `CARGO_INCREMENTAL=0`, as `.ci/run` sets). Running out of disk mid-build fails with a
+/// rustc write error that says little, so say it up front.
+fn warn_if_disk_is_short() {
+    const NEEDED_KIB: u64 = 3 * 1024 * 1024;
+    let Ok(out) = Command::new("df").args(["-Pk", "."]).output() else { return };
+    let text = String::from_utf8_lossy(&out.stdout);
+    // POSIX `df -P`: the second line's fourth column is the space available, in KiB.
+    let free =
+        text.lines().nth(1).and_then(|l| l.split_whitespace().nth(3)).and_then(|f| f.parse::<u64>().ok());
+    if let Some(free) = free.filter(|&f| f < NEEDED_KIB) {
+        eprintln!(
+            "xtask: warning: {} MiB free here; a full CI build needs about 3 GiB (set CARGO_INCREMENTAL=0 \
+             to save 1 GiB of incremental caches)",
+            free / 1024
+        );
+    }
 }
 
 /// NF-14: assent-core has no tokio, HTTP or platform types.
