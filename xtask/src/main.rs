@@ -16,7 +16,7 @@ commands:
             RUSTDOCFLAGS=-Dwarnings. The PostgreSQL tests start a real server from the
             machine's PostgreSQL binaries (`.ci/run` installs them when missing)
   bench     run the engine benchmarks (release build) and print NF-1 ack p50/p99,
-            NF-2 lifecycles/s and NF-3 bytes per pending approval;
+            NF-2 lifecycles/s and NF-3 bytes per pending approval (`bench nf2`: one of them);
             `bench store`: SQLite NF-2 vs a raw floor, NF-4, NF-6;
             `bench server`: NF-5 CLI start, 10k long-poll waiters (memory, latency);
             `bench matrix`: a Matrix round trip on Synapse vs a bare matrix-sdk bot

@@ -275,11 +275,10 @@ impl Store for MemoryStore {
         let inner = self.lock()?;
         let terminal = |id: &ApprovalId| inner.approvals.get(id).is_some_and(|a| a.status.is_terminal());
         Ok(inner
-            .entries
-            .values()
-            .filter(|e| {
-                e.needs_finalizing() && e.next_attempt_at.is_none_or(|t| t <= now) && terminal(&e.approval_id)
-            })
+            .unfinalized
+            .iter()
+            .filter_map(|id| inner.entries.get(id))
+            .filter(|e| e.next_attempt_at.is_none_or(|t| t <= now) && terminal(&e.approval_id))
             .take(limit)
             .cloned()
             .collect())

@@ -2,13 +2,29 @@
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicIsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicIsize, Ordering},
 };
 
 /// Wraps the system allocator and tracks live bytes.
 pub(crate) struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+/// Counting is on from the start and switched off once NF-3 is measured: the shared counter is
+/// a cache line both worker threads write on every allocation, which cost the throughput
+/// figures about 8% of their CPU time.
+static COUNTING: AtomicBool = AtomicBool::new(true);
+
+/// Stops counting for the rest of the process; [`live_bytes`] is meaningless afterwards.
+pub(crate) fn stop_counting() {
+    COUNTING.store(false, Ordering::Relaxed);
+}
+
+fn count(delta: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        LIVE.fetch_add(delta, Ordering::Relaxed);
+    }
+}
 
 /// Live heap bytes now.
 pub(crate) fn live_bytes() -> isize {
@@ -24,19 +40,19 @@ fn size(layout: Layout) -> isize {
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(size(layout), Ordering::Relaxed);
+        count(size(layout));
         // SAFETY: forwarded unchanged (see above).
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(size(layout), Ordering::Relaxed);
+        count(-size(layout));
         // SAFETY: forwarded unchanged (see above).
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(isize::try_from(new_size).unwrap_or(isize::MAX) - size(layout), Ordering::Relaxed);
+        count(isize::try_from(new_size).unwrap_or(isize::MAX) - size(layout));
         // SAFETY: forwarded unchanged (see above).
         unsafe { System.realloc(ptr, layout, new_size) }
     }
