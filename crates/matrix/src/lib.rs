@@ -177,9 +177,12 @@ struct Shared {
     /// delivered before a restart (or by another replica): reactions may have come in while
     /// nobody was listening.
     delivered_here: Mutex<std::collections::HashSet<String>>,
-    /// Direct rooms in use, per approver (ST-2's DM cache).
-    dms: tokio::sync::Mutex<HashMap<OwnedUserId, OwnedRoomId>>,
+    /// Direct rooms in use, one slot per approver (ST-2's DM cache).
+    dms: Mutex<HashMap<OwnedUserId, DmSlot>>,
 }
+
+/// One approver's direct room, once known; locked while it is being looked up or created.
+type DmSlot = Arc<tokio::sync::Mutex<Option<OwnedRoomId>>>;
 
 /// The Matrix channel of one bot account.
 #[derive(Clone)]
@@ -265,22 +268,24 @@ impl MatrixChannel {
     /// invited) are the bot and the approver, else a new one with an invite.
     async fn dm_room(&self, user: &str) -> Result<Room, MatrixError> {
         let user = UserId::parse(user).map_err(|e| MatrixError::Invalid(format!("user {user}: {e}")))?;
-        // Held across the lookup and the creation: a burst of cards for a new approver makes
-        // one room, not one each (the new room's `m.direct` entry comes back through a later sync).
-        let mut known = self.shared.dms.lock().await;
+        // The approver's slot is held across the lookup and the creation: a burst of cards for a
+        // new approver makes one room, not one each (the new room's `m.direct` entry comes back
+        // through a later sync). Other approvers' rooms are looked up or created meanwhile.
+        let slot = lock(&self.shared.dms).entry(user.clone()).or_default().clone();
+        let mut known = slot.lock().await;
         // A room the bot left or was removed from is no DM any more.
         let cached = known
-            .get(&user)
+            .as_ref()
             .and_then(|id| self.shared.client.get_room(id))
             .filter(|room| room.state() == RoomState::Joined);
         for room in cached.into_iter().chain(self.shared.client.get_dm_rooms(&user)) {
             if self.is_private(&room, &user).await? {
-                known.insert(user.clone(), room.room_id().to_owned());
+                *known = Some(room.room_id().to_owned());
                 return Ok(room);
             }
         }
         let room = self.shared.client.create_dm(&user).await?;
-        known.insert(user, room.room_id().to_owned());
+        *known = Some(room.room_id().to_owned());
         Ok(room)
     }
 
