@@ -93,6 +93,19 @@ pub enum MatrixError {
     Invalid(String),
 }
 
+impl MatrixError {
+    /// The homeserver no longer accepts the access token (`M_UNKNOWN_TOKEN`): the device was
+    /// logged out.
+    fn is_refused_login(&self) -> bool {
+        let kind = match self {
+            MatrixError::Sdk(e) => e.client_api_error_kind(),
+            MatrixError::Http(e) => e.client_api_error_kind(),
+            MatrixError::Invalid(_) => None,
+        };
+        matches!(kind, Some(ErrorKind::UnknownToken(_)))
+    }
+}
+
 impl ClassifyError for MatrixError {
     fn retry_kind(&self) -> RetryKind {
         let kind = match self {
@@ -218,15 +231,21 @@ impl MatrixChannel {
     /// Logs in, syncs once, and starts following the account's rooms. Reactions are decided
     /// through `engine`.
     pub async fn connect(account: MatrixAccount, engine: EngineHandle) -> Result<Self, MatrixError> {
-        std::fs::create_dir_all(&account.store_dir)
-            .map_err(|e| MatrixError::Invalid(format!("{}: {e}", account.store_dir.display())))?;
-        let client = Client::builder()
-            .homeserver_url(&account.homeserver)
-            .sqlite_store(&account.store_dir, None)
-            .build()
-            .await
-            .map_err(|e| MatrixError::Invalid(format!("cannot reach {}: {e}", account.homeserver)))?;
-        restore_or_login(&client, &account).await?;
+        let client = match signed_in(&account).await {
+            Err(e) if e.is_refused_login() => {
+                // The device was logged out elsewhere (or by an admin). Its crypto store is of no
+                // use to a new device, so it is kept aside, not deleted, and the bot logs in anew.
+                let kept = retire_store(&account.store_dir)?;
+                tracing::warn!(
+                    account = %account.id,
+                    kept = %kept.display(),
+                    "the homeserver refused the saved Matrix login; logging in as a new device \
+                     (messages encrypted for the old device only stay unreadable to the bot)"
+                );
+                signed_in(&account).await?
+            }
+            other => other?,
+        };
         let bot = client
             .user_id()
             .map(ToOwned::to_owned)
@@ -245,9 +264,6 @@ impl MatrixChannel {
             delivered_here: Mutex::default(),
             dms: Default::default(),
         });
-        // Catch up on rooms at once; a long poll here would hold the start for up to 30 s when
-        // nothing is new.
-        client.sync_once(SyncSettings::default().timeout(Duration::ZERO)).await?;
         let handlers = add_handlers(&client, &shared);
         let sync = tokio::spawn(follow(client.clone()));
         let running = Running { client, handlers, _sync: AbortOnDropHandle::new(sync) };
@@ -334,12 +350,48 @@ async fn follow(client: Client) {
         match client.sync_once(settings.clone()).await {
             Ok(_) => backoff = Duration::from_secs(1),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "matrix sync failed");
+                let e = MatrixError::from(e);
+                if e.is_refused_login() {
+                    tracing::error!(
+                        error = %e,
+                        "the homeserver logged this device out; restart assent serve to log in as a new device"
+                    );
+                } else {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "matrix sync failed");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }
+}
+
+/// A client logged in as the account's device and caught up on its rooms.
+async fn signed_in(account: &MatrixAccount) -> Result<Client, MatrixError> {
+    std::fs::create_dir_all(&account.store_dir)
+        .map_err(|e| MatrixError::Invalid(format!("{}: {e}", account.store_dir.display())))?;
+    let client = Client::builder()
+        .homeserver_url(&account.homeserver)
+        .sqlite_store(&account.store_dir, None)
+        .build()
+        .await
+        .map_err(|e| MatrixError::Invalid(format!("cannot reach {}: {e}", account.homeserver)))?;
+    restore_or_login(&client, account).await?;
+    // Catch up on rooms at once (a restored session is only checked here); a long poll would
+    // hold the start for up to 30 s when nothing is new.
+    client.sync_once(SyncSettings::default().timeout(Duration::ZERO)).await?;
+    Ok(client)
+}
+
+/// Moves a store whose login the homeserver refused to `<dir>.revoked-<unix seconds>`.
+fn retire_store(dir: &std::path::Path) -> Result<std::path::PathBuf, MatrixError> {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut kept = dir.as_os_str().to_owned();
+    kept.push(format!(".revoked-{}", since_epoch.as_secs()));
+    let kept = std::path::PathBuf::from(kept);
+    std::fs::rename(dir, &kept)
+        .map_err(|e| MatrixError::Invalid(format!("moving {} aside: {e}", dir.display())))?;
+    Ok(kept)
 }
 
 /// Uses the device this account already has (its session is kept beside the crypto store), so

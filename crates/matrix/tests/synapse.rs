@@ -29,6 +29,7 @@ use assent_testing::{
 };
 use matrix_sdk::{
     Client, Room, RoomMemberships, RoomState,
+    authentication::matrix::MatrixSession,
     config::SyncSettings,
     room::MessagesOptions,
     ruma::{
@@ -326,6 +327,53 @@ async fn ch_mx_3_a_reaction_made_while_assent_was_down_decides_at_start() {
     let channel = Rig::connect(hs, &bot, &bot_store, &approvers, &bed, TargetMode::Dm).await;
     let decided = bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(decided.status, Status::Denied, "the reaction counts once the card is re-bound");
+    drop(channel);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_mx_a_bot_logged_out_elsewhere_logs_in_anew_and_its_pending_card_still_decides() {
+    let rig = Rig::new(1, matrix_config()).await;
+    let a = rig.bed.handle.create(exec_request(&["reboot"])).await.unwrap();
+    let card = rig.cards(&a.id, 1).await.remove(0);
+    let Rig { hs, bed, bot, bot_store, channel, approvers } = rig;
+    let old_device = channel.client().device_id().unwrap().to_owned();
+    drop(channel);
+    // Someone logs the bot's device out from another client while assent is down.
+    let session: MatrixSession =
+        serde_json::from_str(&std::fs::read_to_string(bot_store.join("session.json")).unwrap()).unwrap();
+    let elsewhere = Client::builder().homeserver_url(hs.url()).build().await.unwrap();
+    elsewhere.matrix_auth().restore_session(session, Default::default()).await.unwrap();
+    elsewhere.matrix_auth().logout().await.unwrap();
+
+    let bed = bed.restart_with(Vec::new()).await;
+    let channel = Rig::connect(hs, &bot, &bot_store, &approvers, &bed, TargetMode::Dm).await;
+    let new_device = channel.client().device_id().unwrap().to_owned();
+    assert_ne!(new_device, old_device, "a new device, since the old one is gone");
+    let kept: Vec<_> = std::fs::read_dir(bot_store.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{}.revoked-", bot_store.file_name().unwrap().to_string_lossy()))
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "the old store is kept aside, not deleted");
+
+    // The approver's client encrypts its reaction for the devices it knows of: wait until it
+    // has seen the bot's new one (as a real client does within a sync or two).
+    let approver = &approvers[0].1;
+    let bot_id = UserId::parse(&bot.user_id).unwrap();
+    for _ in 0..600 {
+        let devices = approver.encryption().get_user_devices(&bot_id).await.unwrap();
+        if devices.get(&new_device).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Rig::react(approver, &card, "✅").await;
+    let decided = bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(decided.status, Status::Approved, "the card from before the new login still decides");
     drop(channel);
 }
 

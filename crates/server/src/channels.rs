@@ -111,8 +111,9 @@ fn probe_matrix(
             ),
             (status, body) => {
                 return Err(format!(
-                    "{homeserver} refused the saved login ({status} {}): stop assent, remove {} and start it \
-                     again to log in as a new device",
+                    "{homeserver} refused the saved login ({status} {}): the device was logged out; \
+                     restart assent serve and it logs in as a new device, keeping the old store aside as \
+                     {}.revoked-<time>",
                     body["errcode"].as_str().unwrap_or("no error code"),
                     store_dir.display()
                 ));
