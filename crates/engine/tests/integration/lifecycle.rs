@@ -353,6 +353,9 @@ async fn lc_15_events_have_gap_free_seq_and_resume() {
     let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
     let msg = card(&fake, &a.id).await;
     fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    // The card's `delivered` event commits with its ledger entry, which may land after the
+    // click; once the card is finalized, that entry (and its event) is stored.
+    finalized(&fake, &a.id).await;
     let all = bed.handle.events_since(0, 100).await.unwrap();
     let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=all.len() as u64).collect::<Vec<_>>());
