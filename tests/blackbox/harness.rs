@@ -45,6 +45,8 @@ pub(crate) struct Server {
     addr: String,
     pub(crate) dir: TempDir,
     config: Option<PathBuf>,
+    /// Extra environment (secrets), kept for a restart.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -99,7 +101,8 @@ impl Server {
         };
         let url = url.trim_end_matches('/').to_owned();
         let addr = url.trim_start_matches("http://").to_owned();
-        Self { child: Some(child), url, addr, dir, config }
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Self { child: Some(child), url, addr, dir, config, env }
     }
 
     /// The data dir (holds admin.token).
@@ -126,8 +129,10 @@ impl Server {
         let dir = std::mem::replace(&mut self.dir, TempDir::new("moved"));
         let config = self.config.take();
         let addr = self.addr.clone();
+        let env = std::mem::take(&mut self.env);
         drop(self);
-        Self::launch(dir, config, &addr)
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::launch_with(dir, config, &addr, &env)
     }
 
     /// The CLI, pointed at this server; it finds the admin token in the data dir.

@@ -2,20 +2,26 @@
 //! Synapse (every TLS stack linked in, one crypto provider chosen) and reports it ready.
 
 use crate::harness::{Server, eventually};
-use assent_testing::synapse::SynapseServer;
+use assent_testing::synapse::{MatrixUser, SynapseServer};
 
-#[test]
-fn serve_starts_a_configured_matrix_account() {
-    let hs = SynapseServer::shared();
-    let (bot, kim) = (hs.register("bot"), hs.register("kim"));
-    let config = format!(
+/// `[channels.matrix.accounts.main]` for `bot` on `hs`, with `approver`.
+fn matrix_config(hs: &SynapseServer, bot: &MatrixUser, approver: &MatrixUser) -> String {
+    format!(
         "[channels.matrix.accounts.main]\nhomeserver = \"{}\"\nuser_id = \"{}\"\npassword_env = \"ASSENT_TEST_MATRIX_PASSWORD\"\n\
          approvals = {{ approvers = [\"{}\"] }}\n",
         hs.url(),
         bot.user_id,
-        kim.user_id
-    );
-    let server = Server::with_config_env(&config, &[("ASSENT_TEST_MATRIX_PASSWORD", &bot.password)]);
+        approver.user_id
+    )
+}
+
+fn serve(config: &str, bot: &MatrixUser) -> Server {
+    let server = Server::with_config_env(config, &[("ASSENT_TEST_MATRIX_PASSWORD", &bot.password)]);
+    wait_until_attached(&server);
+    server
+}
+
+fn wait_until_attached(server: &Server) {
     let ready = eventually("the Matrix account to attach", || {
         let (_, ready) = server.call_as(None, "GET", "/v1/ready", None);
         let attached =
@@ -23,25 +29,82 @@ fn serve_starts_a_configured_matrix_account() {
         attached.then_some(ready)
     });
     assert_eq!(ready["accounts"][0]["active"], true, "{ready}");
+}
+
+/// `assent doctor` with `config`; its standard output.
+fn doctor(server: &Server, config: &str, bot: &MatrixUser) -> String {
+    let path = server.dir.path().join("doctor.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cli = server.cli();
+    cli.args(["doctor", "--config"]).arg(&path).env("ASSENT_TEST_MATRIX_PASSWORD", &bot.password);
+    String::from_utf8_lossy(&cli.output().unwrap().stdout).into_owned()
+}
+
+/// The bot's saved login: (access token, device id).
+fn saved_login(server: &Server) -> (String, String) {
+    let path = server.data_dir().join("matrix/main/session.json");
+    let session: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    (session["access_token"].as_str().unwrap().to_owned(), session["device_id"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn serve_starts_a_configured_matrix_account() {
+    let hs = SynapseServer::shared();
+    let (bot, kim) = (hs.register("bot"), hs.register("kim"));
+    let config = matrix_config(hs, &bot, &kim);
+    let server = serve(&config, &bot);
     let log = std::fs::read_to_string(server.dir.path().join("serve.log")).unwrap();
     assert!(!log.contains(&bot.password), "the password never reaches the log");
     // doctor asks the homeserver about the saved login, without logging in itself.
-    let doctor = |config: &str| {
-        let path = server.dir.path().join("doctor.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut cli = server.cli();
-        cli.args(["doctor", "--config"]).arg(&path).env("ASSENT_TEST_MATRIX_PASSWORD", &bot.password);
-        String::from_utf8_lossy(&cli.output().unwrap().stdout).into_owned()
-    };
-    let stdout = doctor(&config);
+    let stdout = doctor(&server, &config, &bot);
     let line = format!("OK   matrix/main login — logged in as {} (device ", bot.user_id);
     assert!(stdout.contains(&line), "{stdout}");
     // A typo in an approver's id is caught before any card fails.
-    let stdout = doctor(&config.replace(&kim.user_id, "@nobody-here:localhost"));
+    let stdout = doctor(&server, &config.replace(&kim.user_id, "@nobody-here:localhost"), &bot);
     assert!(
         stdout.contains("FAIL matrix/main login — approver @nobody-here:localhost does not exist"),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_bot_device_logged_out_elsewhere_is_reported_by_doctor_and_replaced_at_restart() {
+    let hs = SynapseServer::shared();
+    let (bot, kim) = (hs.register("bot"), hs.register("kim"));
+    let config = matrix_config(hs, &bot, &kim);
+    let server = serve(&config, &bot);
+    let (token, old_device) = saved_login(&server);
+    // Someone logs the bot's device out from another client.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let out = agent
+        .post(format!("{}/_matrix/client/v3/logout", hs.url()))
+        .header("Authorization", format!("Bearer {token}"))
+        .send_json(serde_json::json!({}))
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 200);
+
+    let stdout = doctor(&server, &config, &bot);
+    assert!(
+        stdout.contains("FAIL matrix/main login — ")
+            && stdout.contains("refused the saved login (401 M_UNKNOWN_TOKEN): the device was logged out; restart assent serve"),
+        "{stdout}"
+    );
+    let server = server.restart();
+    wait_until_attached(&server);
+    let (_, new_device) = saved_login(&server);
+    assert_ne!(new_device, old_device, "a new device");
+    let kept = std::fs::read_dir(server.data_dir().join("matrix"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("main.revoked-"));
+    assert!(kept, "the old device's store is kept aside");
+    let log = std::fs::read_to_string(server.dir.path().join("serve.log")).unwrap();
+    assert!(
+        log.contains("the homeserver refused the saved Matrix login; logging in as a new device"),
+        "{log}"
+    );
+    let stdout = doctor(&server, &config, &bot);
+    assert!(stdout.contains(&format!("(device {new_device})")), "{stdout}");
 }
 
 #[test]
