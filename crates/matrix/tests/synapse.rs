@@ -349,26 +349,22 @@ async fn ch_mx_a_bot_logged_out_elsewhere_logs_in_anew_and_its_pending_card_stil
     let channel = Rig::connect(hs, &bot, &bot_store, &approvers, &bed, TargetMode::Dm).await;
     let new_device = channel.client().device_id().unwrap().to_owned();
     assert_ne!(new_device, old_device, "a new device, since the old one is gone");
-    let kept: Vec<_> = std::fs::read_dir(bot_store.parent().unwrap())
+    let kept_prefix = format!("{}.revoked-", bot_store.file_name().unwrap().to_string_lossy());
+    let kept = std::fs::read_dir(bot_store.parent().unwrap())
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("{}.revoked-", bot_store.file_name().unwrap().to_string_lossy()))
-        })
-        .collect();
-    assert_eq!(kept.len(), 1, "the old store is kept aside, not deleted");
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&kept_prefix))
+        .count();
+    assert_eq!(kept, 1, "the old store is kept aside, not deleted");
 
     // The approver's client encrypts its reaction for the devices it knows of: wait until it
     // has seen the bot's new one (as a real client does within a sync or two).
     let approver = &approvers[0].1;
     let bot_id = UserId::parse(&bot.user_id).unwrap();
-    for _ in 0..600 {
-        let devices = approver.encryption().get_user_devices(&bot_id).await.unwrap();
-        if devices.get(&new_device).is_some() {
-            break;
-        }
+    let mut attempts = 0;
+    while approver.encryption().get_user_devices(&bot_id).await.unwrap().get(&new_device).is_none() {
+        attempts += 1;
+        assert!(attempts < 600, "the approver's client never saw the bot's new device");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Rig::react(approver, &card, "✅").await;
