@@ -10,6 +10,8 @@ mod console;
 mod harness;
 mod hook;
 mod matrix;
+mod redaction;
 mod restart;
+mod security;
 mod webdriver;
 mod webhook;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use assent_core::{clock::parse_duration, model::ExecRequest};
+use assent_core::{clock::parse_duration, model::ExecRequest, text::sanitize};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -40,8 +40,11 @@ pub(crate) struct ExecArgs {
 pub(crate) fn request(global: &Global, cmd: RequestCommand) -> Result<Exit, Failure> {
     let RequestCommand::Exec(args) = cmd;
     let client = Client::from_global(global)?;
+    // The resolved executable is part of what a grant matches (PO-3). A command that is not on
+    // this PATH is sent without one, and matches only grants made without one.
     let exec = ExecRequest {
         argv: args.command.clone(),
+        executable: which(&args.command[0]).map(|p| p.display().to_string()),
         cwd: Some(cwd(&args)?),
         host: host(),
         ..ExecRequest::default()
@@ -70,7 +73,7 @@ fn cwd(args: &ExecArgs) -> Result<String, Failure> {
 }
 
 /// This machine's name, bound into the action digest.
-fn host() -> String {
+pub(crate) fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_owned())
@@ -189,9 +192,12 @@ pub(crate) enum ApprovalsCommand {
         /// Only this status: pending, approved, denied, expired, cancelled.
         #[arg(long)]
         status: Option<String>,
-        /// At most this many.
+        /// At most this many (per page with --all).
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Every page, down to the oldest approval.
+        #[arg(long)]
+        all: bool,
     },
     /// Show one approval (full id or its first 8+ characters).
     Show { reference: String },
@@ -219,29 +225,45 @@ pub(crate) enum ApprovalsCommand {
     Cancel { reference: String },
 }
 
+/// The items of `path` and the cursor of what is left; with `all`, every page.
+fn list_pages(client: &Client, path: &str, all: bool) -> Result<(Vec<Value>, Option<String>), Failure> {
+    let mut items = Vec::new();
+    let mut page: Value = client.get(path)?;
+    loop {
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        let next = page["next"].as_str().map(str::to_owned);
+        match next {
+            Some(cursor) if all => page = client.get(&format!("{path}&before={cursor}"))?,
+            _ => return Ok((items, next)),
+        }
+    }
+}
+
 pub(crate) fn approvals(global: &Global, cmd: ApprovalsCommand) -> Result<Exit, Failure> {
     let client = Client::from_global(global)?;
     match cmd {
-        ApprovalsCommand::List { status, limit } => {
+        ApprovalsCommand::List { status, limit, all } => {
             let mut path = format!("/v1/approvals?limit={limit}");
             if let Some(s) = status {
                 path.push_str(&format!("&status={s}"));
             }
-            let page: Value = client.get(&path)?;
+            let (items, next) = list_pages(&client, &path, all)?;
             if global.json {
-                println!("{page}");
+                println!("{}", json!({ "items": items, "next": next }));
             } else {
-                let items = page["items"].as_array().cloned().unwrap_or_default();
                 if items.is_empty() {
                     println!("no approvals");
                 }
-                for a in items {
+                for a in &items {
                     println!(
                         "{}  {:<9}  {}",
                         a["ref"].as_str().unwrap_or_default(),
                         a["status"].as_str().unwrap_or_default(),
-                        a["title"].as_str().unwrap_or_default()
+                        sanitize(a["title"].as_str().unwrap_or_default(), false)
                     );
+                }
+                if next.is_some() {
+                    eprintln!("more approvals are older than these: add --all to list every page");
                 }
             }
         }
@@ -341,13 +363,16 @@ pub(crate) fn grants(global: &Global, cmd: GrantsCommand) -> Result<Exit, Failur
                 if items.is_empty() {
                     println!("no active grants");
                 }
+                // The server escapes these already; a terminal must never run what an argv hid.
+                let text = |v: &Value| sanitize(v.as_str().unwrap_or_default(), false);
                 for g in items {
                     println!(
-                        "{}  {:<7} used {:>4}×  {}",
-                        g["id"].as_str().unwrap_or_default(),
-                        g["kind"].as_str().unwrap_or_default(),
+                        "{}  {:<7} used {:>4}×  {}\n    matches {}",
+                        text(&g["id"]),
+                        text(&g["kind"]),
                         g["use_count"],
-                        g["subject"].as_str().unwrap_or_default()
+                        text(&g["subject"]),
+                        text(&g["scope"]),
                     );
                 }
             }

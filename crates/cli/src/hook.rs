@@ -84,6 +84,7 @@ fn request_body(p: &Value, limit: Duration) -> Result<Value, Failure> {
         let exec = ExecRequest {
             argv: vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()],
             cwd: p["cwd"].as_str().map(str::to_owned),
+            host: crate::commands::host(),
             ..ExecRequest::default()
         };
         return Ok(

@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod doctor;
 mod hook;
+mod logging;
 mod serve;
 mod wait;
 

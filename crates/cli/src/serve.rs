@@ -37,7 +37,7 @@ pub(crate) fn load_config(global: &Global, data_dir: &std::path::Path) -> Result
 }
 
 pub(crate) fn run(global: &Global, args: ServeArgs) -> Result<Exit, Failure> {
-    init_logging();
+    crate::logging::init();
     let data_dir = args.data_dir.unwrap_or_else(assent_server::default_data_dir);
     let config = load_config(global, &data_dir)?;
     let mut options = ServeOptions::new(data_dir.clone(), config);
@@ -84,10 +84,4 @@ async fn stdin_closed() {
         let _ = tx.send(());
     });
     let _ = rx.await;
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ASSENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -220,6 +220,11 @@ impl CardView {
                 (None, fields.into_iter().flatten().collect())
             }
         };
+        let mut fields: Vec<Field> = fields;
+        if let Some(scope) = offered_scope(a, phase) {
+            // The button names the scope briefly; this says everything the grant compares (PO-7).
+            fields.push(Field { label: "Allow always covers", value: scope.describe() });
+        }
         let title = title(a, r);
         let progress = (a.quorum.required > 1)
             .then_some(Progress { votes: a.quorum.votes.len(), required: a.quorum.required });
@@ -343,6 +348,12 @@ fn controls(a: &Approval, ctx: &CardContext<'_>) -> Vec<Control> {
             Control { label, decision: Some(d), token, style }
         })
         .collect()
+}
+
+/// The scope an open card's allow-always control would create.
+fn offered_scope(a: &Approval, phase: Phase) -> Option<&GrantScope> {
+    let offered = phase.is_open() && a.allowed_decisions.contains(&Decision::AllowAlways);
+    a.grant_scope.as_ref().filter(|_| offered)
 }
 
 fn outcome_text(a: &Approval, phase: Phase) -> Option<String> {

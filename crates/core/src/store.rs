@@ -198,6 +198,9 @@ pub struct ApprovalFilter {
     pub requester: Option<String>,
     /// Created at or after.
     pub since: Option<Timestamp>,
+    /// Keyset cursor: only approvals strictly older than this `(created_at, id)`, so a long
+    /// listing can be walked page by page, oldest included.
+    pub before: Option<(Timestamp, ApprovalId)>,
     /// At most this many, newest first.
     pub limit: usize,
 }

@@ -23,6 +23,28 @@ const BUILTIN_PATTERNS: &[&str] = &[
     r"\bgithub_pat_[A-Za-z0-9_]{22,}\b",
     // Slack tokens.
     r"\bxox[abeprs]-[A-Za-z0-9-]{10,}",
+    // A secret flag with its value as the next argument: `--password S3cr`, `--api-key 'x y'`.
+    r#"(?i)(\s-{1,2}[a-z0-9_-]*(?:key|token|secret|password|passwd|pwd|pass)\s+)(?:'[^']*'|"[^"]*"|[^\s'"-]\S*)"#,
+    // MySQL's attached password: `mysql -uroot -pS3cr`.
+    r"(?i)(\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n]*?\s-p)[^\s']+",
+    r"(?i)(\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n]*?\s'-p)[^']+(')",
+    // Registry logins' short password flag: `docker login -p 'Pa55 word'`.
+    r#"(?i)(\b(?:docker|podman|buildah|skopeo|helm|oras)\s+(?:registry\s+)?login\b[^\n]*?\s-p\s+)(?:'[^']*'|"[^"]*"|\S+)"#,
+    // `curl -u user:password`, `--user user:password`.
+    r"(\s(?:-u|--user)[\s=]+'?[^\s:'/]+:)[^\s'/][^\s']*",
+    // Credentials in a URL: `postgres://app:Pa55@db`; the user and the host stay.
+    r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@']+:)[^\s@/']+(@)",
+    // OpenAI / Anthropic style keys and Stripe keys.
+    r"\bsk-(?:proj-|ant-|svcacct-)?[A-Za-z0-9_-]{20,}",
+    r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}",
+    // JSON Web Tokens.
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    // Google API keys, GitLab, npm, PyPI and Hugging Face tokens.
+    r"\bAIza[0-9A-Za-z_-]{35}\b",
+    r"\bglpat-[A-Za-z0-9_-]{20,}",
+    r"\bnpm_[A-Za-z0-9]{36}\b",
+    r"\bpypi-[A-Za-z0-9_-]{50,}",
+    r"\bhf_[A-Za-z0-9]{30,}\b",
 ];
 
 /// Error for a configured redaction pattern that is not a valid regex.
@@ -86,8 +108,10 @@ impl Redactor {
             let mut count = 0;
             let replaced = re.replace_all(&current, |caps: &regex::Captures<'_>| {
                 count += 1;
+                // Group 1 is kept before the mask and group 2, if any, after it.
                 let keep = caps.get(1).map_or("", |m| m.as_str());
-                format!("{keep}{REDACTED}")
+                let tail = caps.get(2).map_or("", |m| m.as_str());
+                format!("{keep}{REDACTED}{tail}")
             });
             if count > 0 {
                 current = replaced.into_owned();

@@ -2,9 +2,9 @@
 //! it at once when a grant covers it, else asks the conversation's approvers.
 
 use assent_core::{
-    id::IdGenExt,
+    id::{ApprovalId, IdGenExt},
     model::{
-        Action, AuditEntry, AuditType, Binding, BindingRequest, Conversation, Event, EventType, Kind,
+        Action, Actor, AuditEntry, AuditType, Binding, BindingRequest, Conversation, Event, EventType, Kind,
         NewApproval,
     },
     policy::{MatchInput, grant_matches},
@@ -13,7 +13,7 @@ use assent_core::{
 };
 use serde_json::json;
 
-use crate::{EngineError, EngineHandle};
+use crate::{EngineError, EngineHandle, ResolveError};
 
 /// Result of a binding request (BD-1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +104,7 @@ impl EngineHandle {
         &self,
         conversation: &Conversation,
         plugin_root: Option<&str>,
+        actor: &Actor,
         is_admin: bool,
     ) -> Result<bool, EngineError> {
         let key = conversation.clone().normalized().binding_key();
@@ -113,7 +114,7 @@ impl EngineHandle {
             return Err(EngineError::ConversationBound { owner: existing.plugin.id });
         }
         let now = self.now();
-        let mut audit = AuditEntry::new(AuditType::BindingDetached, now);
+        let mut audit = AuditEntry::new(AuditType::BindingDetached, now).actor(actor);
         audit.binding_id = Some(existing.id.clone());
         let commit = Commit {
             bindings: vec![BindingWrite::Remove(key)],
@@ -123,6 +124,20 @@ impl EngineHandle {
         };
         self.commit(commit).await?;
         Ok(true)
+    }
+
+    /// A binding approval may be approved only while its conversation is free or already held
+    /// by the same install: two requests for one conversation can both be pending, and the
+    /// second approval must not silently replace the first owner (issue 9, finding 3).
+    pub(crate) async fn check_conversation_free(&self, id: &ApprovalId) -> Result<(), ResolveError> {
+        let Some(approval) = self.inner.store.approval(id).await? else { return Ok(()) };
+        let Action::Binding(req) = &approval.action else { return Ok(()) };
+        match self.inner.store.binding(&req.conversation.binding_key()).await? {
+            Some(owner) if owner.plugin.root != req.plugin.root => {
+                Err(ResolveError::ConversationBound { owner: owner.plugin.id })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A conversation assent itself routes cards into (a `[[forward]]` target) cannot be bound.

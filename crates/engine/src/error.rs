@@ -66,4 +66,15 @@ pub enum ResolveError {
     /// Store failure: the decision was not recorded.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The requested grant scope cannot be created (`grant_scope_not_allowed`); nothing was
+    /// recorded.
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    /// A binding approval cannot be approved: another install bound the conversation since it
+    /// was requested (`conversation_bound`). Nothing was recorded; detach the owner first.
+    #[error("this conversation is now bound to `{owner}`; detach it before approving another plugin")]
+    ConversationBound {
+        /// The owning plugin id.
+        owner: String,
+    },
 }

@@ -299,7 +299,10 @@ impl EngineHandle {
             acc.reason.as_deref().map(|r| DisplayText::new(r, &self.config().policy.redactor, false).full);
         if let (Some(scope), Some(current)) = (&acc.grant_scope, self.inner.store.approval(&acc.id).await?) {
             let rule = self.config().policy.rule_named(&current.policy_rule);
-            rule.allows_scope(scope).map_err(|_| Rejection::DecisionNotAllowed)?;
+            rule.allows_scope(scope, &current)?;
+        }
+        if acc.kind == Kind::Binding && acc.decision != Decision::Deny {
+            self.check_conversation_free(&acc.id).await?;
         }
         for _ in 0..CAS_RETRIES {
             let current = self.inner.store.approval(&acc.id).await?.ok_or(Rejection::NotFound)?;
@@ -334,7 +337,7 @@ impl EngineHandle {
                 Ok(next) => return Ok(self.resolution(next, acc.decision)),
                 Err(TransitionError::Store(StoreError::Conflict(_))) => continue,
                 Err(TransitionError::Store(e)) => return Err(e.into()),
-                Err(TransitionError::Scope(_)) => return Err(Rejection::DecisionNotAllowed.into()),
+                Err(TransitionError::Scope(e)) => return Err(e.into()),
             }
         }
         Err(StoreError::Unavailable("too much contention on one approval".to_owned()).into())

@@ -18,7 +18,7 @@ use crate::{
     auth::Scope,
     error::{ApiError, ErrorBody},
     http::{Body, Caller, Params, now},
-    views::ApprovalView,
+    views::{ApprovalView, binding_view},
 };
 
 /// `POST /v1/bindings` answer: bound at once, or waiting for approval.
@@ -103,10 +103,10 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Params(params): Params<ConversationParams>,
-) -> Result<Json<Binding>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Scope::Approve)?;
     match state.engine.binding_for(&params.conversation()).await? {
-        Some(b) => Ok(Json(b)),
+        Some(b) => Ok(Json(binding_view(&state.redactor, &b))),
         None => Err(ApiError::not_found("binding")),
     }
 }
@@ -118,13 +118,18 @@ pub(crate) async fn detach(
     caller: Caller,
     Params(params): Params<ConversationParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // Detaching changes who owns a conversation: plugins (request) and admins only, never a
+    // metrics or approve-only token (issue 9, finding 4).
+    caller.require(Scope::Request)?;
     let admin = caller.0.has(Scope::Admin);
     if !admin && params.plugin_root.is_none() {
         return Err(ApiError::invalid(
             "plugin_root: the owning install's root is required (admins may omit it)",
         ));
     }
-    let removed =
-        state.engine.detach_binding(&params.conversation(), params.plugin_root.as_deref(), admin).await?;
+    let removed = state
+        .engine
+        .detach_binding(&params.conversation(), params.plugin_root.as_deref(), &caller.actor(), admin)
+        .await?;
     Ok(Json(serde_json::json!({ "removed": removed })))
 }

@@ -121,23 +121,13 @@ pub(crate) fn session_of(parts: &Parts, state: &AppState) -> Option<Session> {
     cookie_value(&parts.headers).and_then(|id| state.sessions.get(&id))
 }
 
-/// CH-WEB-2: a write through the cookie needs the session's CSRF header and, if the browser
-/// sent one, an `Origin` of this very host.
+/// CH-WEB-2: a write through the cookie needs the session's CSRF header (the caller has checked
+/// the origin already).
 pub(crate) fn csrf_ok(parts: &Parts, session: &Session) -> bool {
-    let header_ok = parts
+    parts
         .headers
         .get("x-assent-csrf")
-        .is_some_and(|v| bool::from(v.as_bytes().ct_eq(session.csrf.as_bytes())));
-    let origin_ok = match (parts.headers.get(header::ORIGIN), parts.headers.get(header::HOST)) {
-        (None, _) => true,
-        (Some(origin), Some(host)) => origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://").map(|(_, rest)| rest.to_owned()))
-            .is_some_and(|o| host.to_str().is_ok_and(|h| h == o)),
-        (Some(_), None) => false,
-    };
-    header_ok && origin_ok
+        .is_some_and(|v| bool::from(v.as_bytes().ct_eq(session.csrf.as_bytes())))
 }
 
 /// A page for a logged-in user, or a redirect to the login page.
@@ -244,17 +234,18 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if let Err(secs) = state.auth_failures.check(peer.ip()) {
-        let text = format!("Too many failed logins from this address; try again in {secs} s.");
-        return login_form(StatusCode::TOO_MANY_REQUESTS, &text);
-    }
     match state.authenticate(form.token.trim()) {
         Some(p) if p.has(Scope::Approve) => start_session(&state, p),
         Some(_) => login_form(
             StatusCode::FORBIDDEN,
             "That token cannot approve; the console needs `approve` or `admin`.",
         ),
+        // Only unknown tokens are throttled (NF-12): a correct one always logs in.
         None => {
+            if let Err(secs) = state.auth_failures.check(peer.ip()) {
+                let text = format!("Too many failed logins from this address; try again in {secs} s.");
+                return login_form(StatusCode::TOO_MANY_REQUESTS, &text);
+            }
             state.auth_failures.fail(peer.ip());
             login_form(StatusCode::UNAUTHORIZED, "Unknown token.")
         }
@@ -287,9 +278,17 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     r
 }
 
-async fn pending(state: &AppState) -> Result<Vec<Approval>, assent_core::store::StoreError> {
-    let filter = ApprovalFilter { status: Some(Status::Pending), limit: 500, ..ApprovalFilter::default() };
-    state.engine.store().approvals(&filter).await
+/// How many pending approvals the queue shows at once.
+const QUEUE_MAX: usize = 500;
+
+/// The queue: every pending approval, soonest deadline first, so the oldest are never hidden
+/// behind newer ones (issue 9, finding 14), and how many did not fit.
+async fn pending(state: &AppState) -> Result<(Vec<Approval>, usize), assent_core::store::StoreError> {
+    let mut all = state.engine.store().pending().await?;
+    all.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then_with(|| a.id.cmp(&b.id)));
+    let more = all.len().saturating_sub(QUEUE_MAX);
+    all.truncate(QUEUE_MAX);
+    Ok((all, more))
 }
 
 /// Shown instead of a list the store could not give: never an empty list that looks like "no
@@ -306,7 +305,7 @@ fn unavailable(e: &dyn std::fmt::Display) -> String {
         .to_owned()
 }
 
-fn queue_html(state: &AppState, items: &[Approval]) -> String {
+fn queue_html(state: &AppState, (items, more): &(Vec<Approval>, usize)) -> String {
     if items.is_empty() {
         return "<p class=\"empty\" id=\"empty\">Nothing is waiting for a decision.</p>".to_owned();
     }
@@ -328,6 +327,13 @@ fn queue_html(state: &AppState, items: &[Approval]) -> String {
         );
     }
     out.push_str("</ul>");
+    if *more > 0 {
+        let _ = write!(
+            out,
+            "<p class=\"more\" id=\"more\">{more} more pending approvals expire later; they move up as these \
+             are decided or expire. <code>assent approvals list</code> pages through all of them.</p>"
+        );
+    }
     out
 }
 
@@ -499,9 +505,10 @@ async fn grants_page(State(state): State<AppState>, page: Page) -> Response {
         };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{revoke}</td></tr>",
+            "<tr><td>{}</td><td><code>{}</code><br><small>{}</small></td><td>{}</td><td>{revoke}</td></tr>",
             g.kind.as_str(),
             esc(&g.subject),
+            esc(&g.scope),
             g.use_count
         );
     }

@@ -167,10 +167,17 @@ impl From<EngineError> for ApiError {
 
 impl From<ResolveError> for ApiError {
     fn from(e: ResolveError) -> Self {
+        let message = e.to_string();
         match e {
             ResolveError::Rejected(r) => r.into(),
-            ResolveError::Store(s) => unavailable(s.to_string()),
-            _ => unavailable(e.to_string()),
+            ResolveError::Store(_) => unavailable(message),
+            ResolveError::ConversationBound { .. } => {
+                Self::new(StatusCode::CONFLICT, "conversation_bound", message)
+            }
+            ResolveError::Scope(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "grant_scope_not_allowed", message)
+            }
+            _ => unavailable(message),
         }
     }
 }

@@ -6,8 +6,9 @@ use assent_core::{
     clock::Timestamp,
     id::{ApprovalId, GrantId},
     model::{Action, Actor, Decision, ExecRequest, Kind, NewApproval, Origin, PluginRequest, Status},
-    policy::{GrantScope, grant_subject},
+    policy::{GrantScope, grant_scope_text, grant_subject},
     store::{ApprovalFilter, AuditFilter},
+    text::sanitize,
 };
 use assent_engine::{ApprovalRef, Authority, EngineError, Interaction};
 use axum::{
@@ -83,11 +84,13 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let peer = peer_ip(parts);
-            state.auth_failures.check(peer).map_err(ApiError::rate_limited)?;
             let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
             return match token.and_then(|t| state.authenticate(t)) {
+                // A known token always passes: the limit slows guessing, it must not lock out
+                // the legitimate clients that share the guesser's address (NF-12).
                 Some(p) => Ok(Caller(p, Via::Token)),
                 None => {
+                    state.auth_failures.check(peer).map_err(ApiError::rate_limited)?;
                     state.auth_failures.fail(peer);
                     Err(ApiError::new(
                         StatusCode::UNAUTHORIZED,
@@ -99,6 +102,12 @@ impl FromRequestParts<AppState> for Caller {
         }
         match console::session_of(parts, state) {
             Some(session) => {
+                // Reads too: the event stream and its WebSocket carry every approval.
+                if !state.console_origins.allows(&parts.headers) {
+                    return Err(ApiError::forbidden(
+                        "console requests must come from the console's own origin (scheme, host and port)",
+                    ));
+                }
                 if !parts.method.is_safe() && !console::csrf_ok(parts, &session) {
                     return Err(ApiError::forbidden("console writes need the X-Assent-CSRF header"));
                 }
@@ -131,7 +140,7 @@ impl Caller {
         self.0.has(Scope::Approve)
     }
 
-    fn actor(&self) -> Actor {
+    pub(crate) fn actor(&self) -> Actor {
         match self.1 {
             Via::Token => Actor::token(self.0.name.clone()),
             Via::Console => Actor::console(self.0.name.clone()),
@@ -302,11 +311,15 @@ pub(crate) async fn create(
 /// API-2: a full id, or a unique prefix of at least 8 characters among pending approvals.
 pub(crate) fn resolve_ref(state: &AppState, reference: &str) -> Result<ApprovalId, ApiError> {
     state.engine.resolve_ref(reference).map_err(|e| match e {
-        EngineError::NotFound => ApiError::not_found("approval").with_message(format!(
-            "no pending approval starts with `{reference}`; a decided one needs its full id"
-        )),
+        EngineError::NotFound => unknown_ref(reference),
         other => other.into(),
     })
+}
+
+fn unknown_ref(reference: &str) -> ApiError {
+    ApiError::not_found("approval").with_message(format!(
+        "no pending approval starts with `{reference}`; a decided one needs its full id"
+    ))
 }
 
 /// Finds an approval by ref (API-2) that the caller may see.
@@ -315,10 +328,13 @@ async fn find(
     caller: &Caller,
     reference: &str,
 ) -> Result<assent_core::model::Approval, ApiError> {
-    let id = resolve_ref(state, reference)?;
-    let a = state.engine.approval(&id).await?.ok_or_else(|| ApiError::not_found("approval"))?;
+    // A request token sees only its own approvals, and learns nothing of others': every miss,
+    // ambiguity or approval of someone else answers exactly alike (issue 9, finding 15).
+    let hide = |e: ApiError| if caller.sees_all() { e } else { unknown_ref(reference) };
+    let id = resolve_ref(state, reference).map_err(hide)?;
+    let a = state.engine.approval(&id).await?.ok_or_else(|| unknown_ref(reference))?;
     if !caller.sees_all() && a.requester.principal != caller.0.id() {
-        return Err(ApiError::not_found("approval"));
+        return Err(unknown_ref(reference));
     }
     Ok(a)
 }
@@ -360,12 +376,36 @@ pub(crate) struct ListParams {
     since: Option<i64>,
     /// At most this many (default 100, ≤ 500).
     limit: Option<usize>,
+    /// The `next` cursor of the previous page: continue with older approvals.
+    before: Option<String>,
 }
 
 /// A page of results.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Page<T> {
     items: Vec<T>,
+    /// Present when more items may follow: pass it as `before` to get the next (older) page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page that is the whole result.
+    pub(crate) fn all(items: Vec<T>) -> Self {
+        Self { items, next: None }
+    }
+}
+
+/// The `before` cursor of an approval listing: `<created_at ms>.<id>`.
+fn list_cursor(a: &assent_core::model::Approval) -> String {
+    format!("{}.{}", a.created_at.0, a.id)
+}
+
+fn parse_list_cursor(cursor: &str) -> Result<(Timestamp, ApprovalId), ApiError> {
+    let bad =
+        || ApiError::invalid(format!("before: `{cursor}` is not a cursor from a previous page's `next`"));
+    let (ms, id) = cursor.split_once('.').ok_or_else(bad)?;
+    Ok((Timestamp(ms.parse().map_err(|_| bad())?), ApprovalId::parse(id).map_err(|_| bad())?))
 }
 
 #[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(ListParams), responses((status = 200, body = Page<ApprovalView>), (status = 401, body = ErrorBody)))]
@@ -379,10 +419,12 @@ pub(crate) async fn list(
         kind: p.kind,
         requester: (!caller.sees_all()).then(|| caller.0.id()),
         since: p.since.map(Timestamp),
+        before: p.before.as_deref().map(parse_list_cursor).transpose()?,
         limit: p.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
     };
     let items = state.engine.store().approvals(&filter).await?;
-    Ok(Json(Page { items: items.iter().map(|a| view(&state, a)).collect() }))
+    let next = items.last().filter(|_| items.len() == filter.limit).map(list_cursor);
+    Ok(Json(Page { items: items.iter().map(|a| view(&state, a)).collect(), next }))
 }
 
 /// `POST …/resolve` body (`kind` is required so a stale client cannot decide the wrong thing).
@@ -473,6 +515,8 @@ pub(crate) struct GrantView {
     pub(crate) id: String,
     pub(crate) kind: Kind,
     pub(crate) subject: String,
+    /// Everything the grant compares, in words (PO-3, PO-12).
+    pub(crate) scope: String,
     source: serde_json::Value,
     approval_id: Option<String>,
     created_by: String,
@@ -492,7 +536,10 @@ pub(crate) fn grant_views(state: &AppState, grants: &[assent_core::model::Grant]
         .map(|g| GrantView {
             id: g.id.to_string(),
             kind: g.kind,
-            subject: state.redactor.redact(&grant_subject(g)).text,
+            // Redacted, then control and invisible characters escaped: a subject is an argv
+            // that anyone with a request token chose (issue 9, finding 7).
+            subject: sanitize(&state.redactor.redact(&grant_subject(g)).text, false),
+            scope: sanitize(&state.redactor.redact(&grant_scope_text(g)).text, false),
             source: serde_json::to_value(g.source).unwrap_or_default(),
             approval_id: g.approval_id.as_ref().map(ToString::to_string),
             created_by: g.created_by.clone(),
@@ -512,7 +559,7 @@ pub(crate) async fn grants(
 ) -> Result<Json<Page<GrantView>>, ApiError> {
     caller.require(Scope::Approve)?;
     let all = state.engine.grants().await?;
-    Ok(Json(Page { items: grant_views(&state, &all) }))
+    Ok(Json(Page::all(grant_views(&state, &all))))
 }
 
 #[utoipa::path(delete, path = "/v1/grants/{id}", tag = "grants", params(("id" = String, Path)), responses((status = 200, description = "Revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -555,7 +602,11 @@ pub(crate) async fn audit(
         after_seq: p.after.unwrap_or(0),
         limit: p.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
     };
-    Ok(Json(Page { items: state.engine.store().audit(&filter).await? }))
+    let mut items = state.engine.store().audit(&filter).await?;
+    for entry in &mut items {
+        crate::views::redact_json(&state.redactor, &mut entry.details);
+    }
+    Ok(Json(Page::all(items)))
 }
 
 #[utoipa::path(get, path = "/v1/health", tag = "operations", responses((status = 200, description = "The process is up")))]

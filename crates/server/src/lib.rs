@@ -21,6 +21,7 @@ mod http;
 mod limits;
 mod metrics;
 mod openapi;
+mod origins;
 mod views;
 mod webhook;
 
@@ -132,6 +133,8 @@ pub(crate) struct AppState {
     /// CH-WEB-2: console cookies are `Secure` when people reach assent over https (a TLS proxy
     /// in front, announced by `server.public_url`).
     pub(crate) secure_cookies: bool,
+    /// The console's own origins, checked on every cookie-authenticated request.
+    pub(crate) console_origins: Arc<origins::ConsoleOrigins>,
 }
 
 impl AppState {
@@ -240,7 +243,8 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     let ServeOptions { data_dir, config, migrate, listen } = options;
     channels::refuse_uncompiled(&config)?;
     let accounts = channels::parse(&config, &data_dir)?;
-    std::fs::create_dir_all(&data_dir)
+    // The data dir holds the database and the key files: owner-only (issue 9, finding 10).
+    assent_store::create_private_dir(&data_dir)
         .map_err(|error| ServeError::DataDir { path: data_dir.display().to_string(), error })?;
     let addr = match listen {
         Some(a) => a,
@@ -288,6 +292,10 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
         metrics,
         auth_failures: Arc::default(),
         secure_cookies: config.config.server.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+        console_origins: Arc::new(origins::ConsoleOrigins::new(
+            addr,
+            config.config.server.public_url.as_deref(),
+        )),
     };
     let login_code = admin_token_path
         .is_some()

@@ -1,6 +1,7 @@
 //! NF-12: guessing tokens is throttled. Each client address gets a few failed authentications per
-//! minute (API bearer tokens and console logins alike); after that it gets `429 rate_limited`
-//! with `Retry-After` until the minute is over, even for a correct token.
+//! minute (API bearer tokens and console logins alike); after that each unknown token gets
+//! `429 rate_limited` with `Retry-After` until the minute is over. A known token always passes,
+//! so a guesser cannot lock out the legitimate clients behind the same address.
 
 use std::{
     collections::HashMap,

@@ -7,7 +7,7 @@ use assent_core::{
     lifecycle::requester_outcome,
     model::{Action, Approval, Decision, Kind, Mode, Reason, Status},
     policy::GrantScope,
-    text::Redactor,
+    text::{Redactor, sanitize},
     token::Keyring,
 };
 use serde::Serialize;
@@ -120,4 +120,22 @@ pub(crate) fn narrower_scopes(a: &Approval) -> Vec<GrantScope> {
         out.push(GrantScope { ttl_secs: Some(8 * 3600), ..default.clone() });
     }
     out
+}
+
+/// Redacts and sanitizes every string inside `value`: audit details and bindings carry text that
+/// plugins and requesters chose (PO-9, PO-10; issue 9, finding 12).
+pub(crate) fn redact_json(redactor: &Redactor, value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = sanitize(&redactor.redact(s).text, false),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact_json(redactor, v)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| redact_json(redactor, v)),
+        _ => {}
+    }
+}
+
+/// A binding as the API shows it: its summary, hint, plugin name and root redacted.
+pub(crate) fn binding_view(redactor: &Redactor, binding: &assent_core::model::Binding) -> serde_json::Value {
+    let mut value = serde_json::to_value(binding).unwrap_or_default();
+    redact_json(redactor, &mut value);
+    value
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod migrations;
+mod private;
 mod replicas;
 mod sql;
 
@@ -15,7 +16,7 @@ use sqlx::{
     any::{AnyPoolOptions, install_default_drivers},
 };
 
-pub use self::sql::SqlStore;
+pub use self::{private::create_private_dir, sql::SqlStore};
 
 /// Which database a [`SqlStore`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,10 +170,14 @@ impl SqlStore {
     /// one writer and a reader pool, and a lock file against a second server (ST-3).
     pub async fn open_sqlite(path: &Path, options: OpenOptions) -> Result<Self, OpenError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            create_private_dir(dir)
                 .map_err(|source| OpenError::Io { context: format!("creating {}", dir.display()), source })?;
         }
         let lock = lock_file(path)?;
+        private::make_db_private(path).map_err(|source| OpenError::Io {
+            context: format!("making {} readable by its owner only", path.display()),
+            source,
+        })?;
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let mut store = Self::connect(&url, Backend::Sqlite, options).await?;
         store.lock = Some(lock);

@@ -556,13 +556,16 @@ impl Store for SqlStore {
                AND (CAST($2 AS TEXT) IS NULL OR kind = $2)
                AND (CAST($3 AS TEXT) IS NULL OR requester = $3)
                AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4)
+               AND (CAST($6 AS BIGINT) IS NULL OR created_at < $6 OR (created_at = $6 AND id < $7))
              ORDER BY created_at DESC, id DESC LIMIT $5",
             )
             .bind(f.status.map(|s| s.as_str().to_owned()))
             .bind(f.kind.map(|k| k.as_str().to_owned()))
             .bind(f.requester.clone())
             .bind(f.since.map(|t| t.0))
-            .bind(limit(if f.limit == 0 { 100 } else { f.limit })),
+            .bind(limit(if f.limit == 0 { 100 } else { f.limit }))
+            .bind(f.before.as_ref().map(|(t, _)| t.0))
+            .bind(f.before.as_ref().map(|(_, id)| id.as_str().to_owned())),
         )
         .await
     }

@@ -14,8 +14,8 @@ use assent_core::{
         Status, Surface,
     },
     store::{
-        ApprovalWrite, AuditFilter, CallbackJob, CallbackState, CallbackTarget, CallbackWrite, Commit,
-        EntryWrite, IdempotencyRecord, Store, StoreError,
+        ApprovalFilter, ApprovalWrite, AuditFilter, CallbackJob, CallbackState, CallbackTarget,
+        CallbackWrite, Commit, EntryWrite, IdempotencyRecord, Store, StoreError,
     },
 };
 
@@ -29,7 +29,7 @@ macro_rules! store_contract_tests {
         $crate::__store_contract_cases!($factory;
             st_1_idempotent_create, st_1_cas_update, st_1_no_re_tag, st_1_vote_cas, st_1_consume_once,
             st_1_ledger_uniqueness, st_1_outbox_claim, st_1_gap_free_seq, st_1_commit_is_all_or_nothing,
-            st_1_queries, st_6_retention_keeps_pending_and_unfinished_work);
+            st_1_queries, st_1_listing_pages_reach_the_oldest, st_6_retention_keeps_pending_and_unfinished_work);
     };
 }
 
@@ -318,6 +318,30 @@ pub async fn st_1_queries(store: Arc<dyn Store>) {
     let acct = assent_core::model::AccountKey::new(Channel::Telegram, "main");
     assert_eq!(store.open_entries(&acct).await.unwrap().len(), 1);
     assert_eq!(store.pending().await.unwrap().len(), 1);
+}
+
+/// API-2: a listing is walked page by page with a `(created_at, id)` cursor, ties on one
+/// millisecond included, down to the oldest approval (issue 9, finding 14).
+pub async fn st_1_listing_pages_reach_the_oldest(store: Arc<dyn Store>) {
+    let mut all = Vec::new();
+    for bits in 0..7u128 {
+        let mut a = sample(200 + bits);
+        a.created_at = T0 + Duration::from_millis((bits / 2) as u64);
+        store.commit(insert(&a), T0).await.unwrap();
+        all.push(a.id.clone());
+    }
+    let mut seen = Vec::new();
+    let mut filter = ApprovalFilter { limit: 3, ..ApprovalFilter::default() };
+    loop {
+        let page = store.approvals(&filter).await.unwrap();
+        seen.extend(page.iter().map(|a| a.id.clone()));
+        match page.last() {
+            Some(last) if page.len() == 3 => filter.before = Some((last.created_at, last.id.clone())),
+            _ => break,
+        }
+    }
+    all.reverse();
+    assert_eq!(seen, all, "newest first, each exactly once");
 }
 
 /// ST-6: retention deletes old terminal approvals whose cards are final, with their ledger, and

@@ -231,15 +231,19 @@ impl NewApproval {
     /// Checks the common field limits (DM-1).
     pub fn validate(&self) -> Result<(), super::ValidationError> {
         use super::validate::max_bytes;
+        use super::validate::one_line;
         max_bytes("agent_id", self.agent_id.as_deref(), 128)?;
+        one_line("agent_id", self.agent_id.as_deref())?;
         max_bytes("session_key", self.session_key.as_deref(), 256)?;
+        one_line("session_key", self.session_key.as_deref())?;
         max_bytes("idempotency_key", self.idempotency_key.as_deref(), 128)?;
+        one_line("idempotency_key", self.idempotency_key.as_deref())?;
         if let Some(url) = &self.callback
             && !callback_url_allowed(url)
         {
             return Err(super::ValidationError::new(
                 "callback",
-                "must be an https URL, or http to a loopback address",
+                "must be an https URL, or http to a loopback address, with no spaces or control characters (at most 2048 bytes)",
             ));
         }
         match &self.action {
@@ -274,6 +278,10 @@ impl NewApproval {
 }
 
 fn callback_url_allowed(url: &str) -> bool {
+    // CR/LF or spaces in a URL would forge log lines or headers (issue 9, finding 11).
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) || url.len() > 2048 {
+        return false;
+    }
     if url.starts_with("https://") {
         return url.len() > "https://".len();
     }
@@ -304,5 +312,23 @@ mod tests {
         assert!(!callback_url_allowed("http://127.0.0.1.evil.org/cb"));
         assert!(!callback_url_allowed("http://user@10.0.0.1/cb"));
         assert!(!callback_url_allowed("ftp://127.0.0.1/"));
+        assert!(!callback_url_allowed("https://hooks.example.org/x\r\nFAKE log line"));
+        assert!(!callback_url_allowed("https://hooks.example.org/a b"));
+    }
+
+    #[test]
+    fn finding_9_identifiers_refuse_nul_and_control_characters() {
+        let action = crate::model::ExecRequest { argv: vec!["ls".into()], ..Default::default() };
+        let base = NewApproval::new(Action::Exec(action.into_action().unwrap()), "token:t");
+        for (field, set) in [
+            ("agent_id", (|r: &mut NewApproval| r.agent_id = Some("a\0b".into())) as fn(&mut NewApproval)),
+            ("session_key", |r| r.session_key = Some("s\0".into())),
+            ("idempotency_key", |r| r.idempotency_key = Some("k\n".into())),
+        ] {
+            let mut r = base.clone();
+            set(&mut r);
+            assert_eq!(r.validate().unwrap_err().field, field);
+        }
+        assert!(base.validate().is_ok());
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::validate::{ValidationError, max_bytes};
+use super::validate::{ValidationError, max_bytes, no_nul, one_line};
 
 /// An exec request as a requester sends it. Environment values are only hashed, never kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,8 +74,12 @@ impl ExecRequest {
         {
             return Err(ValidationError::new("executable", "must be an absolute path"));
         }
+        no_nul("executable", self.executable.as_deref())?;
         max_bytes("cwd", self.cwd.as_deref(), MAX_ARG_BYTES)?;
+        no_nul("cwd", self.cwd.as_deref())?;
         max_bytes("host", Some(&self.host), 64)?;
+        one_line("host", Some(&self.host))?;
+        validate_env(&self.env)?;
         let env_digest = (!self.env.is_empty()).then(|| {
             let lines: String = self.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
             sha256_hex(lines.as_bytes())
@@ -99,6 +103,27 @@ impl ExecRequest {
             action_digest,
         })
     }
+}
+
+/// Environment names are one-line identifiers without `=`, and values hold no NUL or newline:
+/// otherwise `{"A":"1\nB=2"}` and `{"A":"1","B":"2"}` would share one `env_digest` while the
+/// card lists different names (issue 9, finding 9).
+fn validate_env(env: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    if env.len() > MAX_ARGS {
+        return Err(ValidationError::new("env", format!("at most {MAX_ARGS} variables, got {}", env.len())));
+    }
+    for (key, value) in env {
+        let field = format!("env.{}", key.escape_debug());
+        if key.is_empty() || key.contains('=') {
+            return Err(ValidationError::new(field, "a variable name must be non-empty and contain no `=`"));
+        }
+        one_line(&field, Some(key))?;
+        max_bytes(&field, Some(value), MAX_ARG_BYTES)?;
+        if value.contains(['\0', '\n', '\r']) {
+            return Err(ValidationError::new(field, "a value must not contain NUL, CR or LF"));
+        }
+    }
+    Ok(())
 }
 
 fn validate_argv(argv: &[String]) -> Result<(), ValidationError> {
@@ -209,5 +234,38 @@ mod tests {
         let mut rel = req(&["ls"]);
         rel.executable = Some("bin/ls".into());
         assert_eq!(rel.into_action().unwrap_err().field, "executable");
+    }
+
+    #[test]
+    fn finding_9_env_cannot_smuggle_a_variable_past_the_card() {
+        let env = |pairs: &[(&str, &str)]| {
+            let mut r = req(&["make"]);
+            r.env = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            r.into_action()
+        };
+        let smuggled = env(&[("A", "1\nLD_PRELOAD=/x")]).unwrap_err();
+        assert_eq!(smuggled.field, "env.A");
+        assert!(smuggled.message.contains("LF"), "{smuggled}");
+        assert!(env(&[("A", "1"), ("LD_PRELOAD", "/x")]).is_ok());
+        assert!(env(&[("A=B", "1")]).unwrap_err().message.contains("`=`"));
+        assert!(env(&[("", "1")]).is_err());
+        assert!(env(&[("A\0", "1")]).unwrap_err().message.contains("U+0000"));
+        assert!(env(&[("A", "1\0")]).unwrap_err().message.contains("NUL"));
+    }
+
+    #[test]
+    fn finding_9_nul_and_controls_are_refused_in_cwd_host_and_executable() {
+        let mut r = req(&["ls"]);
+        r.cwd = Some("/tmp\0/x".into());
+        assert_eq!(r.into_action().unwrap_err().field, "cwd");
+        let mut r = req(&["ls"]);
+        r.host = "h\0st".into();
+        assert_eq!(r.into_action().unwrap_err().field, "host");
+        let mut r = req(&["ls"]);
+        r.host = "h\r\nost".into();
+        assert_eq!(r.into_action().unwrap_err().field, "host");
+        let mut r = req(&["ls"]);
+        r.executable = Some("/bin/l\0s".into());
+        assert_eq!(r.into_action().unwrap_err().field, "executable");
     }
 }

@@ -100,23 +100,33 @@ pub enum GrantSource {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum GrantMatcher {
-    /// Byte-equal argv, plus cwd and executable when recorded.
+    /// Byte-equal argv and equal executable, cwd, host and environment (PO-3). An absent field
+    /// matches only a request where it is absent too.
     ExactArgv {
         /// The full original argv.
         argv: Vec<String>,
-        /// Executable, if recorded.
+        /// Resolved executable; `None` matches only requests that name none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         executable: Option<String>,
-        /// Working directory, if recorded.
+        /// Working directory; `None` matches only requests that name none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cwd: Option<String>,
+        /// Host name (grants stored before it was recorded match only an empty host).
+        #[serde(default)]
+        host: String,
+        /// The request's `env_digest`; `None` matches only requests with no environment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env_digest: Option<String>,
     },
-    /// Absolute executable of the unwrapped command and positional globs.
+    /// Absolute executable of the unwrapped command and positional globs, on one host.
     Pattern {
         /// Absolute path; never a wrapper, shell, privilege changer or inline interpreter (PO-5).
         executable: String,
         /// One glob per argument; `*` within an argument, trailing `**` for the rest.
         args: Vec<String>,
+        /// Host name (grants stored before it was recorded match only an empty host).
+        #[serde(default)]
+        host: String,
     },
     /// A plugin install on one channel account (BD-4).
     BindingPlugin {
@@ -132,10 +142,10 @@ pub enum GrantMatcher {
 /// Extra limits on a grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GrantConstraints {
-    /// Only for this agent.
+    /// Only for this agent. With `session_key` set, `None` means "only requests with no agent".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
-    /// Only for this session.
+    /// Only for this session (and exactly this agent, see `agent_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
     /// Not after this time.

@@ -35,3 +35,23 @@ pub(crate) fn chars_between(field: &str, value: &str, min: usize, max: usize) ->
         Err(ValidationError::new(field, format!("{min} to {max} characters, got {n}")))
     }
 }
+
+/// Refuses control characters (NUL, newlines, escapes) in a one-line identifier such as a host,
+/// an agent id, a session key or an environment name: they forge log lines and card fields.
+pub(crate) fn one_line(field: &str, value: Option<&str>) -> Result<(), ValidationError> {
+    match value.and_then(|v| v.chars().find(|c| c.is_control())) {
+        Some(c) => Err(ValidationError::new(
+            field,
+            format!("must not contain control characters, found U+{:04X}", c as u32),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a NUL byte, which no path or environment value can hold.
+pub(crate) fn no_nul(field: &str, value: Option<&str>) -> Result<(), ValidationError> {
+    if value.is_some_and(|v| v.contains('\0')) {
+        return Err(ValidationError::new(field, "contains a NUL byte"));
+    }
+    Ok(())
+}

@@ -43,26 +43,86 @@ pub enum ScopeBase {
     BindingAccount,
 }
 
+/// Shortest and longest time-limited grant (PO-3).
+pub const TTL_BOUNDS: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(90 * 24 * 3600));
+
 impl GrantScope {
     /// Exact argv, no limits: the default scope.
     pub fn exact() -> Self {
         Self { base: ScopeBase::ExactArgv, session: false, ttl_secs: None }
     }
 
-    /// The scope text on the control and the resolved card (PO-7).
+    /// The short scope text on the allow-always control and the resolved card (PO-7).
     pub fn label(&self) -> String {
         let mut s = match &self.base {
             ScopeBase::ExactArgv => "this exact command".to_owned(),
             ScopeBase::Pattern { args } => format!("commands matching `{}`", args.join(" ")),
             ScopeBase::BindingAccount => "this plugin on this account".to_owned(),
         };
+        self.push_limits(&mut s);
+        s
+    }
+
+    /// Everything the grant will compare, in words, for the card and the grant listings (PO-7).
+    pub fn describe(&self) -> String {
+        let mut s = match &self.base {
+            ScopeBase::ExactArgv => {
+                "the same arguments, program, directory, host and environment values".to_owned()
+            }
+            ScopeBase::Pattern { args } => {
+                format!("the same program on the same host, with arguments matching `{}`", args.join(" "))
+            }
+            ScopeBase::BindingAccount => "the same plugin install on the same account".to_owned(),
+        };
+        self.push_limits(&mut s);
+        s
+    }
+
+    fn push_limits(&self, s: &mut String) {
         if self.session {
             s.push_str(" in this session");
         }
         if let Some(ttl) = self.ttl_secs {
             s.push_str(&format!(" for {}", format_duration(Duration::from_secs(ttl))));
         }
-        s
+    }
+
+    /// Whether this scope can be honoured for `approval` (PO-3): its base fits the kind, a
+    /// session scope has a session to pin, a time limit is within [`TTL_BOUNDS`].
+    pub fn check(&self, approval: &Approval) -> Result<(), ScopeError> {
+        let kind = approval.kind();
+        let fits = matches!(
+            (kind, &self.base),
+            (Kind::Exec, ScopeBase::ExactArgv | ScopeBase::Pattern { .. })
+                | (Kind::Binding, ScopeBase::BindingAccount)
+        );
+        if kind == Kind::Plugin {
+            return Err(ScopeError::KindNotGrantable(kind));
+        }
+        if !fits {
+            return Err(ScopeError::WrongKind { scope: self.base.name(), kind });
+        }
+        if self.session && approval.session_key.is_none() {
+            return Err(ScopeError::NoSession);
+        }
+        if let Some(ttl) = self.ttl_secs {
+            let (min, max) = TTL_BOUNDS;
+            if ttl < min.as_secs() || ttl > max.as_secs() {
+                return Err(ScopeError::TtlOutOfRange(ttl));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ScopeBase {
+    /// The name used in config and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScopeBase::ExactArgv => "exact-argv",
+            ScopeBase::Pattern { .. } => "pattern",
+            ScopeBase::BindingAccount => "binding-account",
+        }
     }
 }
 
@@ -124,25 +184,32 @@ fn unwrapped_executable<'a>(exec: &'a ExecAction, unwrapped: &'a [String]) -> Op
     }
 }
 
-/// Whether `grant` covers the request (PO-3). Revoked and expired grants never match.
+/// Whether `grant` covers the request (PO-3). Revoked and expired grants never match. Every
+/// field a grant records is compared exactly: a field the original request lacked matches only
+/// a request that lacks it too.
 pub fn grant_matches(grant: &Grant, input: &MatchInput<'_>) -> bool {
     if grant.revoked_at.is_some() || grant.constraints.expires_at.is_some_and(|t| input.now >= t) {
         return false;
     }
     let c = &grant.constraints;
-    if c.agent_id.as_deref().is_some_and(|a| Some(a) != input.agent_id)
-        || c.session_key.as_deref().is_some_and(|s| Some(s) != input.session_key)
-    {
+    let pinned_ok = match &c.session_key {
+        // A session grant pins the agent too, absent included.
+        Some(s) => Some(s.as_str()) == input.session_key && c.agent_id.as_deref() == input.agent_id,
+        None => c.agent_id.as_deref().is_none_or(|a| Some(a) == input.agent_id),
+    };
+    if !pinned_ok {
         return false;
     }
     match (&grant.matcher, input.action) {
-        (GrantMatcher::ExactArgv { argv, executable, cwd }, Action::Exec(e)) => {
+        (GrantMatcher::ExactArgv { argv, executable, cwd, host, env_digest }, Action::Exec(e)) => {
             *argv == e.argv
-                && executable.as_ref().is_none_or(|x| Some(x) == e.executable.as_ref())
-                && cwd.as_ref().is_none_or(|x| Some(x) == e.cwd.as_ref())
+                && *executable == e.executable
+                && *cwd == e.cwd
+                && *host == e.host
+                && *env_digest == e.env_digest
         }
-        (GrantMatcher::Pattern { executable, args }, Action::Exec(e)) => {
-            if shell_script(&e.argv).is_some() {
+        (GrantMatcher::Pattern { executable, args, host }, Action::Exec(e)) => {
+            if shell_script(&e.argv).is_some() || *host != e.host {
                 return false; // PO-6: scripts are opaque.
             }
             let Ok(unwrapped) = unwrap_command(&e.argv) else { return false };
@@ -169,6 +236,23 @@ pub enum ScopeError {
     /// The rule does not list this scope in `grant_scope`.
     #[error("the policy rule does not allow the `{0}` grant scope")]
     NotAllowed(String),
+    /// The scope is wider than the rule's: it drops the session or time limit the rule sets.
+    #[error("the policy rule requires grants limited to {0}")]
+    Wider(&'static str),
+    /// The scope's base does not fit the approval's kind.
+    #[error("a `{scope}` grant cannot be created for a {kind} approval")]
+    WrongKind {
+        /// The scope base.
+        scope: &'static str,
+        /// The approval kind.
+        kind: Kind,
+    },
+    /// A session scope on an approval with no session key or agent.
+    #[error("this approval has no session key or agent id, so a session grant would match every session")]
+    NoSession,
+    /// A time limit outside 1 minute..90 days.
+    #[error("ttl-secs must be between 60 and 7776000 (1 minute to 90 days), got {0}")]
+    TtlOutOfRange(u64),
 }
 
 /// Builds the grant an allow-always creates. A pattern that would cover a wrapper, shell,
@@ -180,14 +264,18 @@ pub fn grant_for(
     id: GrantId,
     now: Timestamp,
 ) -> Result<Grant, ScopeError> {
+    scope.check(approval)?;
     let (kind, matcher) = match (&approval.action, &scope.base) {
         (Action::Exec(e), ScopeBase::Pattern { args }) => {
             let pattern = unwrap_command(&e.argv)
                 .ok()
                 .filter(|u| shell_script(&e.argv).is_none() && !never_grantable(u))
                 .and_then(|u| {
-                    unwrapped_executable(e, u)
-                        .map(|exe| GrantMatcher::Pattern { executable: exe.to_owned(), args: args.clone() })
+                    unwrapped_executable(e, u).map(|exe| GrantMatcher::Pattern {
+                        executable: exe.to_owned(),
+                        args: args.clone(),
+                        host: e.host.clone(),
+                    })
                 });
             (Kind::Exec, pattern.unwrap_or_else(|| exact(e)))
         }
@@ -202,6 +290,7 @@ pub fn grant_for(
         ),
         (Action::Plugin(_), _) => return Err(ScopeError::KindNotGrantable(Kind::Plugin)),
     };
+    // `check` made sure a session scope has a session key to pin.
     let constraints = GrantConstraints {
         agent_id: scope.session.then(|| approval.agent_id.clone()).flatten(),
         session_key: scope.session.then(|| approval.session_key.clone()).flatten(),
@@ -224,7 +313,13 @@ pub fn grant_for(
 }
 
 fn exact(e: &ExecAction) -> GrantMatcher {
-    GrantMatcher::ExactArgv { argv: e.argv.clone(), executable: e.executable.clone(), cwd: e.cwd.clone() }
+    GrantMatcher::ExactArgv {
+        argv: e.argv.clone(),
+        executable: e.executable.clone(),
+        cwd: e.cwd.clone(),
+        host: e.host.clone(),
+        env_digest: e.env_digest.clone(),
+    }
 }
 
 /// Display name of a grant's executable, for listings.
@@ -233,11 +328,40 @@ pub fn grant_subject(grant: &Grant) -> String {
         GrantMatcher::ExactArgv { argv, .. } => {
             argv.iter().map(|a| crate::model::shell_quote(a)).collect::<Vec<_>>().join(" ")
         }
-        GrantMatcher::Pattern { executable, args } => format!("{} {}", basename(executable), args.join(" ")),
+        GrantMatcher::Pattern { executable, args, .. } => {
+            format!("{} {}", basename(executable), args.join(" "))
+        }
         GrantMatcher::BindingPlugin { plugin_root, channel, account } => {
             format!("{plugin_root} on {channel}/{account}")
         }
     }
+}
+
+/// What a stored grant compares, in words, for listings (PO-3, PO-12).
+pub fn grant_scope_text(grant: &Grant) -> String {
+    let none = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_owned());
+    let mut s = match &grant.matcher {
+        GrantMatcher::ExactArgv { executable, cwd, host, env_digest, .. } => format!(
+            "exact argv; executable: {}; directory: {}; host: {}; environment: {}",
+            none(executable),
+            none(cwd),
+            if host.is_empty() { "none" } else { host },
+            if env_digest.is_some() { "the same names and values" } else { "none" }
+        ),
+        GrantMatcher::Pattern { executable, args, host } => format!(
+            "executable {executable} with arguments `{}`; host: {}",
+            args.join(" "),
+            if host.is_empty() { "none" } else { host }
+        ),
+        GrantMatcher::BindingPlugin { .. } => "this plugin install on this account".to_owned(),
+    };
+    let c = &grant.constraints;
+    if let Some(session) = &c.session_key {
+        s.push_str(&format!("; session: {session}; agent: {}", none(&c.agent_id)));
+    } else if let Some(agent) = &c.agent_id {
+        s.push_str(&format!("; agent: {agent}"));
+    }
+    s
 }
 
 #[cfg(test)]

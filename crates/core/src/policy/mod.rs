@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::grants::{
-    GrantScope, MatchInput, ScopeBase, ScopeError, grant_for, grant_matches, grant_subject,
+    GrantScope, MatchInput, ScopeBase, ScopeError, TTL_BOUNDS, grant_for, grant_matches, grant_scope_text,
+    grant_subject,
 };
 use crate::{
     clock::Timestamp,
@@ -50,7 +51,14 @@ impl ScopeOption {
             "pattern" => Ok(Self::Pattern),
             "session" => Ok(Self::Session),
             _ => match s.strip_prefix("ttl:") {
-                Some(d) => crate::clock::parse_duration(d).map(Self::Ttl).map_err(|e| e.to_string()),
+                Some(d) => {
+                    let ttl = crate::clock::parse_duration(d).map_err(|e| e.to_string())?;
+                    let (min, max) = TTL_BOUNDS;
+                    if ttl < min || ttl > max {
+                        return Err(format!("`{s}`: a grant's ttl must be between 1m and 90d"));
+                    }
+                    Ok(Self::Ttl(ttl))
+                }
                 None => Err(format!(
                     "`{s}` is not a grant scope: use \"exact-argv\", \"pattern\", \"session\" or \"ttl:8h\""
                 )),
@@ -147,16 +155,28 @@ impl PolicyRule {
         scope
     }
 
-    /// Whether an explicit scope chosen in the console, API or CLI is allowed (PO-7).
-    pub fn allows_scope(&self, scope: &GrantScope) -> Result<(), ScopeError> {
-        let needed = match scope.base {
-            ScopeBase::Pattern { .. } => Some((ScopeOption::Pattern, "pattern")),
-            ScopeBase::ExactArgv | ScopeBase::BindingAccount => None,
-        };
-        if let Some((opt, name)) = needed
-            && !self.grant_scope.contains(&opt)
+    /// Whether an explicit scope chosen in the console, API or CLI may be created for `approval`
+    /// (PO-3, PO-7): it must be honourable for the approval, use a base the rule lists, and be
+    /// at least as narrow as the scope the rule offers (its session and time limits kept).
+    pub fn allows_scope(
+        &self,
+        scope: &GrantScope,
+        approval: &crate::model::Approval,
+    ) -> Result<(), ScopeError> {
+        scope.check(approval)?;
+        if matches!(scope.base, ScopeBase::Pattern { .. })
+            && !self.grant_scope.contains(&ScopeOption::Pattern)
         {
-            return Err(ScopeError::NotAllowed(name.to_owned()));
+            return Err(ScopeError::NotAllowed("pattern".to_owned()));
+        }
+        let offered = self.offered_scope(approval.kind());
+        if offered.session && !scope.session {
+            return Err(ScopeError::Wider("this session"));
+        }
+        if let Some(max) = offered.ttl_secs
+            && scope.ttl_secs.is_none_or(|t| t > max)
+        {
+            return Err(ScopeError::Wider("the rule's time limit"));
         }
         Ok(())
     }
@@ -291,8 +311,10 @@ impl Policy {
             }
             _ => true,
         };
-        // Plugin actions have no grant type, so allow-always would be a lie (DM-6, PO-5).
-        let honest = kind != Kind::Plugin;
+        // Plugin actions have no grant type, and a session scope without a session would match
+        // every session: either way allow-always would be a lie (DM-6, PO-3, PO-5).
+        let offered = rule.offered_scope(kind);
+        let honest = kind != Kind::Plugin && (!offered.session || session.is_some());
         let always = rule.ask == Ask::UnlessGranted && rule.allow_always && declared_ok && honest;
         let allowed_decisions = if always {
             vec![Decision::AllowOnce, Decision::AllowAlways, Decision::Deny]
@@ -301,7 +323,7 @@ impl Policy {
         };
         Ok(Evaluation {
             auto_approve,
-            grant_scope: always.then(|| rule.offered_scope(kind)),
+            grant_scope: always.then_some(offered),
             allowed_decisions,
             quorum: rule.quorum.clamp(1, 9),
             timeout,

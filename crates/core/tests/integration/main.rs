@@ -2,8 +2,10 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 mod cards;
+mod grant_properties;
 mod lifecycle;
 mod policy;
+mod redaction;
 mod routing;
 mod serde_types;
 

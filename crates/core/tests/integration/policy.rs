@@ -34,6 +34,8 @@ fn exact(argv: &[&str]) -> GrantMatcher {
         argv: argv.iter().map(|s| (*s).to_owned()).collect(),
         executable: None,
         cwd: None,
+        host: "build-1".into(),
+        env_digest: None,
     }
 }
 
@@ -97,8 +99,13 @@ fn po_3_exact_argv_is_byte_equal_and_checks_recorded_cwd() {
     assert!(!grant_matches(&g, &input(&exec_action(&["python3", "evil.py"]))));
     assert!(!grant_matches(&g, &input(&exec_action(&["python3", "safe.py", "--all"]))));
     let mut with_cwd = g.clone();
-    with_cwd.matcher =
-        GrantMatcher::ExactArgv { argv: vec!["make".into()], executable: None, cwd: Some("/srv".into()) };
+    with_cwd.matcher = GrantMatcher::ExactArgv {
+        argv: vec!["make".into()],
+        executable: None,
+        cwd: Some("/srv".into()),
+        host: "build-1".into(),
+        env_digest: None,
+    };
     assert!(!grant_matches(&with_cwd, &input(&exec_action(&["make"]))), "cwd recorded but not sent");
 }
 
@@ -106,7 +113,11 @@ fn po_3_exact_argv_is_byte_equal_and_checks_recorded_cwd() {
 fn po_3_pattern_matches_the_unwrapped_absolute_executable() {
     let g = grant(
         Kind::Exec,
-        GrantMatcher::Pattern { executable: "/usr/bin/git".into(), args: vec!["pull".into(), "**".into()] },
+        GrantMatcher::Pattern {
+            executable: "/usr/bin/git".into(),
+            args: vec!["pull".into(), "**".into()],
+            host: "build-1".into(),
+        },
     );
     assert!(grant_matches(&g, &input(&exec_action(&["/usr/bin/git", "pull", "--rebase"]))));
     assert!(grant_matches(&g, &input(&exec_action(&["nice", "-n", "5", "/usr/bin/git", "pull"]))));
@@ -122,8 +133,11 @@ fn po_3_pattern_matches_the_unwrapped_absolute_executable() {
 fn po_3_session_ttl_and_revocation_limit_grants() {
     let mut g = grant(Kind::Exec, exact(&["ls"]));
     g.constraints.session_key = Some("s1".into());
+    g.constraints.agent_id = Some("claude".into());
     let a = exec_action(&["ls"]);
     assert!(grant_matches(&g, &input(&a)));
+    assert!(!grant_matches(&g, &MatchInput { agent_id: Some("other"), ..input(&a) }));
+    assert!(!grant_matches(&g, &MatchInput { agent_id: None, ..input(&a) }));
     assert!(!grant_matches(&g, &MatchInput { session_key: Some("s2"), ..input(&a) }));
     g.constraints.expires_at = Some(T0 + Duration::from_secs(60));
     assert!(!grant_matches(&g, &MatchInput { now: T0 + Duration::from_secs(60), ..input(&a) }));
@@ -187,7 +201,11 @@ fn po_5_honest_pattern_grants_are_created_when_allowed() {
     let g = grant_for(&a, &scope, &kim(), GrantId::from_bits(3), T0).unwrap();
     assert_eq!(
         g.matcher,
-        GrantMatcher::Pattern { executable: "/usr/bin/git".into(), args: vec!["pull".into(), "**".into()] }
+        GrantMatcher::Pattern {
+            executable: "/usr/bin/git".into(),
+            args: vec!["pull".into(), "**".into()],
+            host: "build-1".into(),
+        }
     );
     assert_eq!(g.constraints.session_key.as_deref(), Some("agent:claude:main"));
     assert_eq!(g.constraints.expires_at, Some(T0 + Duration::from_secs(3600)));
@@ -209,9 +227,15 @@ fn po_7_scope_labels_are_honest_and_pattern_needs_the_rule() {
     assert_eq!(s.label(), "this exact command in this session for 8h");
     let pattern =
         GrantScope { base: ScopeBase::Pattern { args: vec!["**".into()] }, session: false, ttl_secs: None };
-    assert!(PolicyRule::implicit().allows_scope(&pattern).is_err());
+    let a = approval(exec_action(&["/usr/bin/git", "pull"]), 1);
+    assert_eq!(
+        PolicyRule::implicit().allows_scope(&pattern, &a),
+        Err(ScopeError::NotAllowed("pattern".into()))
+    );
     let permissive = PolicyRule { grant_scope: vec![ScopeOption::Pattern], ..PolicyRule::implicit() };
-    assert!(permissive.allows_scope(&pattern).is_ok());
+    assert!(permissive.allows_scope(&pattern, &a).is_ok());
+    assert!(ScopeOption::parse("ttl:30s").unwrap_err().contains("between 1m and 90d"));
+    assert!(ScopeOption::parse("ttl:91d").is_err());
     assert_eq!(ScopeOption::parse("ttl:8h").unwrap(), ScopeOption::Ttl(Duration::from_secs(8 * 3600)));
     assert!(ScopeOption::parse("forever").unwrap_err().contains("exact-argv"));
 }
@@ -229,8 +253,13 @@ fn po_7_rule_scope_options_shape_the_offered_scope() {
         }],
         ..Policy::default()
     };
-    let e = policy.evaluate(&req(exec_action(&["ls"])), &[], T0).unwrap();
+    let mut in_session = req(exec_action(&["ls"]));
+    in_session.session_key = Some("s1".into());
+    let e = policy.evaluate(&in_session, &[], T0).unwrap();
     assert_eq!(e.grant_scope.unwrap().label(), "this exact command in this session for 1h");
+    let e = policy.evaluate(&req(exec_action(&["ls"])), &[], T0).unwrap();
+    assert_eq!(e.grant_scope, None, "a session scope without a session is not offered");
+    assert!(!e.allowed_decisions.contains(&Decision::AllowAlways));
 }
 
 #[test]

@@ -60,6 +60,7 @@ fn dm_10_grants_and_bindings() {
         matcher: GrantMatcher::Pattern {
             executable: "/usr/bin/git".into(),
             args: vec!["pull".into(), "**".into()],
+            host: "build-1".into(),
         },
         constraints: GrantConstraints {
             agent_id: Some("claude".into()),

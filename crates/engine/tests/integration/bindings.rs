@@ -138,7 +138,12 @@ async fn bd_3_allow_once_binds_only_this_conversation_until_detached() {
     fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
     assert!(bed.handle.binding_for(&conversation("-100")).await.unwrap().is_some());
     pending(&bed.handle, "/p@1", "-200").await;
-    assert!(bed.handle.detach_binding(&conversation("-100"), Some("/p@1"), false).await.unwrap());
+    assert!(
+        bed.handle
+            .detach_binding(&conversation("-100"), Some("/p@1"), &Actor::token("plugin"), false)
+            .await
+            .unwrap()
+    );
     pending(&bed.handle, "/p@1", "-100").await;
 }
 
@@ -194,11 +199,22 @@ async fn bd_6_and_bd_7_lookup_and_idempotent_detach_by_owner_or_admin() {
     let owner = bed.handle.binding_for(&spaced).await.unwrap().unwrap();
     assert_eq!(owner.plugin.root, "/p@1");
     assert!(matches!(
-        bed.handle.detach_binding(&conversation("-100"), Some("/other"), false).await,
+        bed.handle
+            .detach_binding(&conversation("-100"), Some("/other"), &Actor::token("plugin"), false)
+            .await,
         Err(EngineError::ConversationBound { .. })
     ));
-    assert!(bed.handle.detach_binding(&conversation("-100"), None, true).await.unwrap(), "admin");
-    assert!(!bed.handle.detach_binding(&conversation("-100"), None, true).await.unwrap(), "idempotent");
+    assert!(
+        bed.handle.detach_binding(&conversation("-100"), None, &Actor::console("admin"), true).await.unwrap(),
+        "admin"
+    );
+    assert!(
+        !bed.handle
+            .detach_binding(&conversation("-100"), None, &Actor::console("admin"), true)
+            .await
+            .unwrap(),
+        "idempotent"
+    );
     let types: Vec<AuditType> =
         bed.store.audit(&Default::default()).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert!(types.contains(&AuditType::BindingDetached));
@@ -267,4 +283,23 @@ async fn bd_9_callback_never_delays_ack_and_never_undoes_the_binding() {
         let job = bed.store.callback(&format!("{}:binding.resolved", a.id)).await.unwrap().unwrap();
         assert!(job.attempts >= 1 && job.last_error.is_some(), "{job:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_3_a_second_pending_binding_cannot_silently_take_the_conversation_over() {
+    let fake = room();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let first = pending(&bed.handle, "/plugins/codex@1", "-100").await;
+    let second = pending(&bed.handle, "/plugins/other@1", "-100").await;
+    let msg = card(&fake, &first.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    status_becomes(&bed, &first.id, Status::Approved).await;
+
+    let msg = card(&fake, &second.id).await;
+    let outcome = fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    let err = outcome.resolution.unwrap().unwrap_err();
+    assert!(err.to_string().contains("now bound to `codex`"), "{err}");
+    let owner = bed.handle.binding_for(&conversation("-100")).await.unwrap().unwrap();
+    assert_eq!(owner.plugin.root, "/plugins/codex@1", "the first owner keeps the conversation");
+    assert_eq!(bed.store.approval(&second.id).await.unwrap().unwrap().status, Status::Pending);
 }

@@ -6,6 +6,7 @@
 mod bindings;
 mod capability;
 mod contracts;
+mod grants;
 mod interactions;
 mod lifecycle;
 mod properties;

@@ -62,7 +62,8 @@ async fn st_7_st_8_two_replicas_share_one_database() {
     let mut feed = other.subscribe();
     let decided = Instant::now();
     let out = fake.click(&holder, card, Decision::AllowOnce, "42").await;
-    assert_eq!(out.resolution.unwrap().unwrap().approval.status, Status::Approved);
+    let resolution = out.resolution.unwrap_or_else(|| panic!("the click was refused: {}", out.ack));
+    assert_eq!(resolution.unwrap().approval.status, Status::Approved);
     let event = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let e = feed.recv().await.unwrap();

@@ -1,0 +1,141 @@
+//! Grants fail closed (issue 9, findings 1, 2 and 13): an allow-always grant covers exactly
+//! the request it was made for, and a scope that cannot be honoured is refused.
+
+use std::collections::BTreeMap;
+
+use assent_core::{
+    model::{Action, Actor, Decision, ExecRequest, Kind, NewApproval, Status},
+    policy::{GrantScope, ScopeBase},
+};
+use assent_engine::{ApprovalRef, Authority, Interaction, ResolveError};
+use assent_testing::TestBed;
+
+use crate::telegram;
+
+fn make_install() -> ExecRequest {
+    ExecRequest {
+        argv: vec!["make".into(), "install".into()],
+        host: "build-1".into(),
+        ..ExecRequest::default()
+    }
+}
+
+fn request(exec: ExecRequest) -> NewApproval {
+    NewApproval::new(Action::Exec(exec.into_action().unwrap()), "token:req")
+}
+
+/// Decides allow-always as an API approver, with an optional explicit scope.
+async fn allow_always(
+    bed: &TestBed,
+    id: &assent_core::id::ApprovalId,
+    scope: Option<GrantScope>,
+) -> Result<(), ResolveError> {
+    let ix = Interaction {
+        approval: ApprovalRef::Id(id.clone()),
+        kind: Some(Kind::Exec),
+        decision: Decision::AllowAlways,
+        actor: Actor::console("admin"),
+        authority: Authority::Approver,
+        reason: None,
+        grant_scope: scope,
+    };
+    let accepted = bed.handle.precheck(&ix).unwrap();
+    bed.handle.resolve(accepted).await.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_1_an_exact_grant_covers_only_the_same_executable_cwd_host_and_env() {
+    let bed = TestBed::new(&[telegram()]).await;
+    let a = bed.handle.create(request(make_install())).await.unwrap();
+    allow_always(&bed, &a.id, None).await.unwrap();
+
+    let same = bed.handle.create(request(make_install())).await.unwrap();
+    assert_eq!(same.status, Status::Approved, "the exact request is covered");
+
+    let preload = ExecRequest {
+        env: BTreeMap::from([("LD_PRELOAD".to_owned(), "/tmp/evil.so".to_owned())]),
+        ..make_install()
+    };
+    let elsewhere = ExecRequest { executable: Some("/tmp/evil/make".into()), ..make_install() };
+    let other_cwd = ExecRequest { cwd: Some("/tmp".into()), ..make_install() };
+    let other_host = ExecRequest { host: "build-2".into(), ..make_install() };
+    for (what, variant) in
+        [("env", preload), ("executable", elsewhere), ("cwd", other_cwd), ("host", other_host)]
+    {
+        let b = bed.handle.create(request(variant)).await.unwrap();
+        assert_eq!(b.status, Status::Pending, "another {what} must ask a human");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_1_a_grant_with_an_environment_needs_the_same_values() {
+    let bed = TestBed::new(&[telegram()]).await;
+    let with_env = |v: &str| ExecRequest {
+        env: BTreeMap::from([("PROFILE".to_owned(), v.to_owned())]),
+        ..make_install()
+    };
+    let a = bed.handle.create(request(with_env("dev"))).await.unwrap();
+    allow_always(&bed, &a.id, None).await.unwrap();
+    assert_eq!(bed.handle.create(request(with_env("dev"))).await.unwrap().status, Status::Approved);
+    assert_eq!(bed.handle.create(request(with_env("prod"))).await.unwrap().status, Status::Pending);
+    let none = bed.handle.create(request(make_install())).await.unwrap();
+    assert_eq!(none.status, Status::Pending, "no environment is not the granted environment");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_2_a_session_scope_without_a_session_is_refused_not_global() {
+    let bed = TestBed::new(&[telegram()]).await;
+    let a = bed.handle.create(request(make_install())).await.unwrap();
+    let session = GrantScope { base: ScopeBase::ExactArgv, session: true, ttl_secs: None };
+    let err = allow_always(&bed, &a.id, Some(session)).await.unwrap_err();
+    assert!(err.to_string().contains("session"), "{err}");
+    assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Pending);
+    assert!(bed.handle.grants().await.unwrap().is_empty());
+
+    let mut other = request(make_install());
+    other.session_key = Some("someone-else".into());
+    assert_eq!(bed.handle.create(other).await.unwrap().status, Status::Pending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_2_a_session_grant_pins_session_and_agent() {
+    let bed = TestBed::new(&[telegram()]).await;
+    let in_session = |agent: Option<&str>, session: &str| {
+        let mut r = request(make_install());
+        r.agent_id = agent.map(str::to_owned);
+        r.session_key = Some(session.to_owned());
+        r
+    };
+    let a = bed.handle.create(in_session(None, "s1")).await.unwrap();
+    let session = GrantScope { base: ScopeBase::ExactArgv, session: true, ttl_secs: None };
+    allow_always(&bed, &a.id, Some(session)).await.unwrap();
+    assert_eq!(bed.handle.create(in_session(None, "s1")).await.unwrap().status, Status::Approved);
+    assert_eq!(bed.handle.create(in_session(None, "s2")).await.unwrap().status, Status::Pending);
+    let agent = bed.handle.create(in_session(Some("intruder"), "s1")).await.unwrap();
+    assert_eq!(agent.status, Status::Pending, "no agent is not any agent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_13_scopes_are_checked_strictly_as_grant_scope_errors() {
+    let bed = TestBed::new(&[telegram()]).await;
+    let a = bed.handle.create(request(make_install())).await.unwrap();
+    let pattern =
+        GrantScope { base: ScopeBase::Pattern { args: vec!["**".into()] }, session: false, ttl_secs: None };
+    let binding = GrantScope { base: ScopeBase::BindingAccount, session: false, ttl_secs: None };
+    let ttl = |t| GrantScope { ttl_secs: Some(t), ..GrantScope::exact() };
+    for (what, scope, expect) in [
+        ("pattern not in the rule", pattern, "pattern"),
+        ("binding scope on exec", binding, "binding-account"),
+        ("ttl 0", ttl(0), "ttl"),
+        ("ttl 2^64-1", ttl(u64::MAX), "ttl"),
+    ] {
+        let err = allow_always(&bed, &a.id, Some(scope)).await.unwrap_err();
+        assert!(err.to_string().contains(expect), "{what}: {err}");
+        assert!(
+            !err.to_string().contains("isn't available"),
+            "{what} is a scope error, not a decision error"
+        );
+    }
+    assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Pending);
+    allow_always(&bed, &a.id, Some(ttl(3600))).await.unwrap();
+}
