@@ -115,6 +115,12 @@ impl Server {
         std::fs::read_to_string(self.data_dir().join("admin.token")).unwrap().trim().to_owned()
     }
 
+    /// Sends `SIGHUP` (reload the tokens from assent.toml).
+    pub(crate) fn hangup(&self) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    }
+
     /// SIGKILL, like a crash.
     pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

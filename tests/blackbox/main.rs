@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod authz;
 mod cli;
 mod console;
 mod harness;

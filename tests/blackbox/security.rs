@@ -235,3 +235,148 @@ fn finding_8_the_event_stream_refuses_cookies_from_another_origin() {
     );
     assert!(rebound.starts_with("HTTP/1.1 403"), "finding 17, DNS rebinding: {rebound}");
 }
+
+#[test]
+fn finding_14_the_oldest_approvals_can_be_listed_page_by_page() {
+    let (server, roles) = server_with_roles("");
+    let mut created: Vec<String> = (0..5)
+        .map(|i| {
+            create_exec(&server, &roles.request, &["echo", &i.to_string()])["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let mut path = "/v1/approvals?status=pending&limit=2".to_owned();
+    for _ in 0..10 {
+        let (status, page) = server.call_as(Some(&roles.approve), "GET", &path, None);
+        assert_eq!(status, 200, "{page}");
+        seen.extend(page["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/approvals?status=pending&limit=2&before={next}"),
+            None => break,
+        }
+    }
+    created.reverse();
+    assert_eq!(seen, created, "every approval once, newest first, the oldest included");
+    let (status, body) = server.call_as(Some(&roles.approve), "GET", "/v1/approvals?before=nonsense", None);
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+}
+
+#[test]
+fn finding_16_event_cursors_past_the_end_or_malformed_are_refused() {
+    let (server, roles) = server_with_roles("");
+    create_exec(&server, &roles.request, &["echo", "one"]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let token = &roles.approve;
+    let ahead = raw_head(
+        &server,
+        &format!(
+            "GET /v1/events?since=999999 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ),
+    );
+    assert!(ahead.starts_with("HTTP/1.1 400"), "a cursor past the end: {ahead}");
+    let bad = raw_head(
+        &server,
+        &format!(
+            "GET /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nLast-Event-ID: x7\r\n\r\n"
+        ),
+    );
+    assert!(bad.starts_with("HTTP/1.1 400"), "a malformed Last-Event-ID: {bad}");
+    let ok = raw_head(
+        &server,
+        &format!("GET /v1/events?since=0 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"),
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+}
+
+#[test]
+fn finding_17_a_repeated_deny_with_a_new_reason_is_not_silently_dropped() {
+    let (server, roles) = server_with_roles("");
+    let id = create_exec(&server, &roles.request, &["rm", "-rf", "/srv"])["id"].as_str().unwrap().to_owned();
+    let deny = |reason: &str| {
+        let body = json!({ "kind": "exec", "decision": "deny", "reason": reason });
+        server.call_as(Some(&roles.approve), "POST", &format!("/v1/approvals/{id}/resolve"), Some(body))
+    };
+    assert_eq!(deny("wrong host").0, 200);
+    assert_eq!(deny("wrong host").0, 200, "a retry stays idempotent");
+    let (status, body) = deny("and it is Friday");
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("already_recorded")), "{body}");
+}
+
+#[test]
+fn finding_17_openapi_lists_events_websocket_and_metrics() {
+    let server = Server::start();
+    let (status, doc) = server.call("GET", "/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    for path in ["/v1/events", "/v1/events/ws", "/metrics", "/v1/openapi.json"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is missing from openapi.json");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn finding_17_a_token_removed_from_the_config_stops_working_after_sighup() {
+    let (server, roles) = server_with_roles("");
+    let config = server.dir.path().join("assent.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let (status, _) = server.call_as(Some(&roles.request2), "GET", "/v1/approvals", None);
+    assert_eq!(status, 200);
+    let without: String = text
+        .split("\n\n")
+        .filter(|entry| !entry.contains("name = \"req2\""))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    std::fs::write(&config, without).unwrap();
+    server.hangup();
+    crate::harness::eventually("the revoked token to be refused", || {
+        let (status, _) = server.call_as(Some(&roles.request2), "GET", "/v1/approvals", None);
+        (status == 401).then_some(())
+    });
+    let (status, _) = server.call_as(Some(&roles.request), "GET", "/v1/approvals", None);
+    assert_eq!(status, 200, "the other tokens still work");
+}
+
+#[test]
+fn finding_13_a_forbidden_scope_is_grant_scope_not_allowed() {
+    let (server, roles) = server_with_roles("");
+    let id = create_exec(&server, &roles.request, &["make", "install"])["id"].as_str().unwrap().to_owned();
+    for scope in [
+        json!({ "base": { "type": "pattern", "args": ["**"] } }),
+        json!({ "base": { "type": "binding-account" } }),
+        json!({ "base": { "type": "exact-argv" }, "session": true }),
+        json!({ "base": { "type": "exact-argv" }, "ttl-secs": 0 }),
+    ] {
+        let body = json!({ "kind": "exec", "decision": "allow-always", "grant_scope": scope });
+        let (status, reply) =
+            server.call_as(Some(&roles.approve), "POST", &format!("/v1/approvals/{id}/resolve"), Some(body));
+        assert_eq!(
+            (status, reply["error"]["code"].as_str()),
+            (422, Some("grant_scope_not_allowed")),
+            "{scope}: {reply}"
+        );
+    }
+    let (_, view) = server.call_as(Some(&roles.approve), "GET", &format!("/v1/approvals/{id}"), None);
+    assert_eq!(view["status"], "pending", "nothing was recorded");
+}
+
+#[test]
+fn finding_1_assent_request_sends_the_resolved_executable() {
+    let (server, roles) = server_with_roles("");
+    let out = server.run(&[
+        "--token",
+        &roles.request,
+        "--json",
+        "request",
+        "exec",
+        "--no-wait",
+        "--",
+        "sh",
+        "-c",
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fields = view["fields"].as_array().unwrap();
+    let exe =
+        fields.iter().find(|f| f["label"] == "Executable").unwrap_or_else(|| panic!("no executable: {view}"));
+    assert!(exe["value"].as_str().unwrap().ends_with("/sh"), "{exe}");
+}

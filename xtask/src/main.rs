@@ -1,6 +1,8 @@
 //! Developer commands. `cargo xtask ci` runs exactly what CI runs; `cargo xtask bench` runs the
 //! benchmark harness and prints the figures the spec budgets (NF-1, NF-2, NF-3).
 
+mod fuzz;
+
 use std::{
     env,
     path::Path,
@@ -21,6 +23,10 @@ commands:
             `bench server`: NF-5 CLI start, 10k long-poll waiters (memory, latency);
             `bench matrix`: a Matrix round trip on Synapse vs a bare matrix-sdk bot
   soak      the NF-7 crash test with 1,000 SIGKILLs instead of CI's 200 (release build)
+  fuzz      `fuzz <target>|all [--time SECONDS]`: run fuzz targets with cargo-fuzz on stable
+            Rust (no sanitizer), 60 s each by default, and print their executions. Targets:
+            approve_parser, callback_token, config_loader, create_body, hook_stdin. New
+            inputs go to target/fuzz/corpus/<target>, crashes to target/fuzz/artifacts/<target>
   help      show this text";
 
 fn main() -> ExitCode {
@@ -29,6 +35,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("soak") => soak(),
+        Some("fuzz") => fuzz::command(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())
@@ -44,11 +51,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
 }
 
-fn run(what: &str, cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn run(what: &str, cmd: &mut Command) -> Result<(), String> {
     eprintln!("\n==> {what}");
     let status = cmd.status().map_err(|e| format!("{what}: could not start: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
@@ -74,6 +81,7 @@ fn ci() -> Result<(), String> {
         run("tests", cargo().arg("test").args(all))?;
     }
     run("docs", cargo().arg("doc").args(all).arg("--no-deps").env("RUSTDOCFLAGS", "-Dwarnings"))?;
+    fuzz::all(fuzz::CI_SECONDS)?;
     eprintln!("\nci: all checks passed");
     Ok(())
 }

@@ -7,16 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use assent_core::{clock::parse_duration, model::ExecRequest, text::Redactor};
+use assent_cli::claude_code::{MAX_INPUT, request_body};
+use assent_core::clock::parse_duration;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::{Exit, Failure, Global, client::Client, wait::is_terminal};
-
-/// Largest payload read from stdin.
-const MAX_INPUT: u64 = 1024 * 1024;
-/// CLI-6: the input summary on a plugin card.
-const SUMMARY_CHARS: usize = 512;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum HookCommand {
@@ -71,49 +67,10 @@ pub(crate) fn run(global: &Global, cmd: HookCommand) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-/// The approval request for a tool call: a shell command is an exec approval, anything else a
-/// plugin approval "Use {tool}" with a redacted summary of its input.
-fn request_body(p: &Value, limit: Duration) -> Result<Value, Failure> {
-    let tool = p["tool_name"]
-        .as_str()
-        .ok_or_else(|| Failure::new(Exit::Usage, "the hook input has no tool_name"))?;
-    let input = &p["tool_input"];
-    let timeout = limit.as_secs();
-    let session = p["session_id"].as_str().map(|s| format!("claude-code:{s}"));
-    if let (true, Some(command)) = (tool == "Bash", input["command"].as_str()) {
-        let exec = ExecRequest {
-            argv: vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()],
-            cwd: p["cwd"].as_str().map(str::to_owned),
-            host: crate::commands::host(),
-            ..ExecRequest::default()
-        };
-        return Ok(
-            json!({ "kind": "exec", "exec": exec, "timeout": timeout, "agent_id": "claude-code", "session_key": session }),
-        );
-    }
-    let summary = Redactor::default().redact(&input.to_string()).text;
-    let summary: String = if summary.chars().count() > SUMMARY_CHARS {
-        summary.chars().take(SUMMARY_CHARS - 1).chain(['…']).collect()
-    } else {
-        summary
-    };
-    let name: String = tool.chars().take(64).collect();
-    let plugin = json!({
-        "plugin_id": "claude-code",
-        "title": format!("Use {name}").chars().take(80).collect::<String>(),
-        "description": if summary.is_empty() { "(no input)".to_owned() } else { summary },
-        "tool_name": name,
-        "tool_call_id": p["tool_use_id"].as_str().map(|s| s.chars().take(128).collect::<String>()),
-    });
-    Ok(
-        json!({ "kind": "plugin", "plugin": plugin, "timeout": timeout, "agent_id": "claude-code", "session_key": session }),
-    )
-}
-
 fn decide(global: &Global, p: &Value, limit: Duration) -> Result<(bool, String), Failure> {
     let deadline = Instant::now() + limit;
     let client = Client::from_global(global)?;
-    let body = request_body(p, limit)?;
+    let body = request_body(p, limit, crate::commands::host()).map_err(|m| Failure::new(Exit::Usage, m))?;
     let mut view: Value = client.send("POST", "/v1/approvals", &body)?;
     let id = view["id"].as_str().unwrap_or_default().to_owned();
     while !is_terminal(&view) {

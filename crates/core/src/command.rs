@@ -52,6 +52,11 @@ pub fn parse_approve(msg: TypedMessage<'_>, bot_username: Option<&str>) -> Parse
         return ParsedCommand::NotACommand;
     }
     let text = msg.text.trim();
+    // One command per message (IX-5): a second `/approve` line would otherwise ride along as
+    // the first one's reason.
+    if text.lines().skip(1).any(|line| is_command_word(line.split_whitespace().next().unwrap_or(""))) {
+        return ParsedCommand::Usage("One command per message: send each /approve on its own.");
+    }
     let mut words = text.split_whitespace();
     let Some(head) = words.next() else { return ParsedCommand::NotACommand };
     let head_lower = head.to_ascii_lowercase();
@@ -80,12 +85,28 @@ pub fn parse_approve(msg: TypedMessage<'_>, bot_username: Option<&str>) -> Parse
     if reference.len() < crate::id::REF_LEN || !is_id_prefix(&reference) {
         return ParsedCommand::Usage(USAGE);
     }
-    // The reason is the rest of the original text after the second word.
+    // The reason is the rest of the original text after the second word. A reason that starts
+    // with another decision word ("once deny") is a conflict, never a guess.
     let reason = rest_after_words(text, 3).filter(|r| !r.is_empty());
+    let conflicting = reason
+        .as_deref()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(parse_decision)
+        .is_some_and(|d| d != decision);
+    if conflicting {
+        return ParsedCommand::Usage("Conflicting decisions: give exactly one of once, always or deny.");
+    }
     if reason.as_ref().is_some_and(|r| r.chars().count() > 200) {
         return ParsedCommand::Usage("The reason is limited to 200 characters.");
     }
     ParsedCommand::Approve { reference, decision, reason }
+}
+
+/// `approve`, `/approve` or either addressed with `@…`.
+fn is_command_word(word: &str) -> bool {
+    let lower = word.to_ascii_lowercase();
+    let bare = lower.strip_prefix('/').unwrap_or(&lower);
+    bare.split('@').next() == Some("approve")
 }
 
 fn rest_after_words(text: &str, n: usize) -> Option<String> {
@@ -158,6 +179,40 @@ mod tests {
         assert_eq!(parse_approve(edit, None), ParsedCommand::NotACommand);
         let bot = TypedMessage { text: "/approve a1b2c3d4 once", is_edit: false, from_bot: true };
         assert_eq!(parse_approve(bot, None), ParsedCommand::NotACommand);
+    }
+
+    #[test]
+    fn ix_5_questionable_forms_are_decided_one_way() {
+        use Decision::*;
+        // The slash is optional (IX-5), so a bare `approve` command decides too.
+        assert_eq!(p("approve a1b2c3d4 deny"), approve("a1b2c3d4", Deny, None));
+        // Conflicting decision words never pick one.
+        assert!(
+            matches!(p("/approve a1b2c3d4 once deny"), ParsedCommand::Usage(m) if m.contains("Conflicting"))
+        );
+        assert!(
+            matches!(p("/approve deny a1b2c3d4 always"), ParsedCommand::Usage(m) if m.contains("Conflicting"))
+        );
+        assert_eq!(
+            p("/approve a1b2c3d4 deny no, wrong host"),
+            approve("a1b2c3d4", Deny, Some("no, wrong host"))
+        );
+        // One command per message: a second line cannot ride along as the reason.
+        let two = p("/approve a1b2c3d4 once\n/approve e5f6g7h8 deny");
+        assert!(matches!(two, ParsedCommand::Usage(m) if m.contains("One command")), "{two:?}");
+        let two = p("/approve a1b2c3d4 deny\napprove@assentbot e5f6g7h8 once");
+        assert!(matches!(two, ParsedCommand::Usage(_)), "{two:?}");
+        assert_eq!(
+            p("/approve a1b2c3d4 deny too broad\nask Kim"),
+            approve("a1b2c3d4", Deny, Some("too broad\nask Kim"))
+        );
+        // Matrix addresses the bot by its user id without the `@`.
+        let mx = |text| {
+            parse_approve(TypedMessage { text, is_edit: false, from_bot: false }, Some("assent:example.org"))
+        };
+        assert_eq!(mx("/approve@assent:example.org a1b2c3d4 once"), approve("a1b2c3d4", AllowOnce, None));
+        assert_eq!(mx("/approve@other:example.org a1b2c3d4 once"), ParsedCommand::OtherBot);
+        assert_eq!(mx("/approve a1b2c3d4 always"), approve("a1b2c3d4", AllowAlways, None));
     }
 
     #[test]

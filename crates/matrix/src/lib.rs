@@ -439,7 +439,9 @@ fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
         Actor::platform(Channel::Matrix, ev.sender.to_string(), ev.sender.to_string(), Surface::Origin);
     let is_edit = matches!(ev.content.relates_to, Some(Relation::Replacement(_)));
     let msg = TypedMessage { text: &text.body, is_edit, from_bot: false };
-    let outcome = engine.precheck_typed(&shared.key, actor, msg, None);
+    // `/approve@<bot's user id>` is for this bot; any other addressee is another bot's.
+    let me = shared.bot.as_str().trim_start_matches('@');
+    let outcome = engine.precheck_typed(&shared.key, actor, msg, Some(me));
     if matches!(outcome, TypedOutcome::Ignore) {
         return;
     }

@@ -105,6 +105,66 @@ impl Tokens {
     }
 }
 
+/// The tokens in force: read on every request, replaced whole when the configuration is reloaded
+/// (`SIGHUP`), so revoking a token needs no restart (issue 9, finding 17).
+#[derive(Debug, Default)]
+pub struct LiveTokens(std::sync::RwLock<std::sync::Arc<Tokens>>);
+
+impl LiveTokens {
+    /// Starts with `tokens`.
+    pub fn new(tokens: Tokens) -> Self {
+        Self(std::sync::RwLock::new(std::sync::Arc::new(tokens)))
+    }
+
+    /// The tokens in force now.
+    pub fn current(&self) -> std::sync::Arc<Tokens> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Puts `tokens` in force.
+    pub fn replace(&self, tokens: Tokens) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(tokens);
+    }
+}
+
+impl Tokens {
+    /// Whether `principal` (name and scopes) still has a token.
+    pub fn holds(&self, principal: &Principal) -> bool {
+        self.by_hash.values().any(|p| p == principal)
+    }
+
+    /// How many tokens there are.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// The tokens of `config`, or the first-run admin token in `data_dir` when it configures
+    /// none (CLI-8). Also returns the admin token file and whether it was just created.
+    pub fn for_server(
+        config: &LoadedConfig,
+        data_dir: &Path,
+    ) -> Result<(Self, Option<(PathBuf, bool)>), TokensError> {
+        let mut tokens = Self::from_config(config)?;
+        if !tokens.is_empty() {
+            return Ok((tokens, None));
+        }
+        let (path, hash, created) = ensure_admin_token(data_dir).map_err(TokensError::AdminToken)?;
+        tokens.insert(hash, admin(ADMIN_TOKEN_NAME));
+        Ok((tokens, Some((path, created))))
+    }
+}
+
+/// Why the server's tokens could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TokensError {
+    /// A `[[tokens]]` entry is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The first-run admin token file could not be read or created.
+    #[error("the admin token file: {0}")]
+    AdminToken(std::io::Error),
+}
+
 /// An `admin` principal (the first-run token).
 pub fn admin(name: &str) -> Principal {
     Principal { name: name.to_owned(), scopes: vec![Scope::Admin, Scope::Metrics] }

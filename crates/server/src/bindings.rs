@@ -17,7 +17,8 @@ use crate::{
     AppState,
     auth::Scope,
     error::{ApiError, ErrorBody},
-    http::{Body, Caller, Params, now},
+    extract::{Body, Caller, Params},
+    http::now,
     views::{ApprovalView, binding_view},
 };
 

@@ -65,6 +65,19 @@ pub struct Config {
     /// `[webhooks]`.
     #[serde(default)]
     pub webhooks: WebhooksSection,
+    /// `[grants]`.
+    #[serde(default)]
+    pub grants: GrantsSection,
+}
+
+/// `[grants]` (PO-3).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsSection {
+    /// Environment variables an exact grant does not compare (say `TERM` or `COLUMNS`); every
+    /// other variable's name and value must match.
+    #[serde(default)]
+    pub ignore_env: Vec<Spanned<String>>,
 }
 
 /// `[webhooks]` (API-5).
@@ -259,6 +272,7 @@ impl LoadedConfig {
         })?;
         let loaded = Self { config, path, source: source.to_owned() };
         loaded.policy()?;
+        loaded.ignore_env()?;
         loaded.retention()?;
         loaded.listen()?;
         Ok(loaded)
@@ -274,7 +288,12 @@ impl LoadedConfig {
 
     /// The file name for messages.
     pub fn file(&self) -> String {
-        self.path.as_ref().map_or_else(|| "<defaults>".to_owned(), |p| p.display().to_string())
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            // Text parsed without a file (tests, tools) is not the embedded default.
+            None if !self.source.is_empty() => "<config>".to_owned(),
+            None => "<defaults>".to_owned(),
+        }
     }
 
     /// `server.listen`, parsed.
@@ -307,6 +326,25 @@ impl LoadedConfig {
                 Err(e) => self.error(keep.span(), format!("retention.keep: {e}")),
             },
         }
+    }
+
+    /// `[grants] ignore_env`, checked: names only, as a request's `env` would spell them.
+    pub fn ignore_env(&self) -> Result<Vec<String>, ConfigError> {
+        let mut names = Vec::new();
+        for name in &self.config.grants.ignore_env {
+            let n = name.get_ref();
+            if n.is_empty() || n.contains('=') || n.chars().any(char::is_control) {
+                return self.error(
+                    name.span(),
+                    format!(
+                        "grants.ignore_env: `{}` is not a variable name; write names such as \"TERM\"",
+                        n.escape_debug()
+                    ),
+                );
+            }
+            names.push(n.clone());
+        }
+        Ok(names)
     }
 
     /// The policy the engine enforces.

@@ -27,7 +27,8 @@ use subtle::ConstantTimeEq;
 use crate::{
     AppState,
     auth::{Principal, Scope, new_token},
-    http::{grant_views, now},
+    grants::grant_views,
+    http::now,
     views::{ApprovalView, narrower_scopes},
 };
 
@@ -67,6 +68,14 @@ impl Sessions {
     fn get(&self, id: &str) -> Option<Session> {
         let map = self.by_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(id).filter(|s| s.expires > Instant::now()).cloned()
+    }
+
+    /// Ends the sessions whose principal `keep` refuses (their token was revoked).
+    pub(crate) fn retain(&self, keep: impl Fn(&Principal) -> bool) {
+        self.by_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, s| keep(&s.principal));
     }
 
     fn close(&self, id: &str) {

@@ -26,7 +26,8 @@ use crate::{
     AppState,
     auth::Scope,
     error::ApiError,
-    http::{Caller, Params},
+    error::ErrorBody,
+    extract::{Caller, Params},
 };
 
 /// API-4: per-subscriber buffer.
@@ -53,14 +54,23 @@ async fn subscribe(
     caller: &Caller,
     since: Option<u64>,
 ) -> Result<mpsc::Receiver<Item>, ApiError> {
+    caller.require_reader()?;
     let own = (!caller.0.has(Scope::Approve)).then(|| caller.0.id());
     // RT-11: an approver watching live counts as a connected console session while subscribed.
     let guard = caller.0.has(Scope::Approve).then(|| state.engine.console_session());
     let (tx, rx) = mpsc::channel::<Item>(BUFFER + 1);
     let live = state.engine.subscribe();
+    // A cursor past the newest event would wait in silence for events that may never come
+    // (issue 9, finding 16): say so instead.
+    let latest = state.engine.latest_event_seq().await?;
     let cursor = match since {
+        Some(s) if s > latest => {
+            return Err(ApiError::invalid(format!(
+                "the event cursor {s} is past the newest event ({latest}): resume from the seq of an event you received, or omit it"
+            )));
+        }
         Some(s) => s,
-        None => state.engine.latest_event_seq().await?,
+        None => latest,
     };
     tokio::spawn(async move {
         let _guard = guard;
@@ -73,13 +83,23 @@ async fn subscribe(
 }
 
 /// `GET /v1/events`: SSE, `id:` = seq, resume with `Last-Event-ID` or `?since=`.
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(("since" = Option<u64>, Query, description = "Resume after this seq"),
+           ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq (SSE reconnects)")),
+    responses((status = 200, description = "`text/event-stream` of events (`id:` = seq); a request token sees its own approvals' events", body = assent_core::model::Event),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn sse(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     Params(params): Params<SinceParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let last_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+            ApiError::invalid("Last-Event-ID must be the numeric `id:` of an event this stream sent")
+        })?),
+    };
     let rx = subscribe(state, &caller, last_id.or(params.since)).await?;
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let frame = match rx.recv().await? {
@@ -95,6 +115,10 @@ pub(crate) async fn sse(
 }
 
 /// `GET /v1/events/ws?since=`: the same events as JSON text messages over a WebSocket.
+#[utoipa::path(get, path = "/v1/events/ws", tag = "events",
+    params(("since" = Option<u64>, Query, description = "Resume after this seq")),
+    responses((status = 101, description = "WebSocket of events as JSON text messages; `{\"type\":\"lagged\"}` then close if the client falls behind"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn ws(
     State(state): State<AppState>,
     caller: Caller,

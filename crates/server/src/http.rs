@@ -4,28 +4,31 @@ use std::time::Duration;
 
 use assent_core::{
     clock::Timestamp,
-    id::{ApprovalId, GrantId},
+    id::ApprovalId,
     model::{Action, Actor, Decision, ExecRequest, Kind, NewApproval, Origin, PluginRequest, Status},
-    policy::{GrantScope, grant_scope_text, grant_subject},
+    policy::GrantScope,
     store::{ApprovalFilter, AuditFilter},
-    text::sanitize,
 };
 use assent_engine::{ApprovalRef, Authority, EngineError, Interaction};
 use axum::{
     Json, Router,
-    extract::{
-        DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request,
-        rejection::{JsonRejection, QueryRejection},
-    },
-    http::{StatusCode, header, request::Parts},
+    extract::{DefaultBodyLimit, Path},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::extract::{Body, Caller, Params};
 use crate::{
-    AppState, auth::Principal, auth::Scope, console, error::ApiError, error::ErrorBody, events, metrics,
+    AppState,
+    auth::Scope,
+    console,
+    error::{ApiError, ErrorBody},
+    events,
+    grants::{grants, revoke_grant},
+    metrics,
     views::ApprovalView,
 };
 
@@ -63,126 +66,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
-}
-
-/// The authenticated caller of an API request: a bearer token, or a console session cookie
-/// (writes through the cookie also need the CSRF header, CH-WEB-2).
-pub(crate) struct Caller(pub(crate) Principal, pub(crate) Via);
-
-/// How the caller authenticated: decisions through the console are recorded as `console:<name>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Via {
-    /// `Authorization: Bearer`.
-    Token,
-    /// A console session cookie.
-    Console,
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let peer = peer_ip(parts);
-            let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-            return match token.and_then(|t| state.authenticate(t)) {
-                // A known token always passes: the limit slows guessing, it must not lock out
-                // the legitimate clients that share the guesser's address (NF-12).
-                Some(p) => Ok(Caller(p, Via::Token)),
-                None => {
-                    state.auth_failures.check(peer).map_err(ApiError::rate_limited)?;
-                    state.auth_failures.fail(peer);
-                    Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthenticated",
-                        "the bearer token is not known to this server",
-                    ))
-                }
-            };
-        }
-        match console::session_of(parts, state) {
-            Some(session) => {
-                // Reads too: the event stream and its WebSocket carry every approval.
-                if !state.console_origins.allows(&parts.headers) {
-                    return Err(ApiError::forbidden(
-                        "console requests must come from the console's own origin (scheme, host and port)",
-                    ));
-                }
-                if !parts.method.is_safe() && !console::csrf_ok(parts, &session) {
-                    return Err(ApiError::forbidden("console writes need the X-Assent-CSRF header"));
-                }
-                Ok(Caller(session.principal, Via::Console))
-            }
-            None => Err(ApiError::unauthenticated()),
-        }
-    }
-}
-
-/// The client's address (loopback when unknown, e.g. in-process calls).
-pub(crate) fn peer_ip(parts: &Parts) -> std::net::IpAddr {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip())
-}
-
-impl Caller {
-    pub(crate) fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.0.has(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!("this needs a token with the `{scope:?}` scope").to_lowercase()))
-        }
-    }
-
-    /// A `request`-only token sees its own approvals only (API-1).
-    fn sees_all(&self) -> bool {
-        self.0.has(Scope::Approve)
-    }
-
-    pub(crate) fn actor(&self) -> Actor {
-        match self.1 {
-            Via::Token => Actor::token(self.0.name.clone()),
-            Via::Console => Actor::console(self.0.name.clone()),
-        }
-    }
-}
-
-/// JSON body with API-3 errors instead of axum's plain-text rejections.
-pub(crate) struct Body<T>(pub(crate) T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is over 64 KiB"),
-            ),
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::invalid("send the body as JSON with `Content-Type: application/json`"))
-            }
-            Err(e) => Err(ApiError::invalid(format!("invalid JSON body: {}", e.body_text()))),
-        }
-    }
-}
-
-/// Query string with API-3 errors.
-pub(crate) struct Params<T>(pub(crate) T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(v)) => Ok(Params(v)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                Err(ApiError::invalid(format!("invalid query string: {}", e.body_text())))
-            }
-            Err(e) => Err(ApiError::invalid(e.body_text())),
-        }
-    }
 }
 
 /// `POST /v1/approvals` body.
@@ -236,9 +119,11 @@ impl WaitParams {
 }
 
 impl CreateBody {
-    fn into_request(self, requester: String) -> Result<NewApproval, ApiError> {
+    fn into_request(self, requester: String, ignore_env: &[String]) -> Result<NewApproval, ApiError> {
         let action = match (self.kind, self.exec, self.plugin) {
-            (Kind::Exec, Some(exec), None) => Action::Exec(exec.into_action().map_err(EngineError::from)?),
+            (Kind::Exec, Some(exec), None) => {
+                Action::Exec(exec.into_action_ignoring(ignore_env).map_err(EngineError::from)?)
+            }
             (Kind::Plugin, None, Some(plugin)) => {
                 plugin.validate().map_err(EngineError::from)?;
                 Action::Plugin(plugin)
@@ -263,6 +148,15 @@ impl CreateBody {
         req.callback = self.callback;
         Ok(req)
     }
+}
+
+/// A `POST /v1/approvals` body as the API reads it: JSON, then the request's own validation
+/// (API-3). The error is the message the API would answer with.
+pub fn parse_create_body(body: &[u8], requester: &str) -> Result<NewApproval, String> {
+    let parsed: CreateBody = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+    let req = parsed.into_request(requester.to_owned(), &[]).map_err(|e| e.message)?;
+    req.validate().map_err(|e| e.to_string())?;
+    Ok(req)
 }
 
 fn view(state: &AppState, a: &assent_core::model::Approval) -> ApprovalView {
@@ -298,7 +192,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Request)?;
     let wait = params.seconds()?;
-    let req = body.into_request(caller.0.id())?;
+    let req = body.into_request(caller.0.id(), &state.ignore_env)?;
     let mut a = state.engine.create(req).await?;
     if let Some(secs) = wait
         && !a.status.is_terminal()
@@ -328,6 +222,7 @@ async fn find(
     caller: &Caller,
     reference: &str,
 ) -> Result<assent_core::model::Approval, ApiError> {
+    caller.require_reader()?;
     // A request token sees only its own approvals, and learns nothing of others': every miss,
     // ambiguity or approval of someone else answers exactly alike (issue 9, finding 15).
     let hide = |e: ApiError| if caller.sees_all() { e } else { unknown_ref(reference) };
@@ -414,6 +309,7 @@ pub(crate) async fn list(
     caller: Caller,
     Params(p): Params<ListParams>,
 ) -> Result<Json<Page<ApprovalView>>, ApiError> {
+    caller.require_reader()?;
     let filter = ApprovalFilter {
         status: p.status,
         kind: p.kind,
@@ -472,6 +368,7 @@ pub(crate) async fn decide(
             ),
         ));
     }
+    let reason = body.reason.clone();
     let ix = Interaction {
         approval: ApprovalRef::Id(id),
         kind: Some(body.kind),
@@ -483,6 +380,21 @@ pub(crate) async fn decide(
     };
     let accepted = state.engine.precheck(&ix)?;
     let resolution = state.engine.resolve(accepted).await?;
+    // A retry is idempotent, but a repeat that brings a new deny reason must not look recorded
+    // when the first one stands (issue 9, finding 17).
+    let a = &resolution.approval;
+    let new_reason = reason.map(|r| assent_core::text::DisplayText::new(&r, &state.redactor, false).full);
+    if resolution.idempotent
+        && body.decision == Decision::Deny
+        && new_reason.is_some()
+        && new_reason != a.deny_reason
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_recorded",
+            "your deny is already recorded with its first reason; a reason cannot be changed afterwards",
+        ));
+    }
     Ok(resolution.approval)
 }
 
@@ -507,71 +419,6 @@ pub(crate) async fn consume(
     let a = find(&state, &caller, &reference).await?;
     let a = state.engine.consume(&a.id, &caller.0.id()).await?;
     Ok(Json(view(&state, &a)))
-}
-
-/// An active grant.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct GrantView {
-    pub(crate) id: String,
-    pub(crate) kind: Kind,
-    pub(crate) subject: String,
-    /// Everything the grant compares, in words (PO-3, PO-12).
-    pub(crate) scope: String,
-    source: serde_json::Value,
-    approval_id: Option<String>,
-    created_by: String,
-    created_at: Timestamp,
-    last_used_at: Option<Timestamp>,
-    pub(crate) use_count: u64,
-    /// Not valid after this time (a `ttl:` scope).
-    expires_at: Option<Timestamp>,
-    /// Only for this agent session (a `session` scope).
-    session_key: Option<String>,
-}
-
-pub(crate) fn grant_views(state: &AppState, grants: &[assent_core::model::Grant]) -> Vec<GrantView> {
-    grants
-        .iter()
-        .filter(|g| g.revoked_at.is_none())
-        .map(|g| GrantView {
-            id: g.id.to_string(),
-            kind: g.kind,
-            // Redacted, then control and invisible characters escaped: a subject is an argv
-            // that anyone with a request token chose (issue 9, finding 7).
-            subject: sanitize(&state.redactor.redact(&grant_subject(g)).text, false),
-            scope: sanitize(&state.redactor.redact(&grant_scope_text(g)).text, false),
-            source: serde_json::to_value(g.source).unwrap_or_default(),
-            approval_id: g.approval_id.as_ref().map(ToString::to_string),
-            created_by: g.created_by.clone(),
-            created_at: g.created_at,
-            last_used_at: g.last_used_at,
-            use_count: g.use_count,
-            expires_at: g.constraints.expires_at,
-            session_key: g.constraints.session_key.clone(),
-        })
-        .collect()
-}
-
-#[utoipa::path(get, path = "/v1/grants", tag = "grants", responses((status = 200, body = Page<GrantView>), (status = 403, body = ErrorBody)))]
-pub(crate) async fn grants(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    caller: Caller,
-) -> Result<Json<Page<GrantView>>, ApiError> {
-    caller.require(Scope::Approve)?;
-    let all = state.engine.grants().await?;
-    Ok(Json(Page::all(grant_views(&state, &all))))
-}
-
-#[utoipa::path(delete, path = "/v1/grants/{id}", tag = "grants", params(("id" = String, Path)), responses((status = 200, description = "Revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(crate) async fn revoke_grant(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(Scope::Admin)?;
-    let id = GrantId::parse(&id).map_err(|_| ApiError::not_found("grant"))?;
-    let g = state.engine.revoke_grant(&id, &caller.actor()).await?;
-    Ok(Json(json!({ "id": g.id.to_string(), "revoked_at": g.revoked_at })))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

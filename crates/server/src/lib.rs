@@ -17,6 +17,8 @@ pub mod config;
 mod console;
 mod error;
 mod events;
+mod extract;
+mod grants;
 mod http;
 mod limits;
 mod metrics;
@@ -27,6 +29,7 @@ mod webhook;
 
 pub use self::{
     channels::{AccountSummary, compiled as channel_compiled, summaries as channel_summaries},
+    http::parse_create_body,
     openapi::document as openapi_document,
     webhook::signature as webhook_signature,
 };
@@ -49,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::error::ApiError;
 use self::{
-    auth::{Principal, Tokens},
+    auth::{LiveTokens, Principal, Tokens},
     config::{ConfigError, ConsoleRouteKey, DurabilityKey, LoadedConfig},
 };
 
@@ -124,7 +127,7 @@ pub enum ServeError {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) engine: EngineHandle,
-    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) tokens: Arc<LiveTokens>,
     pub(crate) sessions: Arc<console::Sessions>,
     pub(crate) keyring: Keyring,
     pub(crate) redactor: assent_core::text::Redactor,
@@ -133,6 +136,8 @@ pub(crate) struct AppState {
     /// CH-WEB-2: console cookies are `Secure` when people reach assent over https (a TLS proxy
     /// in front, announced by `server.public_url`).
     pub(crate) secure_cookies: bool,
+    /// `[grants] ignore_env`: variables exact grants do not compare.
+    pub(crate) ignore_env: Arc<[String]>,
     /// The console's own origins, checked on every cookie-authenticated request.
     pub(crate) console_origins: Arc<origins::ConsoleOrigins>,
 }
@@ -140,7 +145,7 @@ pub(crate) struct AppState {
 impl AppState {
     /// The caller presenting a bearer token.
     pub(crate) fn authenticate(&self, token: &str) -> Option<Principal> {
-        self.tokens.authenticate(token)
+        self.tokens.current().authenticate(token)
     }
 }
 
@@ -220,6 +225,40 @@ impl RunningServer {
     }
 }
 
+fn tokens_error(e: auth::TokensError, data_dir: &Path) -> ServeError {
+    match e {
+        auth::TokensError::Config(c) => c.into(),
+        auth::TokensError::AdminToken(error) => {
+            ServeError::DataDir { path: data_dir.display().to_string(), error }
+        }
+    }
+}
+
+/// `SIGHUP` re-reads `[[tokens]]` from the configuration file: a removed token stops working at
+/// once and its console sessions end. A file that does not load keeps the tokens in force.
+#[cfg(unix)]
+async fn reload_tokens_on_hangup(state: AppState, path: PathBuf, data_dir: PathBuf, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            Some(()) = hangups.recv() => {}
+        }
+        let loaded = LoadedConfig::load(&path)
+            .map_err(auth::TokensError::from)
+            .and_then(|c| Tokens::for_server(&c, &data_dir));
+        match loaded {
+            Ok((tokens, _)) => {
+                tracing::info!(tokens = tokens.len(), file = %path.display(), "tokens reloaded");
+                state.sessions.retain(|p| tokens.holds(p));
+                state.tokens.replace(tokens);
+            }
+            Err(e) => tracing::error!(error = %e, "tokens not reloaded; the previous ones stay in force"),
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -250,17 +289,10 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
         Some(a) => a,
         None => config.listen()?,
     };
-    let mut tokens = Tokens::from_config(&config)?;
-    let (mut first_run_token, mut admin_token_path) = (None, None);
-    if tokens.is_empty() {
-        let (path, hash, created) = auth::ensure_admin_token(&data_dir)
-            .map_err(|error| ServeError::DataDir { path: data_dir.display().to_string(), error })?;
-        tokens.insert(hash, auth::admin(auth::ADMIN_TOKEN_NAME));
-        if created {
-            first_run_token = Some(path.clone());
-        }
-        admin_token_path = Some(path);
-    }
+    let (tokens, admin_file) =
+        Tokens::for_server(&config, &data_dir).map_err(|e| tokens_error(e, &data_dir))?;
+    let first_run_token = admin_file.as_ref().filter(|(_, created)| *created).map(|(p, _)| p.clone());
+    let admin_token_path = admin_file.map(|(p, _)| p);
     let keyring = Keyring::new(token_key(&data_dir)?, Vec::new());
     let engine_config = engine_config(&config, keyring.clone())?;
     let redactor = engine_config.policy.redactor.clone();
@@ -285,7 +317,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     let metrics = metrics::Metrics::start(&handle);
     let state = AppState {
         engine: handle.clone(),
-        tokens: Arc::new(tokens),
+        tokens: Arc::new(LiveTokens::new(tokens)),
         sessions: Arc::new(console::Sessions::default()),
         keyring,
         redactor,
@@ -296,12 +328,17 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
             addr,
             config.config.server.public_url.as_deref(),
         )),
+        ignore_env: config.ignore_env()?.into(),
     };
     let login_code = admin_token_path
         .is_some()
         .then(|| state.sessions.one_time_link(auth::admin(auth::ADMIN_TOKEN_NAME)))
         .flatten();
     let stop = CancellationToken::new();
+    #[cfg(unix)]
+    if let Some(path) = config.path.clone() {
+        tokio::spawn(reload_tokens_on_hangup(state.clone(), path, data_dir.clone(), stop.clone()));
+    }
     let app = http::router(state);
     let stopped = stop.clone();
     let http = tokio::spawn(async move {

@@ -75,6 +75,9 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format; loopback callers need no token, others a `metrics` or `admin` token"),
+              (status = 403, body = crate::error::ErrorBody)))]
 pub(crate) async fn render(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

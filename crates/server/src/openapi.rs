@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::{bindings, error::ErrorBody, http, views::ApprovalView};
+use crate::{bindings, error::ErrorBody, events, grants, http, metrics, views::ApprovalView};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,14 +21,18 @@ use crate::{bindings, error::ErrorBody, http, views::ApprovalView};
         http::resolve,
         http::cancel,
         http::consume,
-        http::grants,
-        http::revoke_grant,
+        grants::grants,
+        grants::revoke_grant,
         http::audit,
         http::health,
         http::ready,
         bindings::request,
         bindings::show,
         bindings::detach,
+        events::sse,
+        events::ws,
+        metrics::render,
+        serve,
     ),
     components(schemas(ApprovalView, ErrorBody, assent_core::model::Event)),
     tags(
@@ -36,7 +40,8 @@ use crate::{bindings, error::ErrorBody, http, views::ApprovalView};
         (name = "grants", description = "Standing grants made by allow-always"),
         (name = "bindings", description = "Plugins owning conversations, approved by people"),
         (name = "audit", description = "The append-only audit log"),
-        (name = "operations", description = "Health and readiness"),
+        (name = "events", description = "Live events, resumable by seq"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]
 struct ApiDoc;
@@ -46,6 +51,7 @@ pub fn document() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, description = "This OpenAPI document")))]
 pub(crate) async fn serve() -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], document())
 }

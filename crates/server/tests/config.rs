@@ -72,3 +72,19 @@ fn cfg_1_secrets_come_from_env_or_file_and_never_appear_in_errors() {
     assert!(!e.contains("hunter2"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn po_3_grants_ignore_env_takes_variable_names_only() {
+    let c = LoadedConfig::parse("[grants]\nignore_env = [\"TERM\", \"COLUMNS\"]\n", None).unwrap();
+    assert_eq!(c.ignore_env().unwrap(), ["TERM", "COLUMNS"]);
+    let e = error("[grants]\n\nignore_env = [\"TERM=xterm\"]\n");
+    assert!(e.starts_with("assent.toml:3: ") && e.contains("not a variable name"), "{e}");
+    assert!(error("[grants]\nignore = [\"TERM\"]\n").contains("unknown field `ignore`"));
+}
+
+#[test]
+fn cfg_3_text_without_a_file_is_named_config_in_every_error() {
+    // Found by `cargo xtask fuzz config_loader`: errors after parsing said `<defaults>`.
+    let e = LoadedConfig::parse("[[policy]]\nname = \"p\"\ngrant_scope = [\"tsl:8h\"]\n", None).unwrap_err();
+    assert!(e.to_string().starts_with("<config>:3: "), "{e}");
+}

@@ -44,6 +44,11 @@ pub struct ExecAction {
     /// SHA-256 of the sorted `k=v` lines, if any environment was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_digest: Option<String>,
+    /// The digest an exact grant compares when `[grants] ignore_env` left some variables out:
+    /// SHA-256 of the significant `k=v` lines, or `""` when none is significant. Absent when
+    /// every variable counts, and then `env_digest` is compared (PO-3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_env_digest: Option<String>,
     /// Host name.
     pub host: String,
     /// `argv` rendered with POSIX quoting by assent.
@@ -65,9 +70,32 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
 
+impl ExecAction {
+    /// The environment digest an exact grant compares: every variable, unless the operator
+    /// named some to ignore (PO-3).
+    pub fn significant_env_digest(&self) -> Option<&str> {
+        match self.grant_env_digest.as_deref() {
+            Some("") => None,
+            Some(d) => Some(d),
+            None => self.env_digest.as_deref(),
+        }
+    }
+}
+
+fn env_lines<'a>(env: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    env.map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
 impl ExecRequest {
-    /// Validates the request and derives the stored action.
+    /// Validates the request and derives the stored action; every environment variable is
+    /// significant to grants.
     pub fn into_action(self) -> Result<ExecAction, ValidationError> {
+        self.into_action_ignoring(&[])
+    }
+
+    /// Like [`ExecRequest::into_action`], with the variables `ignore_env` names left out of
+    /// what an exact grant compares (they still count in `action_digest`).
+    pub fn into_action_ignoring(self, ignore_env: &[String]) -> Result<ExecAction, ValidationError> {
         validate_argv(&self.argv)?;
         if let Some(exe) = &self.executable
             && !exe.starts_with('/')
@@ -80,9 +108,11 @@ impl ExecRequest {
         max_bytes("host", Some(&self.host), 64)?;
         one_line("host", Some(&self.host))?;
         validate_env(&self.env)?;
-        let env_digest = (!self.env.is_empty()).then(|| {
-            let lines: String = self.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-            sha256_hex(lines.as_bytes())
+        let env_digest = (!self.env.is_empty()).then(|| sha256_hex(env_lines(self.env.iter()).as_bytes()));
+        let ignored = |k: &String| ignore_env.contains(k);
+        let grant_env_digest = self.env.keys().any(ignored).then(|| {
+            let significant = env_lines(self.env.iter().filter(|(k, _)| !ignored(k)));
+            if significant.is_empty() { String::new() } else { sha256_hex(significant.as_bytes()) }
         });
         let env_keys: Vec<String> = self.env.into_keys().collect();
         let action_digest = action_digest(
@@ -99,6 +129,7 @@ impl ExecRequest {
             cwd: self.cwd,
             env_keys,
             env_digest,
+            grant_env_digest,
             host: self.host,
             action_digest,
         })
@@ -267,5 +298,22 @@ mod tests {
         let mut r = req(&["ls"]);
         r.executable = Some("/bin/l\0s".into());
         assert_eq!(r.into_action().unwrap_err().field, "executable");
+    }
+
+    #[test]
+    fn po_3_ignored_variables_leave_the_grant_digest_but_not_the_action_digest() {
+        let mut r = req(&["make"]);
+        r.env.insert("TERM".into(), "xterm".into());
+        r.env.insert("PROFILE".into(), "dev".into());
+        let all = r.clone().into_action().unwrap();
+        assert_eq!(all.grant_env_digest, None);
+        assert_eq!(all.significant_env_digest(), all.env_digest.as_deref());
+        let ignoring = r.clone().into_action_ignoring(&["TERM".into()]).unwrap();
+        assert_eq!(ignoring.action_digest, all.action_digest, "what runs is still bound whole");
+        assert_eq!(ignoring.significant_env_digest(), Some(sha256_hex(b"PROFILE=dev\n").as_str()));
+        let only_term = req(&["make"]);
+        let mut only_term = only_term;
+        only_term.env.insert("TERM".into(), "xterm".into());
+        assert_eq!(only_term.into_action_ignoring(&["TERM".into()]).unwrap().significant_env_digest(), None);
     }
 }

@@ -206,7 +206,7 @@ pub fn grant_matches(grant: &Grant, input: &MatchInput<'_>) -> bool {
                 && *executable == e.executable
                 && *cwd == e.cwd
                 && *host == e.host
-                && *env_digest == e.env_digest
+                && env_digest.as_deref() == e.significant_env_digest()
         }
         (GrantMatcher::Pattern { executable, args, host }, Action::Exec(e)) => {
             if shell_script(&e.argv).is_some() || *host != e.host {
@@ -318,7 +318,7 @@ fn exact(e: &ExecAction) -> GrantMatcher {
         executable: e.executable.clone(),
         cwd: e.cwd.clone(),
         host: e.host.clone(),
-        env_digest: e.env_digest.clone(),
+        env_digest: e.significant_env_digest().map(str::to_owned),
     }
 }
 

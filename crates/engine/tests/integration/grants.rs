@@ -139,3 +139,27 @@ async fn finding_13_scopes_are_checked_strictly_as_grant_scope_errors() {
     assert_eq!(bed.store.approval(&a.id).await.unwrap().unwrap().status, Status::Pending);
     allow_always(&bed, &a.id, Some(ttl(3600))).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn po_3_variables_the_operator_ignores_do_not_count_the_others_do() {
+    let bed = TestBed::new(&[telegram()]).await;
+    let ignore = ["TERM".to_owned()];
+    let with_env = |pairs: &[(&str, &str)]| {
+        let exec = ExecRequest {
+            env: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ..make_install()
+        };
+        NewApproval::new(Action::Exec(exec.into_action_ignoring(&ignore).unwrap()), "token:req")
+    };
+    let a = bed.handle.create(with_env(&[("TERM", "xterm"), ("PROFILE", "dev")])).await.unwrap();
+    allow_always(&bed, &a.id, None).await.unwrap();
+    let status = |pairs: &'static [(&'static str, &'static str)]| {
+        let req = with_env(pairs);
+        let handle = bed.handle.clone();
+        async move { handle.create(req).await.unwrap().status }
+    };
+    assert_eq!(status(&[("TERM", "vt100"), ("PROFILE", "dev")]).await, Status::Approved);
+    assert_eq!(status(&[("PROFILE", "dev")]).await, Status::Approved, "an ignored variable may be absent");
+    assert_eq!(status(&[("TERM", "xterm"), ("PROFILE", "prod")]).await, Status::Pending);
+    assert_eq!(status(&[("TERM", "xterm")]).await, Status::Pending, "a significant one missing");
+}
