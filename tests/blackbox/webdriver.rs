@@ -4,7 +4,7 @@
 use std::{
     net::TcpListener,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -31,9 +31,11 @@ fn binaries() -> (&'static str, &'static str) {
     }
 }
 
-/// A chromedriver process and one browser session; both stop when dropped.
+/// A chromedriver process and one browser session; both stop when dropped, and a watchdog stops
+/// them (their whole process group) if the test process dies first.
 pub(crate) struct Browser {
-    driver: Child,
+    /// chromedriver's PID, also its process group's id.
+    driver: u32,
     base: String,
     agent: ureq::Agent,
     _profile: TempDir,
@@ -43,14 +45,16 @@ impl Browser {
     pub(crate) fn start() -> Self {
         let (chromium, chromedriver) = binaries();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let profile = TempDir::new("chromium");
+        let driver = assent_testing::watchdog::spawn(&assent_testing::watchdog::Watched {
+            command: format!("'{chromedriver}' --port={port}"),
+            log: &profile.path().join("chromedriver.log"),
+            stop: "TERM",
+            pid_file: None,
+            remove: None,
+        })
+        .unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut browser = Self { driver, base: format!("http://127.0.0.1:{port}"), agent, _profile: profile };
         let status = wait_for(Duration::from_secs(20), || browser.raw("GET", "/status", None).ok());
         assert_eq!(status["value"]["ready"], true, "chromedriver not ready: {status}");
@@ -165,8 +169,8 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.raw("DELETE", "", None);
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // The whole group: chromedriver and the browser it started.
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.driver)]).status();
     }
 }
 

@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod samples;
 pub mod store_contract;
 pub mod synapse;
+pub mod watchdog;
 
 use std::{sync::Arc, time::Duration};
 

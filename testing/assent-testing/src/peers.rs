@@ -28,7 +28,7 @@ pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
 
 /// An empty `/tmp/assent-<peer>-<pid>` for this test process's server.
 pub(crate) fn scratch_dir(peer: &str) -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("assent-{peer}-{}", std::process::id()));
+    let dir = crate::watchdog::scratch_dir_of(peer, std::process::id());
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     Ok(dir)

@@ -7,7 +7,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         OnceLock,
         atomic::{AtomicUsize, Ordering},
@@ -98,8 +98,8 @@ impl PgServer {
             "initdb",
         )?;
         let port = free_port()?;
-        // The watchdog shell stops the server once this test process is gone.
-        let server = format!(
+        // The watchdog stops the server and removes its files once this test process is gone.
+        let command = format!(
             "{runas} '{bin}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
             runas = if is_root() { "runuser -u nobody --" } else { "" },
@@ -107,21 +107,16 @@ impl PgServer {
             data = data.display(),
             dir = dir.display(),
         );
-        let script = format!(
-            "{server} >'{log}' 2>&1 & pg=$!; while kill -0 {me} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 0.5; done; \
-             kill -INT $pg 2>/dev/null; wait $pg; rm -rf '{dir}'",
-            log = dir.join("server.log").display(),
-            me = std::process::id(),
-            dir = dir.display(),
-        );
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting postgres: {e}"))?;
+        let log = dir.join("server.log");
+        let pid_file = data.join("postmaster.pid");
+        crate::watchdog::spawn(&crate::watchdog::Watched {
+            command,
+            log: &log,
+            stop: "INT",
+            pid_file: Some(&pid_file),
+            remove: Some(&dir),
+        })
+        .map_err(|e| format!("starting postgres: {e}"))?;
         let server = Self { bindir, port, databases: AtomicUsize::new(0) };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -9,7 +9,7 @@
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         OnceLock,
         atomic::{AtomicUsize, Ordering},
@@ -188,25 +188,20 @@ impl SynapseServer {
                 .arg("--generate-keys"),
             "synapse --generate-keys",
         )?;
-        // The watchdog shell stops Synapse once this test process is gone.
-        let script = format!(
-            "'{py}' -m synapse.app.homeserver -c '{config}' >'{log}' 2>&1 & hs=$!; \
-             while kill -0 {me} 2>/dev/null && kill -0 $hs 2>/dev/null; do sleep 0.5; done; \
-             kill -TERM $hs 2>/dev/null; wait $hs; rm -rf '{dir}'",
-            py = python(&venv).display(),
-            config = config.display(),
-            log = dir.join("homeserver.log").display(),
-            me = std::process::id(),
-            dir = dir.display(),
-        );
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting synapse: {e}"))?;
+        // The watchdog stops Synapse and removes its files once this test process is gone.
+        let log = dir.join("homeserver.log");
+        crate::watchdog::spawn(&crate::watchdog::Watched {
+            command: format!(
+                "'{py}' -m synapse.app.homeserver -c '{config}'",
+                py = python(&venv).display(),
+                config = config.display()
+            ),
+            log: &log,
+            stop: "TERM",
+            pid_file: None,
+            remove: Some(&dir),
+        })
+        .map_err(|e| format!("starting synapse: {e}"))?;
         let server = Self { port, users: AtomicUsize::new(0), admin: OnceLock::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
