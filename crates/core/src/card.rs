@@ -223,7 +223,14 @@ impl CardView {
         let mut fields: Vec<Field> = fields;
         if let Some(scope) = offered_scope(a, phase) {
             // The button names the scope briefly; this says everything the grant compares (PO-7).
-            fields.push(Field { label: "Allow always covers", value: scope.describe() });
+            let mut value = scope.describe();
+            if let Action::Exec(e) = &a.action
+                && e.grant_env_digest.is_some()
+                && scope.base == crate::policy::ScopeBase::ExactArgv
+            {
+                value.push_str(" (apart from the variables [grants] ignore_env lists)");
+            }
+            fields.push(Field { label: "Allow always covers", value });
         }
         let title = title(a, r);
         let progress = (a.quorum.required > 1)

@@ -163,3 +163,16 @@ async fn po_3_variables_the_operator_ignores_do_not_count_the_others_do() {
     assert_eq!(status(&[("TERM", "xterm"), ("PROFILE", "prod")]).await, Status::Pending);
     assert_eq!(status(&[("TERM", "xterm")]).await, Status::Pending, "a significant one missing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn po_7_the_card_says_when_ignored_variables_do_not_count() {
+    let fake = telegram();
+    let bed = TestBed::new(&[fake.clone()]).await;
+    let exec =
+        ExecRequest { env: BTreeMap::from([("TERM".to_owned(), "xterm".to_owned())]), ..make_install() };
+    let action = Action::Exec(exec.into_action_ignoring(&["TERM".to_owned()]).unwrap());
+    let a = bed.handle.create(NewApproval::new(action, "token:req")).await.unwrap();
+    let card = crate::card(&fake, &a.id).await;
+    let covers = card.payload.body.lines().find(|l| l.starts_with("Allow always covers"));
+    assert!(covers.is_some_and(|l| l.contains("ignore_env")), "{}", card.payload.body);
+}
