@@ -2,10 +2,10 @@
 //! it at once when a grant covers it, else asks the conversation's approvers.
 
 use assent_core::{
-    id::{ApprovalId, IdGenExt},
+    id::IdGenExt,
     model::{
-        Action, Actor, AuditEntry, AuditType, Binding, BindingRequest, Conversation, Event, EventType, Kind,
-        NewApproval,
+        Action, Actor, Approval, AuditEntry, AuditType, Binding, BindingRequest, Conversation, Event,
+        EventType, Kind, NewApproval,
     },
     policy::{MatchInput, grant_matches},
     routing::TargetAddr,
@@ -129,8 +129,7 @@ impl EngineHandle {
     /// A binding approval may be approved only while its conversation is free or already held
     /// by the same install: two requests for one conversation can both be pending, and the
     /// second approval must not silently replace the first owner (issue 9, finding 3).
-    pub(crate) async fn check_conversation_free(&self, id: &ApprovalId) -> Result<(), ResolveError> {
-        let Some(approval) = self.inner.store.approval(id).await? else { return Ok(()) };
+    pub(crate) async fn check_conversation_free(&self, approval: &Approval) -> Result<(), ResolveError> {
         let Action::Binding(req) = &approval.action else { return Ok(()) };
         match self.inner.store.binding(&req.conversation.binding_key()).await? {
             Some(owner) if owner.plugin.root != req.plugin.root => {

@@ -297,12 +297,17 @@ impl EngineHandle {
     pub async fn resolve(&self, acc: Accepted) -> Result<Resolution, ResolveError> {
         let reason =
             acc.reason.as_deref().map(|r| DisplayText::new(r, &self.config().policy.redactor, false).full);
-        if let (Some(scope), Some(current)) = (&acc.grant_scope, self.inner.store.approval(&acc.id).await?) {
-            let rule = self.config().policy.rule_named(&current.policy_rule);
-            rule.allows_scope(scope, &current)?;
-        }
-        if acc.kind == Kind::Binding && acc.decision != Decision::Deny {
-            self.check_conversation_free(&acc.id).await?;
+        // Checks that need the stored record, read once, before anything is written.
+        let binding_allow = acc.kind == Kind::Binding && acc.decision != Decision::Deny;
+        if (acc.grant_scope.is_some() || binding_allow)
+            && let Some(current) = self.inner.store.approval(&acc.id).await?
+        {
+            if let Some(scope) = &acc.grant_scope {
+                self.config().policy.rule_named(&current.policy_rule).allows_scope(scope, &current)?;
+            }
+            if binding_allow {
+                self.check_conversation_free(&current).await?;
+            }
         }
         for _ in 0..CAS_RETRIES {
             let current = self.inner.store.approval(&acc.id).await?.ok_or(Rejection::NotFound)?;
