@@ -117,20 +117,21 @@ fn doctor_names_the_key_of_a_matrix_account_without_approvers() {
          password_env = \"ASSENT_TEST_MATRIX_PASSWORD\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(crate::harness::ASSENT)
-        .arg("doctor")
-        .arg("--config")
-        .arg(&config)
-        .env("ASSENT_DATA_DIR", dir.path().join("data"))
-        .env("ASSENT_URL", "http://127.0.0.1:9")
-        .env("ASSENT_TEST_MATRIX_PASSWORD", "secret-value-123")
-        .output()
-        .unwrap();
+    let doctor = |json: bool| {
+        let mut cli = std::process::Command::new(crate::harness::ASSENT);
+        cli.arg("doctor").args(json.then_some("--json")).arg("--config").arg(&config);
+        cli.env("ASSENT_DATA_DIR", dir.path().join("data"))
+            .env("ASSENT_URL", "http://127.0.0.1:9")
+            .env("ASSENT_TEST_MATRIX_PASSWORD", "secret-value-123");
+        cli.output().unwrap()
+    };
+    let out = doctor(false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains(
-            "FAIL matrix/main — no approvers — set channels.matrix.accounts.main.approvals.approvers"
+            "FAIL matrix/main — nobody can approve on matrix/main: set \
+             `channels.matrix.accounts.main.approvals.approvers`, e.g. `[\"@kim:example.org\"]`"
         ),
         "{stdout}"
     );
@@ -139,4 +140,11 @@ fn doctor_names_the_key_of_a_matrix_account_without_approvers() {
         "the homeserver is asked: {stdout}"
     );
     assert!(!stdout.contains("secret-value-123"), "secrets never shown: {stdout}");
+
+    // CLI-5: `--json` carries the same hint, with the exact key to set.
+    let checks: Vec<serde_json::Value> = serde_json::from_slice(&doctor(true).stdout).unwrap();
+    let account = checks.iter().find(|c| c["subject"] == "matrix/main").unwrap();
+    assert_eq!(account["status"], "FAIL", "{account}");
+    assert_eq!(account["keys"], serde_json::json!(["channels.matrix.accounts.main.approvals.approvers"]));
+    assert!(account["message"].as_str().unwrap().contains("e.g. `[\"@kim:example.org\"]`"), "{account}");
 }

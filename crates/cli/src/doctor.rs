@@ -7,10 +7,9 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Exit, Failure, Global, client::Client, serve::load_config};
+use assent_server::{config::LoadedConfig, platforms};
 
-/// Channel crates that can be compiled in, and the cargo feature of each.
-const CHANNELS: [&str; 4] = ["discord", "matrix", "slack", "telegram"];
+use crate::{Exit, Failure, Global, client::Client, serve::load_config};
 
 #[derive(Debug, Args)]
 pub(crate) struct DoctorArgs {
@@ -71,18 +70,6 @@ pub(crate) fn run(global: &Global, args: DoctorArgs) -> Result<Exit, Failure> {
             Ok(addr) => check(Status::Ok, "console", format!("listens on {addr}"), &["server.listen"]),
             Err(e) => check(Status::Fail, "console", e.message, &["server.listen"]),
         });
-        for name in config.config.channels.keys() {
-            if assent_server::channel_compiled(name) {
-                continue;
-            }
-            let status = if CHANNELS.contains(&name.as_str()) { Status::Off } else { Status::Fail };
-            let message = if status == Status::Off {
-                format!("not compiled in — build with --features {name}, or remove [channels.{name}]")
-            } else {
-                format!("unknown platform — use one of {}", CHANNELS.join(", "))
-            };
-            checks.push(check(status, name, message, &[&format!("channels.{name}")]));
-        }
         checks.extend(account_checks(config, &data_dir));
         checks.extend(policy_lint(config));
     }
@@ -135,33 +122,49 @@ fn data_dir_check(dir: &std::path::Path) -> Check {
     }
 }
 
-/// One line per configured chat account: credentials readable, approvers present.
-fn account_checks(config: &assent_server::config::LoadedConfig, data_dir: &std::path::Path) -> Vec<Check> {
-    match assent_server::channel_summaries(config, data_dir) {
-        Err(e) => vec![check(Status::Fail, "channels", e.message, &[])],
-        Ok(accounts) => accounts
-            .into_iter()
-            .flat_map(|a| {
-                let key = format!("{}.approvals.approvers", a.table);
-                let approvers = if a.approvers == 0 {
-                    let fix = format!("no approvers — set {key} = [\"<user id>\"]");
-                    check(Status::Fail, &a.key, fix, &[&key])
-                } else {
-                    check(Status::Ok, &a.key, format!("{}, {} approver(s)", a.identity, a.approvers), &[&key])
-                };
-                let subject = format!("{} login", a.key);
-                let reachable = match a.probe() {
-                    Ok(found) => check(Status::Ok, &subject, found, &[&a.table]),
-                    Err(problem) => check(Status::Fail, &subject, problem, &[&a.table]),
-                };
-                [approvers, reachable]
-            })
-            .collect(),
+/// Per configured chat account: whether anybody can approve there (with the key to set when
+/// nobody can), and the platform's own probe. A platform this build lacks is OFF.
+fn account_checks(config: &LoadedConfig, data_dir: &std::path::Path) -> Vec<Check> {
+    let all = platforms::compiled();
+    let mut checks = Vec::new();
+    let (compiled, missing): (Vec<_>, Vec<_>) =
+        config.config.channels.keys().partition(|name| !platforms::known_but_not_compiled(&all, name));
+    for name in missing {
+        let message = format!("not compiled in — build with --features {name}, or remove [channels.{name}]");
+        checks.push(check(Status::Off, name, message, &[&format!("channels.{name}")]));
     }
+    let accounts = match platforms::accounts_of(config, &all, data_dir, &compiled) {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            checks.push(check(Status::Fail, "channels", e.to_string(), &[]));
+            return checks;
+        }
+    };
+    for account in accounts {
+        let subject = account.key().to_string();
+        let availability = account.availability();
+        let table = availability.table().to_owned();
+        let hints = availability.all_hints();
+        checks.push(if hints.is_empty() {
+            let found =
+                format!("{}, {} approver(s)", account.identity(), availability.settings().approvers.len());
+            check(Status::Ok, &subject, found, &[&format!("{table}.approvals.approvers")])
+        } else {
+            let message = hints.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let keys: Vec<&str> = hints.iter().map(|h| h.key.as_str()).collect();
+            check(Status::Fail, &subject, message, &keys)
+        });
+        let login = format!("{subject} login");
+        checks.push(match account.probe() {
+            Ok(found) => check(Status::Ok, &login, found, &[&table]),
+            Err(problem) => check(Status::Fail, &login, problem, &[&table]),
+        });
+    }
+    checks
 }
 
 /// A rule after a rule that matches everything can never apply.
-fn policy_lint(config: &assent_server::config::LoadedConfig) -> Vec<Check> {
+fn policy_lint(config: &LoadedConfig) -> Vec<Check> {
     let mut out = Vec::new();
     let mut catch_all: Option<&str> = None;
     for rule in &config.config.policy {

@@ -1,5 +1,5 @@
-//! The channel contract (CAP-1..CAP-5): one typed trait per channel, split into the seams
-//! availability, presentation, transport, interactions and observe, then erased to
+//! The channel contract (CAP-1..CAP-5): one typed trait per channel tying together five seams,
+//! availability, presentation, transport, interactions and observe; then erased to
 //! [`DynApprovalCapability`] so the engine keeps one kind of object per account.
 
 use std::{any::Any, future::Future, sync::Arc, time::Duration};
@@ -37,7 +37,7 @@ pub trait ClassifyError {
 pub enum Handle {
     /// Plan deliveries for it.
     Yes,
-    /// Skip, with a reason for diagnostics.
+    /// Skip; the reason is written to the audit log (`delivery_skipped`).
     Skip(String),
 }
 
@@ -46,13 +46,20 @@ pub enum Handle {
 pub struct SetupHint {
     /// Exact key, e.g. `channels.telegram.accounts.main.approvals.approvers`.
     pub key: String,
-    /// Example value.
+    /// Example value, as TOML.
     pub example: String,
-    /// Why it is needed.
+    /// What is wrong without it, e.g. "nobody can approve exec on telegram/main".
     pub why: String,
 }
 
-/// Availability seam: gates and planner input.
+impl std::fmt::Display for SetupHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: set `{}`, e.g. `{}`", self.why, self.key, self.example)
+    }
+}
+
+/// Availability seam: gates and planner input. Synchronous: the engine asks it while planning,
+/// from memory.
 pub trait Availability: Send + Sync {
     /// Credentials present and the account enabled.
     fn is_configured(&self) -> bool;
@@ -62,11 +69,7 @@ pub trait Availability: Send + Sync {
     fn should_handle(&self, _approval: &Approval) -> Handle {
         Handle::Yes
     }
-    /// Approvers for a kind.
-    fn approvers(&self, kind: Kind) -> Vec<String> {
-        self.routing().approvers_for(kind).to_vec()
-    }
-    /// Keys `doctor` should point at when this account cannot approve `kind`.
+    /// Keys `doctor` points at when this account cannot approve `kind`; empty when it can.
     fn setup_hints(&self, _kind: Kind) -> Vec<SetupHint> {
         Vec::new()
     }
@@ -101,21 +104,83 @@ pub struct Prepared<P> {
 pub enum PrepareOutcome<P> {
     /// Deliver here.
     Ready(Prepared<P>),
-    /// Do not deliver, with a reason.
+    /// Do not deliver; the reason is written to the audit log (`delivery_skipped`).
     Skip(String),
 }
 
-/// Interactions seam (optional): anchors and control stripping.
-#[async_trait]
-pub trait Interactions<C: ApprovalCapability + ?Sized>: Send + Sync {
-    /// Starts listening on a delivered card; returns an anchor to persist (Matrix reactions).
-    async fn bind(&self, entry: &C::Entry) -> Result<Option<C::Anchor>, C::Error>;
+/// Presentation seam: pure (CAP-2). No I/O and no client, so a channel's cards are
+/// snapshot-tested from a [`CardView`] alone.
+pub trait Presentation<C: ApprovalCapability>: Send + Sync {
+    /// A pending or progress card.
+    fn render(&self, view: &CardView) -> Result<C::Payload, C::Error>;
+    /// What to do with a card once its approval is terminal.
+    fn finish(&self, view: &CardView, entry: &C::Entry) -> FinalAction<C::Payload>;
+}
+
+/// Transport seam: the platform I/O.
+pub trait Transport<C: ApprovalCapability>: Send + Sync {
+    /// Resolves a planned target (looks up or opens a DM, for example).
+    fn prepare(
+        &self,
+        target: &PlannedTarget,
+    ) -> impl Future<Output = Result<PrepareOutcome<C::Prepared>, C::Error>> + Send;
+    /// Sends a card; `None` when the platform kept no reference.
+    fn deliver(
+        &self,
+        target: &Prepared<C::Prepared>,
+        payload: &C::Payload,
+    ) -> impl Future<Output = Result<Option<C::Entry>, C::Error>> + Send;
+    /// Edits a card.
+    fn update(
+        &self,
+        entry: &C::Entry,
+        payload: &C::Payload,
+    ) -> impl Future<Output = Result<(), C::Error>> + Send;
+    /// Deletes a card.
+    fn delete(&self, entry: &C::Entry) -> impl Future<Output = Result<(), C::Error>> + Send;
+    /// A private reply to the one actor who pressed a control (ephemeral where the platform has
+    /// it): refusals and failures after the ack. `context` is what the channel passed to
+    /// `assent_engine::Inbound::settle`.
+    /// Platforms without private replies return `Ok(())`; the refusal is audited either way.
+    fn reply_private(
+        &self,
+        actor: &Actor,
+        context: &serde_json::Value,
+        text: &str,
+    ) -> impl Future<Output = Result<(), C::Error>> + Send;
+    /// Posts a routed-elsewhere notice into the origin (RT-9).
+    fn send_notice(&self, origin: &Origin, text: &str) -> impl Future<Output = Result<(), C::Error>> + Send;
+}
+
+/// Interactions seam (optional): anchors (Matrix reactions) and control stripping.
+pub trait Interactions<C: ApprovalCapability>: Send + Sync {
+    /// Starts listening on a delivered card; returns an anchor to persist.
+    fn bind(&self, entry: &C::Entry) -> impl Future<Output = Result<Option<C::Anchor>, C::Error>> + Send;
     /// Stops listening.
-    async fn unbind(&self, anchor: &C::Anchor) -> Result<(), C::Error>;
+    fn unbind(&self, anchor: &C::Anchor) -> impl Future<Output = Result<(), C::Error>> + Send;
     /// Removes controls from a card.
-    async fn clear_actions(&self, entry: &C::Entry) -> Result<(), C::Error>;
+    fn clear_actions(&self, entry: &C::Entry) -> impl Future<Output = Result<(), C::Error>> + Send;
     /// Called at stop for entries without anchors (stop-vs-bind race, CAP-9).
-    async fn cancel_delivered(&self, entry: &C::Entry) -> Result<(), C::Error>;
+    fn cancel_delivered(&self, entry: &C::Entry) -> impl Future<Output = Result<(), C::Error>> + Send;
+}
+
+/// The interactions of a channel that has none: it cannot be constructed.
+#[derive(Debug, Clone, Copy)]
+pub enum NoInteractions {}
+
+impl<C: ApprovalCapability> Interactions<C> for NoInteractions {
+    async fn bind(&self, _: &C::Entry) -> Result<Option<C::Anchor>, C::Error> {
+        match *self {}
+    }
+    async fn unbind(&self, _: &C::Anchor) -> Result<(), C::Error> {
+        match *self {}
+    }
+    async fn clear_actions(&self, _: &C::Entry) -> Result<(), C::Error> {
+        match *self {}
+    }
+    async fn cancel_delivered(&self, _: &C::Entry) -> Result<(), C::Error> {
+        match *self {}
+    }
 }
 
 /// Observe seam (optional): synchronous diagnostics, never fallible.
@@ -130,8 +195,13 @@ pub trait Observe: Send + Sync {
     fn on_finalized(&self, _approval: &ApprovalId) {}
 }
 
-/// The typed channel contract. `render`/`finish` are pure (CAP-2); the rest is platform I/O.
-pub trait ApprovalCapability: Send + Sync + 'static {
+/// The typed channel contract: the types one channel works with, and its five seams.
+///
+/// One async style: every async hook is declared `-> impl Future + Send` and written as a plain
+/// `async fn` by the channel. That costs a channel nothing (no macro, no allocation per call) and
+/// lets the compiler check each future is `Send`. Only the erased form, which the engine keeps
+/// one per account behind `dyn`, boxes its futures ([`DynApprovalCapability`]).
+pub trait ApprovalCapability: Sized + Send + Sync + 'static {
     /// Rendered card.
     type Payload: Send + Sync + 'static;
     /// Resolved destination.
@@ -150,46 +220,13 @@ pub trait ApprovalCapability: Send + Sync + 'static {
     fn account(&self) -> AccountKey;
     /// Availability seam.
     fn availability(&self) -> &dyn Availability;
-    /// Presentation: a pending or progress card.
-    fn render(&self, view: &CardView) -> Result<Self::Payload, Self::Error>;
-    /// Presentation: what to do with a card once terminal.
-    fn finish(&self, view: &CardView, entry: &Self::Entry) -> FinalAction<Self::Payload>;
-    /// Transport: resolve a planned target.
-    fn prepare(
-        &self,
-        target: &PlannedTarget,
-    ) -> impl Future<Output = Result<PrepareOutcome<Self::Prepared>, Self::Error>> + Send;
-    /// Transport: send a card; `None` when the platform kept no reference.
-    fn deliver(
-        &self,
-        target: &Prepared<Self::Prepared>,
-        payload: &Self::Payload,
-    ) -> impl Future<Output = Result<Option<Self::Entry>, Self::Error>> + Send;
-    /// Transport: edit a card.
-    fn update(
-        &self,
-        entry: &Self::Entry,
-        payload: &Self::Payload,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// Transport: delete a card.
-    fn delete(&self, entry: &Self::Entry) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// Transport: a private reply to one actor (ephemeral where possible). `context` is the
-    /// channel's own interaction context.
-    fn reply_private(
-        &self,
-        actor: &Actor,
-        context: &serde_json::Value,
-        text: &str,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// Transport: post a routed-elsewhere notice into the origin (RT-9).
-    fn send_notice(
-        &self,
-        origin: &Origin,
-        text: &str,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// Interactions seam.
-    fn interactions(&self) -> Option<&dyn Interactions<Self>> {
-        None
+    /// Presentation seam.
+    fn presentation(&self) -> &impl Presentation<Self>;
+    /// Transport seam.
+    fn transport(&self) -> &impl Transport<Self>;
+    /// Interactions seam, if the channel binds anchors.
+    fn interactions(&self) -> Option<&impl Interactions<Self>> {
+        None::<&NoInteractions>
     }
     /// Observe seam.
     fn observe(&self) -> Option<&dyn Observe> {
@@ -239,53 +276,72 @@ impl CapabilityError {
 /// A type-erased payload or prepared target; only the capability that made it can read it.
 pub type Erased = Box<dyn Any + Send + Sync>;
 
-/// The erased contract the engine stores, one per account (CAP-1).
-#[async_trait]
+/// The erased contract the engine stores, one per account (CAP-1): the same seams as
+/// [`ApprovalCapability`], each behind `dyn`, with boxed futures (`async_trait`). Entries and
+/// anchors cross as versioned JSON.
 pub trait DynApprovalCapability: Send + Sync {
     /// The account.
     fn account(&self) -> AccountKey;
     /// Availability seam.
     fn availability(&self) -> &dyn Availability;
+    /// Presentation seam.
+    fn presentation(&self) -> &dyn DynPresentation;
+    /// Transport seam.
+    fn transport(&self) -> &dyn DynTransport;
+    /// Interactions seam, if the channel has one.
+    fn interactions(&self) -> Option<&dyn DynInteractions>;
     /// Observe seam.
     fn observe(&self) -> Option<&dyn Observe>;
-    /// See [`ApprovalCapability::render`].
+}
+
+/// [`Presentation`], erased.
+pub trait DynPresentation: Send + Sync {
+    /// See [`Presentation::render`].
     fn render(&self, view: &CardView) -> Result<Erased, CapabilityError>;
-    /// See [`ApprovalCapability::finish`]; fails only when the entry no longer decodes.
+    /// See [`Presentation::finish`]; fails only when the entry no longer decodes.
     fn finish(
         &self,
         view: &CardView,
         entry: &serde_json::Value,
     ) -> Result<FinalAction<Erased>, CapabilityError>;
-    /// See [`ApprovalCapability::prepare`].
+}
+
+/// [`Transport`], erased.
+#[async_trait]
+pub trait DynTransport: Send + Sync {
+    /// See [`Transport::prepare`].
     async fn prepare(&self, target: &PlannedTarget) -> Result<PrepareOutcome<Erased>, CapabilityError>;
-    /// See [`ApprovalCapability::deliver`]; the entry comes back as versioned JSON.
+    /// See [`Transport::deliver`]; the entry comes back as versioned JSON.
     async fn deliver(
         &self,
         target: &Prepared<Erased>,
         payload: &Erased,
     ) -> Result<Option<serde_json::Value>, CapabilityError>;
-    /// See [`ApprovalCapability::update`].
+    /// See [`Transport::update`].
     async fn update(&self, entry: &serde_json::Value, payload: &Erased) -> Result<(), CapabilityError>;
-    /// See [`ApprovalCapability::delete`].
+    /// See [`Transport::delete`].
     async fn delete(&self, entry: &serde_json::Value) -> Result<(), CapabilityError>;
-    /// See [`ApprovalCapability::reply_private`].
+    /// See [`Transport::reply_private`].
     async fn reply_private(
         &self,
         actor: &Actor,
         context: &serde_json::Value,
         text: &str,
     ) -> Result<(), CapabilityError>;
-    /// See [`ApprovalCapability::send_notice`].
+    /// See [`Transport::send_notice`].
     async fn send_notice(&self, origin: &Origin, text: &str) -> Result<(), CapabilityError>;
-    /// True if the interactions seam exists.
-    fn has_interactions(&self) -> bool;
-    /// Interactions: bind; the anchor comes back as versioned JSON.
+}
+
+/// [`Interactions`], erased.
+#[async_trait]
+pub trait DynInteractions: Send + Sync {
+    /// See [`Interactions::bind`]; the anchor comes back as versioned JSON.
     async fn bind(&self, entry: &serde_json::Value) -> Result<Option<serde_json::Value>, CapabilityError>;
-    /// Interactions: unbind.
+    /// See [`Interactions::unbind`].
     async fn unbind(&self, anchor: &serde_json::Value) -> Result<(), CapabilityError>;
-    /// Interactions: clear actions.
+    /// See [`Interactions::clear_actions`].
     async fn clear_actions(&self, entry: &serde_json::Value) -> Result<(), CapabilityError>;
-    /// Interactions: cancel a delivered, unbound entry.
+    /// See [`Interactions::cancel_delivered`].
     async fn cancel_delivered(&self, entry: &serde_json::Value) -> Result<(), CapabilityError>;
 }
 
@@ -342,7 +398,6 @@ impl<C: ApprovalCapability> Erasure<C> {
     }
 }
 
-#[async_trait]
 impl<C: ApprovalCapability> DynApprovalCapability for Erasure<C> {
     fn account(&self) -> AccountKey {
         self.0.account()
@@ -352,12 +407,27 @@ impl<C: ApprovalCapability> DynApprovalCapability for Erasure<C> {
         self.0.availability()
     }
 
+    fn presentation(&self) -> &dyn DynPresentation {
+        self
+    }
+
+    fn transport(&self) -> &dyn DynTransport {
+        self
+    }
+
+    fn interactions(&self) -> Option<&dyn DynInteractions> {
+        self.0.interactions().is_some().then_some(self as &dyn DynInteractions)
+    }
+
     fn observe(&self) -> Option<&dyn Observe> {
         self.0.observe()
     }
+}
 
+impl<C: ApprovalCapability> DynPresentation for Erasure<C> {
     fn render(&self, view: &CardView) -> Result<Erased, CapabilityError> {
-        self.0.render(view).map(|p| Box::new(p) as Erased).map_err(CapabilityError::channel)
+        let payload = self.0.presentation().render(view).map_err(CapabilityError::channel)?;
+        Ok(Box::new(payload))
     }
 
     fn finish(
@@ -366,16 +436,19 @@ impl<C: ApprovalCapability> DynApprovalCapability for Erasure<C> {
         entry: &serde_json::Value,
     ) -> Result<FinalAction<Erased>, CapabilityError> {
         let entry = self.entry(entry)?;
-        Ok(match self.0.finish(view, &entry) {
+        Ok(match self.0.presentation().finish(view, &entry) {
             FinalAction::Update(p) => FinalAction::Update(Box::new(p)),
             FinalAction::Delete => FinalAction::Delete,
             FinalAction::ClearActions => FinalAction::ClearActions,
             FinalAction::Leave => FinalAction::Leave,
         })
     }
+}
 
+#[async_trait]
+impl<C: ApprovalCapability> DynTransport for Erasure<C> {
     async fn prepare(&self, target: &PlannedTarget) -> Result<PrepareOutcome<Erased>, CapabilityError> {
-        Ok(match self.0.prepare(target).await.map_err(CapabilityError::channel)? {
+        Ok(match self.0.transport().prepare(target).await.map_err(CapabilityError::channel)? {
             // The typed `Prepared` travels whole inside the box, so `deliver` gets it back as is.
             PrepareOutcome::Ready(p) => PrepareOutcome::Ready(Prepared {
                 planned: p.planned.clone(),
@@ -393,19 +466,19 @@ impl<C: ApprovalCapability> DynApprovalCapability for Erasure<C> {
     ) -> Result<Option<serde_json::Value>, CapabilityError> {
         let typed = downcast::<Prepared<C::Prepared>>(&target.native, "prepared target")?;
         let payload = downcast::<C::Payload>(payload, "payload")?;
-        let entry = self.0.deliver(typed, payload).await.map_err(CapabilityError::channel)?;
+        let entry = self.0.transport().deliver(typed, payload).await.map_err(CapabilityError::channel)?;
         entry.map(|e| encode(C::ENTRY_VERSION, &e, "entry")).transpose()
     }
 
     async fn update(&self, entry: &serde_json::Value, payload: &Erased) -> Result<(), CapabilityError> {
         let entry = self.entry(entry)?;
         let payload = downcast::<C::Payload>(payload, "payload")?;
-        self.0.update(&entry, payload).await.map_err(CapabilityError::channel)
+        self.0.transport().update(&entry, payload).await.map_err(CapabilityError::channel)
     }
 
     async fn delete(&self, entry: &serde_json::Value) -> Result<(), CapabilityError> {
         let entry = self.entry(entry)?;
-        self.0.delete(&entry).await.map_err(CapabilityError::channel)
+        self.0.transport().delete(&entry).await.map_err(CapabilityError::channel)
     }
 
     async fn reply_private(
@@ -414,17 +487,17 @@ impl<C: ApprovalCapability> DynApprovalCapability for Erasure<C> {
         context: &serde_json::Value,
         text: &str,
     ) -> Result<(), CapabilityError> {
-        self.0.reply_private(actor, context, text).await.map_err(CapabilityError::channel)
+        self.0.transport().reply_private(actor, context, text).await.map_err(CapabilityError::channel)
     }
 
     async fn send_notice(&self, origin: &Origin, text: &str) -> Result<(), CapabilityError> {
-        self.0.send_notice(origin, text).await.map_err(CapabilityError::channel)
+        self.0.transport().send_notice(origin, text).await.map_err(CapabilityError::channel)
     }
+}
 
-    fn has_interactions(&self) -> bool {
-        self.0.interactions().is_some()
-    }
-
+/// Reached only when `interactions()` is `Some`; the `None` arms are unreachable in practice.
+#[async_trait]
+impl<C: ApprovalCapability> DynInteractions for Erasure<C> {
     async fn bind(&self, entry: &serde_json::Value) -> Result<Option<serde_json::Value>, CapabilityError> {
         let Some(ix) = self.0.interactions() else { return Ok(None) };
         let entry = self.entry(entry)?;

@@ -49,7 +49,8 @@ impl EngineHandle {
             if let Some(a) = self.inner.store.approval(&id).await?
                 && !a.status.is_terminal()
             {
-                let (targets, _) = self.plan_for(&a).await;
+                let (targets, _, skipped) = self.plan_for(&a);
+                self.audit_quietly(skipped).await;
                 let mine: Vec<_> = targets.into_iter().filter(|t| t.account == key).collect();
                 if !mine.is_empty() {
                     self.spawn_deliveries(a, mine, false);
@@ -65,11 +66,9 @@ impl EngineHandle {
         key: &AccountKey,
         cap: &Arc<dyn DynApprovalCapability>,
     ) -> Result<(), EngineError> {
-        if !cap.has_interactions() {
-            return Ok(());
-        }
+        let Some(ix) = cap.interactions() else { return Ok(()) };
         for mut entry in self.inner.store.open_entries(key).await? {
-            match guarded(cap.bind(&entry.native_ref)).await {
+            match guarded(ix.bind(&entry.native_ref)).await {
                 Ok(anchor) if anchor != entry.anchor => {
                     entry.anchor = anchor;
                     let commit = Commit { entries: vec![EntryWrite::Update(entry)], ..Commit::default() };
@@ -91,13 +90,11 @@ impl EngineHandle {
         };
         let Some(attached) = removed else { return Ok(()) };
         let cap = attached.capability;
-        if !cap.has_interactions() {
-            return Ok(());
-        }
+        let Some(ix) = cap.interactions() else { return Ok(()) };
         for entry in self.inner.store.open_entries(key).await? {
             let result = match &entry.anchor {
-                Some(anchor) => guarded(cap.unbind(anchor)).await,
-                None => guarded(cap.cancel_delivered(&entry.native_ref)).await,
+                Some(anchor) => guarded(ix.unbind(anchor)).await,
+                None => guarded(ix.cancel_delivered(&entry.native_ref)).await,
             };
             if let Err(e) = result {
                 self.report_hook_error(key, &entry.approval_id, "unbind", &e.to_string()).await;

@@ -97,7 +97,8 @@ impl EngineHandle {
             return self.insert_terminal(commit, approved).await;
         }
 
-        let (targets, selection) = self.plan_for(&approval).await;
+        let (targets, selection, skipped) = self.plan_for(&approval);
+        commit.audit.extend(skipped);
         for channel in &selection.ambiguous {
             commit.audit.push(
                 AuditEntry::new(AuditType::RoutingAmbiguous, now)

@@ -25,21 +25,30 @@ use crate::{EngineHandle, backoff, guarded, guarded_sync, transition::event};
 const RETRY_WINDOW: Duration = Duration::from_secs(300);
 
 impl EngineHandle {
-    /// RT-4..RT-7 for one approval over the attached accounts.
-    pub(crate) async fn plan_for(&self, a: &Approval) -> (Vec<PlannedTarget>, Selection) {
+    /// RT-4..RT-7 for one approval over the attached accounts, plus a `delivery_skipped` audit
+    /// entry for each account whose channel declined it (`should_handle`).
+    pub(crate) fn plan_for(&self, a: &Approval) -> (Vec<PlannedTarget>, Selection, Vec<AuditEntry>) {
         // BD-2: a binding is decided by the approvers of the conversation's own account.
         let binding_account =
             a.binding().map(|b| AccountKey::new(b.conversation.channel, b.conversation.account.clone()));
+        let mut skipped = Vec::new();
         let accounts: Vec<_> = {
             let map = self.inner.accounts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let standby = self.inner.standby.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             map.values()
                 .chain(standby.values().filter(|s| !map.contains_key(&s.routing.key)))
                 .filter(|x| binding_account.as_ref().is_none_or(|k| *k == x.routing.key))
-                .filter(|x| matches!(x.capability.availability().should_handle(a), Handle::Yes))
+                .filter(|x| match x.capability.availability().should_handle(a) {
+                    Handle::Yes => true,
+                    Handle::Skip(why) => {
+                        skipped.push(self.skipped(a, x.routing.key.clone(), None, why));
+                        false
+                    }
+                })
                 .map(|x| x.routing.clone())
                 .collect()
         };
+
         let session_accounts: Vec<AccountKey> = a.origin.iter().map(|o| o.account_key()).collect();
         let req = RouteRequest {
             kind: a.kind(),
@@ -48,7 +57,8 @@ impl EngineHandle {
             origin: a.origin.as_ref(),
             session_accounts: &session_accounts,
         };
-        plan(&req, &accounts, &self.config().forwards)
+        let (targets, selection) = plan(&req, &accounts, &self.config().forwards);
+        (targets, selection, skipped)
     }
 
     /// Starts deliveries in the background (LC-3). `fresh` is true for a new approval, which
@@ -142,7 +152,7 @@ impl EngineHandle {
         if self.commit(commit).await.is_err() {
             return; // Already sent (RT-8 layer 6) or the store is down: skip, it is best-effort.
         }
-        if let Err(e) = guarded(cap.send_notice(origin, &text)).await {
+        if let Err(e) = guarded(cap.transport().send_notice(origin, &text)).await {
             tracing::warn!(approval = %a.id, error = %e, "routed-elsewhere notice failed");
         }
     }
@@ -196,9 +206,13 @@ impl EngineHandle {
         seen_keys: &mut Vec<String>,
         delivered: &Mutex<Vec<Delivered>>,
     ) -> Result<(), CapabilityError> {
-        let prepared = match guarded(cap.prepare(target)).await? {
+        let prepared = match guarded(cap.transport().prepare(target)).await? {
             PrepareOutcome::Ready(p) => p,
-            PrepareOutcome::Skip(_) => return Ok(()),
+            PrepareOutcome::Skip(why) => {
+                self.audit_quietly(vec![self.skipped(a, target.account.clone(), Some(target.to.key()), why)])
+                    .await;
+                return Ok(());
+            }
         };
         if seen_keys.contains(&prepared.dedupe_key) {
             if let Some(o) = cap.observe() {
@@ -209,11 +223,11 @@ impl EngineHandle {
         seen_keys.push(prepared.dedupe_key.clone());
         let account = cap.account();
         let view = self.card(a, &account, target.buttons);
-        let payload = guarded_sync(|| cap.render(&view))?;
+        let payload = guarded_sync(|| cap.presentation().render(&view))?;
         let deadline = self.now() + RETRY_WINDOW.min(self.now().until(a.expires_at));
         let mut attempt = 0;
         let native = loop {
-            match guarded(cap.deliver(&prepared, &payload)).await {
+            match guarded(cap.transport().deliver(&prepared, &payload)).await {
                 Ok(native) => break native,
                 Err(e) => {
                     let RetryKind::Transient { retry_after } = e.retry_kind() else { return Err(e) };
@@ -267,8 +281,8 @@ impl EngineHandle {
             next_attempt_at: None,
             delivered_at: now,
         };
-        if cap.has_interactions() {
-            match guarded(cap.bind(&entry.native_ref)).await {
+        if let Some(ix) = cap.interactions() {
+            match guarded(ix.bind(&entry.native_ref)).await {
                 Ok(anchor) => entry.anchor = anchor,
                 Err(e) => self.report_hook_error(&target.account, &a.id, "bind", &e.to_string()).await,
             }
@@ -300,7 +314,8 @@ impl EngineHandle {
         // the detach (or both, and the second unbind is harmless).
         if let Some(anchor) = &entry.anchor
             && !self.is_attached(cap)
-            && let Err(e) = guarded(cap.unbind(anchor)).await
+            && let Some(ix) = cap.interactions()
+            && let Err(e) = guarded(ix.unbind(anchor)).await
         {
             self.report_hook_error(&target.account, &a.id, "unbind", &e.to_string()).await;
         }
@@ -334,6 +349,29 @@ impl EngineHandle {
         ev.data["account"] = json!(target.account.to_string());
         ev.data["error"] = details;
         let _ = self.commit(Commit { audit: vec![audit], events: vec![ev], ..Commit::default() }).await;
+    }
+
+    /// An account or target a channel declined (`should_handle`, `prepare`), with its reason,
+    /// so an operator can see why a card never came.
+    fn skipped(
+        &self,
+        a: &Approval,
+        account: AccountKey,
+        target: Option<String>,
+        reason: String,
+    ) -> AuditEntry {
+        tracing::info!(approval = %a.id, %account, reason, "a channel skipped a delivery");
+        AuditEntry::new(AuditType::DeliverySkipped, self.now())
+            .approval(&a.id)
+            .account(account)
+            .details(json!({ "target": target, "reason": reason }))
+    }
+
+    /// Writes audit entries whose loss only costs diagnostics.
+    pub(crate) async fn audit_quietly(&self, audit: Vec<AuditEntry>) {
+        if !audit.is_empty() {
+            let _ = self.commit(Commit { audit, ..Commit::default() }).await;
+        }
     }
 
     /// The card of `a` as `account` shows it.

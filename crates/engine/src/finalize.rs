@@ -198,28 +198,31 @@ impl EngineHandle {
         cap: &Arc<dyn DynApprovalCapability>,
     ) -> Result<FinalActionKind, CapabilityError> {
         let view = self.card(approval, &entry.account_key(), false);
-        let action = guarded_sync(|| cap.finish(&view, &entry.native_ref))?;
+        let action = guarded_sync(|| cap.presentation().finish(&view, &entry.native_ref))?;
         let kind = match action {
             FinalAction::Update(payload) => {
-                guarded(cap.update(&entry.native_ref, &payload)).await?;
+                guarded(cap.transport().update(&entry.native_ref, &payload)).await?;
                 FinalActionKind::Update
             }
-            FinalAction::Delete => match guarded(cap.delete(&entry.native_ref)).await {
+            FinalAction::Delete => match guarded(cap.transport().delete(&entry.native_ref)).await {
                 Ok(()) => FinalActionKind::Delete,
                 Err(_) => {
-                    let payload = guarded_sync(|| cap.render(&view))?;
-                    guarded(cap.update(&entry.native_ref, &payload)).await?;
+                    let payload = guarded_sync(|| cap.presentation().render(&view))?;
+                    guarded(cap.transport().update(&entry.native_ref, &payload)).await?;
                     FinalActionKind::Update
                 }
             },
             FinalAction::ClearActions => {
-                guarded(cap.clear_actions(&entry.native_ref)).await?;
+                if let Some(ix) = cap.interactions() {
+                    guarded(ix.clear_actions(&entry.native_ref)).await?;
+                }
                 FinalActionKind::ClearActions
             }
             FinalAction::Leave => FinalActionKind::Leave,
         };
         if let Some(anchor) = &entry.anchor
-            && let Err(e) = guarded(cap.unbind(anchor)).await
+            && let Some(ix) = cap.interactions()
+            && let Err(e) = guarded(ix.unbind(anchor)).await
         {
             tracing::debug!(error = %e, "unbind after finalization failed");
         }

@@ -9,6 +9,7 @@ mod deliver;
 mod error;
 mod finalize;
 mod grants;
+mod inbound;
 mod index;
 mod leases;
 pub mod registry;
@@ -46,6 +47,7 @@ pub use self::{
     callbacks::{BindingHandler, CallbackSink},
     config::{ConsoleRoute, EngineConfig},
     error::{EngineError, ResolveError},
+    inbound::Inbound,
     leases::AccountRun,
     resolve::{Accepted, ApprovalRef, Authority, Interaction, Resolution, TypedOutcome},
     system::{OsIds, SystemClock},
@@ -252,7 +254,8 @@ impl Engine {
 }
 
 impl EngineHandle {
-    fn now(&self) -> Timestamp {
+    /// The engine's clock: what every record and card is stamped with.
+    pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
     }
 

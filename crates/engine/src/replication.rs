@@ -160,7 +160,8 @@ impl EngineHandle {
         };
         self.index().upsert(&a, handled);
         if self.inner.replication.plan_once(id) {
-            let (targets, _) = self.plan_for(&a).await;
+            let (targets, _, skipped) = self.plan_for(&a);
+            self.audit_quietly(skipped).await;
             let mine: Vec<_> =
                 targets.into_iter().filter(|t| self.capability(&t.account).is_some()).collect();
             if !mine.is_empty() {

@@ -370,8 +370,8 @@ impl EngineHandle {
             for e in entries {
                 let Some(cap) = h.capability(&e.account_key()) else { continue };
                 let view = h.card(&a, &e.account_key(), h.entry_has_buttons(&e));
-                let Ok(payload) = crate::guarded_sync(|| cap.render(&view)) else { continue };
-                if let Err(err) = crate::guarded(cap.update(&e.native_ref, &payload)).await {
+                let Ok(payload) = crate::guarded_sync(|| cap.presentation().render(&view)) else { continue };
+                if let Err(err) = crate::guarded(cap.transport().update(&e.native_ref, &payload)).await {
                     tracing::warn!(approval = %a.id, error = %err, "progress update failed");
                 }
             }

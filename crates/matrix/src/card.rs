@@ -2,10 +2,28 @@
 //! the reaction keys that decide it.
 
 use assent_core::{
+    capability::{FinalAction, Presentation},
     card::{CardView, Phase},
     model::{Decision, Kind, Severity},
 };
 use serde::{Deserialize, Serialize};
+
+use crate::{MatrixChannel, MatrixEntry, MatrixError};
+
+/// Matrix's presentation seam: pure, usable without a client (snapshot tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MatrixCards;
+
+impl Presentation<MatrixChannel> for MatrixCards {
+    fn render(&self, view: &CardView) -> Result<MatrixCard, MatrixError> {
+        Ok(render(view))
+    }
+
+    /// A decided card is edited to its final text; its seeded reactions are removed.
+    fn finish(&self, view: &CardView, _entry: &MatrixEntry) -> FinalAction<MatrixCard> {
+        FinalAction::Update(render(view))
+    }
+}
 
 /// CH-MX-2: commands longer than this are cut with a notice.
 pub(crate) const COMMAND_BUDGET: usize = 8_000;

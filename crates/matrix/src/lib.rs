@@ -10,6 +10,7 @@
 #![recursion_limit = "256"]
 
 mod card;
+mod platform;
 
 use std::{
     collections::HashMap,
@@ -20,16 +21,16 @@ use std::{
 
 use assent_core::{
     capability::{
-        ApprovalCapability, Availability, ClassifyError, FinalAction, Interactions, PrepareOutcome, Prepared,
-        RetryKind,
+        ApprovalCapability, Availability, ClassifyError, Interactions, PrepareOutcome, Prepared,
+        Presentation, RetryKind, Transport,
     },
-    card::CardView,
     command::TypedMessage,
     id::ApprovalId,
     model::{AccountKey, Actor, Channel, Kind, Origin, Surface},
-    routing::{AccountRouting, PlannedTarget, TargetAddr, TargetMode},
+    routing::{PlannedTarget, TargetAddr},
 };
-use assent_engine::{ApprovalRef, Authority, EngineHandle, Interaction, TypedOutcome};
+use assent_engine::{ApprovalRef, TypedOutcome};
+use assent_platform::{AccountAvailability, Inbound};
 use matrix_sdk::{
     Client, Room, RoomMemberships, RoomState,
     authentication::matrix::MatrixSession,
@@ -56,10 +57,14 @@ use matrix_sdk::{
 use serde::{Deserialize, Serialize};
 use tokio_util::task::AbortOnDropHandle;
 
-pub use self::card::{ApprovalTag, MatrixCard, reaction_decision};
+pub use self::{
+    card::{ApprovalTag, MatrixCard, MatrixCards, reaction_decision},
+    platform::MatrixPlatform,
+};
 
-/// One Matrix bot account as configured in `[channels.matrix.accounts.<id>]`.
-#[derive(Debug, Clone)]
+/// One Matrix bot account as configured in `[channels.matrix.accounts.<id>]` (its routing
+/// settings travel separately, as its [`AccountAvailability`]).
+#[derive(Clone)]
 pub struct MatrixAccount {
     /// Account id (`main`).
     pub id: String,
@@ -69,14 +74,20 @@ pub struct MatrixAccount {
     pub user_id: String,
     /// The bot's password.
     pub password: String,
-    /// Approvers' user ids.
-    pub approvers: Vec<String>,
-    /// RT-5: cards to approvers' DMs, into the room the request came from, or both.
-    pub target: TargetMode,
-    /// RT-9: tell the origin room when its cards went only to approvers' Matrix DMs.
-    pub notify_origin_when_dm_only: bool,
     /// Where matrix-sdk keeps its state and crypto store.
     pub store_dir: PathBuf,
+}
+
+impl std::fmt::Debug for MatrixAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password stays out of logs and panics.
+        f.debug_struct("MatrixAccount")
+            .field("id", &self.id)
+            .field("homeserver", &self.homeserver)
+            .field("user_id", &self.user_id)
+            .field("store_dir", &self.store_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a Matrix call failed.
@@ -183,8 +194,8 @@ struct Shared {
     client: Client,
     key: AccountKey,
     bot: OwnedUserId,
-    routing: AccountRouting,
-    engine: EngineHandle,
+    availability: AccountAvailability,
+    inbound: Inbound,
     anchors: Mutex<HashMap<(String, String), Bound>>,
     /// Cards this instance delivered and has not bound yet. Any other card it binds was
     /// delivered before a restart (or by another replica): reactions may have come in while
@@ -228,9 +239,13 @@ impl std::fmt::Debug for MatrixChannel {
 }
 
 impl MatrixChannel {
-    /// Logs in, syncs once, and starts following the account's rooms. Reactions are decided
-    /// through `engine`.
-    pub async fn connect(account: MatrixAccount, engine: EngineHandle) -> Result<Self, MatrixError> {
+    /// Logs in, syncs once, and starts following the account's rooms. Reactions and typed
+    /// commands are decided through `inbound`.
+    pub async fn connect(
+        account: MatrixAccount,
+        availability: AccountAvailability,
+        inbound: Inbound,
+    ) -> Result<Self, MatrixError> {
         let client = match signed_in(&account).await {
             Err(e) if e.is_refused_login() => {
                 // The device was logged out elsewhere (or by an admin). Its crypto store is of no
@@ -250,16 +265,12 @@ impl MatrixChannel {
             .user_id()
             .map(ToOwned::to_owned)
             .ok_or_else(|| MatrixError::Invalid("no user id after login".to_owned()))?;
-        let key = AccountKey::new(Channel::Matrix, account.id.clone());
-        let mut routing = AccountRouting::new(key.clone(), account.approvers.clone());
-        routing.target = account.target;
-        routing.notify_origin_when_dm_only = account.notify_origin_when_dm_only;
         let shared = Arc::new(Shared {
             client: client.clone(),
-            key,
+            key: inbound.account().clone(),
             bot,
-            routing,
-            engine,
+            availability,
+            inbound,
             anchors: Mutex::default(),
             delivered_here: Mutex::default(),
             dms: Default::default(),
@@ -394,10 +405,13 @@ fn retire_store(dir: &std::path::Path) -> Result<std::path::PathBuf, MatrixError
     Ok(kept)
 }
 
+/// The login saved beside the crypto store (the SDK's `MatrixSession`, as JSON).
+const SESSION_FILE: &str = "session.json";
+
 /// Uses the device this account already has (its session is kept beside the crypto store), so
 /// restarts keep one device and its keys; logs in once otherwise.
 async fn restore_or_login(client: &Client, account: &MatrixAccount) -> Result<(), MatrixError> {
-    let path = account.store_dir.join("session.json");
+    let path = account.store_dir.join(SESSION_FILE);
     if let Some(session) =
         std::fs::read_to_string(&path).ok().and_then(|s| serde_json::from_str::<MatrixSession>(&s).ok())
     {
@@ -429,9 +443,9 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// IX-5 / CH-MX-4: `/approve <ref> <decision>` typed in a room; answered in a threaded notice.
 fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
-    let engine = &shared.engine;
+    let inbound = &shared.inbound;
     // Every replica's device sees the command; the one holding the account answers it.
-    if ev.sender == shared.bot || !engine.is_serving(&shared.key) {
+    if ev.sender == shared.bot || !inbound.is_serving() {
         return;
     }
     let MessageType::Text(text) = &ev.content.msgtype else { return };
@@ -441,7 +455,7 @@ fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
     let msg = TypedMessage { text: &text.body, is_edit, from_bot: false };
     // `/approve@<bot's user id>` is for this bot; any other addressee is another bot's.
     let me = shared.bot.as_str().trim_start_matches('@');
-    let outcome = engine.precheck_typed(&shared.key, actor, msg, Some(me));
+    let outcome = inbound.precheck_typed(actor, msg, Some(me));
     if matches!(outcome, TypedOutcome::Ignore) {
         return;
     }
@@ -452,13 +466,13 @@ fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
     };
     // The sync loop waits for its event handlers: recording and answering (a send that may wait
     // out a rate limit) run beside it, so later reactions are not held up.
-    let (engine, room) = (engine.clone(), room.clone());
+    let (inbound, room) = (inbound.clone(), room.clone());
     tokio::spawn(async move {
         let reply = match outcome {
             TypedOutcome::Ignore => return,
             TypedOutcome::Reply(text) => text,
             TypedOutcome::Rejected(r) => r.to_string(),
-            TypedOutcome::Accepted(accepted) => match engine.resolve(accepted).await {
+            TypedOutcome::Accepted(accepted) => match inbound.resolve(accepted).await {
                 Ok(resolution) => resolution.reply,
                 Err(e) => e.to_string(),
             },
@@ -475,7 +489,7 @@ fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
 /// `target = "channel"`); invitations from anybody else are left alone.
 fn on_invite(shared: &Shared, room: &Room, ev: StrippedRoomMemberEvent) {
     let for_bot = ev.state_key == shared.bot && ev.content.membership == MembershipState::Invite;
-    let from_approver = shared.routing.approvers.iter().any(|a| a.as_str() == ev.sender.as_str());
+    let from_approver = shared.is_approver(ev.sender.as_str());
     if for_bot && from_approver {
         let room = room.clone();
         tokio::spawn(async move {
@@ -488,7 +502,6 @@ fn on_invite(shared: &Shared, room: &Room, ev: StrippedRoomMemberEvent) {
 
 /// A reaction on a bound card from an approver decides; anything else is ignored.
 fn on_reaction(shared: &Shared, room: &Room, ev: OriginalSyncReactionEvent) {
-    let engine = &shared.engine;
     if ev.sender == shared.bot {
         return; // The seeded reactions never decide.
     }
@@ -497,24 +510,16 @@ fn on_reaction(shared: &Shared, room: &Room, ev: OriginalSyncReactionEvent) {
     let Some(bound) = lock(&shared.anchors).get(&anchor).cloned() else { return };
     let actor =
         Actor::platform(Channel::Matrix, ev.sender.to_string(), ev.sender.to_string(), Surface::ApproverDm);
-    let ix = Interaction {
-        approval: ApprovalRef::Id(bound.approval),
-        kind: Some(bound.kind),
-        decision,
-        actor,
-        authority: Authority::Channel(shared.key.clone()),
-        reason: None,
-        grant_scope: None,
-    };
-    // CH-MX-4: no ephemeral replies on Matrix; refusals are audited by the engine.
-    if let Ok(accepted) = engine.precheck(&ix) {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            if let Err(e) = engine.resolve(accepted).await {
-                tracing::warn!(error = %e, "matrix reaction could not be recorded");
-            }
-        });
-    }
+    let precheck =
+        shared.inbound.precheck(ApprovalRef::Id(bound.approval), Some(bound.kind), decision, actor.clone());
+    // A reaction has no ack to send: settle at once, beside the sync loop. Matrix has no
+    // private replies (CH-MX-4); refusals are audited by the engine.
+    let inbound = shared.inbound.clone();
+    tokio::spawn(async move {
+        if let Some(Err(e)) = inbound.settle(&actor, precheck, &serde_json::Value::Null).await {
+            tracing::warn!(error = %e, "matrix reaction could not be recorded");
+        }
+    });
 }
 
 /// Replays the approvers' reactions on `card` that no instance saw live (made while assent was
@@ -536,7 +541,7 @@ async fn catch_up(shared: Arc<Shared>, room: Room, card: OwnedEventId) {
         let Ok(reaction) = serde_json::from_str::<OriginalSyncReactionEvent>(event.raw().json().get()) else {
             continue; // Redacted, or not a reaction.
         };
-        if shared.routing.approvers.iter().any(|a| a.as_str() == reaction.sender.as_str()) {
+        if shared.is_approver(reaction.sender.as_str()) {
             on_reaction(&shared, &room, reaction);
         }
     }
@@ -551,18 +556,14 @@ async fn redact_seeds(room: &Room, entry: &MatrixEntry) {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+impl Shared {
+    fn is_approver(&self, user_id: &str) -> bool {
+        self.availability.settings().approvers.iter().any(|a| a == user_id)
+    }
 }
 
-impl Availability for MatrixChannel {
-    fn is_configured(&self) -> bool {
-        true
-    }
-
-    fn routing(&self) -> AccountRouting {
-        self.shared.routing.clone()
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ApprovalCapability for MatrixChannel {
@@ -577,17 +578,23 @@ impl ApprovalCapability for MatrixChannel {
     }
 
     fn availability(&self) -> &dyn Availability {
+        &self.shared.availability
+    }
+
+    fn presentation(&self) -> &impl Presentation<Self> {
+        &MatrixCards
+    }
+
+    fn transport(&self) -> &impl Transport<Self> {
         self
     }
 
-    fn render(&self, view: &CardView) -> Result<MatrixCard, MatrixError> {
-        Ok(card::render(view))
+    fn interactions(&self) -> Option<&impl Interactions<Self>> {
+        Some(self)
     }
+}
 
-    fn finish(&self, view: &CardView, _entry: &MatrixEntry) -> FinalAction<MatrixCard> {
-        FinalAction::Update(card::render(view))
-    }
-
+impl Transport<MatrixChannel> for MatrixChannel {
     async fn prepare(&self, target: &PlannedTarget) -> Result<PrepareOutcome<MatrixTarget>, MatrixError> {
         let (room, thread) = match &target.to {
             TargetAddr::User { user_id } => (self.dm_room(user_id).await?, None),
@@ -677,13 +684,8 @@ impl ApprovalCapability for MatrixChannel {
         room.send_raw("m.room.message", notice).await?;
         Ok(())
     }
-
-    fn interactions(&self) -> Option<&dyn Interactions<Self>> {
-        Some(self)
-    }
 }
 
-#[async_trait::async_trait]
 impl Interactions<MatrixChannel> for MatrixChannel {
     async fn bind(&self, entry: &MatrixEntry) -> Result<Option<MatrixAnchor>, MatrixError> {
         let approval = ApprovalId::parse(&entry.approval).map_err(|e| MatrixError::Invalid(e.to_string()))?;

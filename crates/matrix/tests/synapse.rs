@@ -15,13 +15,14 @@ use assent_core::{
     capability::IntoDynCapability,
     id::ApprovalId,
     memory::MemoryStore,
+    model::AccountKey,
     model::{AuditType, BindingRequest, Channel, Conversation, EntryState, Origin, PluginRef, Status},
     policy::PolicyRule,
-    routing::TargetMode,
+    routing::{AccountRouting, TargetMode},
     store::AuditFilter,
 };
-use assent_engine::{BindingOutcome, EngineConfig};
-use assent_matrix::{MatrixAccount, MatrixChannel, MatrixEntry};
+use assent_engine::{BindingOutcome, EngineConfig, Inbound};
+use assent_matrix::{MatrixAccount, MatrixChannel, MatrixEntry, MatrixPlatform};
 use assent_testing::{
     TestBed, exec_request,
     synapse::{MatrixUser, SynapseServer},
@@ -127,13 +128,17 @@ impl Rig {
             homeserver: hs.url(),
             user_id: bot.user_id.clone(),
             password: bot.password.clone(),
-            approvers: people.iter().map(|(u, _)| u.user_id.clone()).collect(),
-            target,
-            // RT-9: the DM-only case is the one these tests check the notice for.
-            notify_origin_when_dm_only: true,
             store_dir: store.to_path_buf(),
         };
-        let channel = MatrixChannel::connect(account, bed.handle.clone()).await.unwrap();
+        let key = AccountKey::new(Channel::Matrix, "main");
+        let mut routing =
+            AccountRouting::new(key.clone(), people.iter().map(|(u, _)| u.user_id.clone()).collect());
+        routing.target = target;
+        // RT-9: the DM-only case is the one these tests check the notice for.
+        routing.notify_origin_when_dm_only = true;
+        let inbound = Inbound::new(bed.handle.clone(), key);
+        let channel =
+            MatrixChannel::connect(account, MatrixPlatform::availability(routing), inbound).await.unwrap();
         bed.handle.attach(channel.clone().erase()).await.unwrap();
         channel
     }

@@ -7,25 +7,12 @@ use std::{
 };
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{ConfigError, LoadedConfig};
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Create approvals and see one's own.
-    Request,
-    /// See every approval and decide.
-    Approve,
-    /// Everything, including cancel of others' approvals, grant revocation and the audit log.
-    Admin,
-    /// Read `/metrics` from a non-loopback address.
-    Metrics,
-}
+pub use crate::scope::Scope;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,6 @@ use crate::{
     auth::Scope,
     error::{ApiError, ErrorBody},
     extract::{Body, Caller, Params},
-    http::now,
     views::{ApprovalView, binding_view},
 };
 
@@ -90,7 +89,7 @@ pub(crate) async fn request(
             if let Some(secs) = params.wait.filter(|_| !a.status.is_terminal()) {
                 a = state.engine.wait(&a.id, Duration::from_secs(secs.min(300))).await?;
             }
-            let view = ApprovalView::new(&a, &state.keyring, &state.redactor, now());
+            let view = ApprovalView::new(&a, &state.keyring, &state.redactor, state.engine.now());
             let status = serde_json::to_value(a.status).ok().and_then(|v| v.as_str().map(str::to_owned));
             BindingAnswer { status: status.unwrap_or_default(), binding: None, approval: Some(view) }
         }

@@ -17,7 +17,7 @@ use assent_core::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::auth::Scope;
+use crate::scope::Scope;
 
 /// The default API and console address (CH-WEB-1).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8740";
@@ -408,29 +408,14 @@ impl LoadedConfig {
         })
     }
 
-    /// The line of a `[channels.<name>]` table, for "not compiled in" messages.
-    pub fn channel_line(&self, name: &str) -> Option<usize> {
-        self.config.channels.get(name).map(|t| line_of(&self.source, t.span().start))
+    /// The file's text (empty for the built-in defaults).
+    pub(crate) fn source(&self) -> &str {
+        &self.source
     }
-}
 
-/// Reads a secret given as `x`, `x_env` or `x_file` (CFG-1). The value never appears in errors.
-pub fn secret(
-    key: &str,
-    inline: Option<&str>,
-    env: Option<&str>,
-    file: Option<&str>,
-) -> Result<Option<String>, String> {
-    match (inline, env, file) {
-        (None, None, None) => Ok(None),
-        (Some(v), None, None) => Ok(Some(v.to_owned())),
-        (None, Some(var), None) => std::env::var(var)
-            .map(Some)
-            .map_err(|_| format!("{key}_env names ${var}, which is not set in assent's environment")),
-        (None, None, Some(path)) => std::fs::read_to_string(path)
-            .map(|s| Some(s.trim_end().to_owned()))
-            .map_err(|e| format!("{key}_file = \"{path}\" cannot be read: {e}")),
-        _ => Err(format!("give only one of {key}, {key}_env and {key}_file")),
+    /// An error at a byte range of the file (its line), or at the file itself.
+    pub(crate) fn error_at(&self, span: Option<std::ops::Range<usize>>, message: String) -> ConfigError {
+        ConfigError { file: self.file(), line: span.map(|s| line_of(&self.source, s.start)), message }
     }
 }
 

@@ -28,7 +28,6 @@ use crate::{
     AppState,
     auth::{Principal, Scope, new_token},
     grants::grant_views,
-    http::now,
     views::{ApprovalView, narrower_scopes},
 };
 
@@ -320,7 +319,7 @@ fn queue_html(state: &AppState, (items, more): &(Vec<Approval>, usize)) -> Strin
     }
     let mut out = String::from("<ul class=\"queue\">");
     for a in items {
-        let v = ApprovalView::new(a, &state.keyring, &state.redactor, now());
+        let v = ApprovalView::new(a, &state.keyring, &state.redactor, state.engine.now());
         let _ = write!(
             out,
             "<li class=\"item\" data-id=\"{id}\"><a href=\"/a/{id}\"><span class=\"kind\">{kind}</span> \
@@ -372,7 +371,7 @@ async fn queue_fragment(State(state): State<AppState>, _page: Page) -> Response 
 }
 
 fn detail_html(state: &AppState, a: &Approval) -> String {
-    let v = ApprovalView::new(a, &state.keyring, &state.redactor, now());
+    let v = ApprovalView::new(a, &state.keyring, &state.redactor, state.engine.now());
     let mut out = format!(
         "<h1 id=\"title\">{}</h1><p class=\"status status-{status}\" id=\"status\">{}</p>\
          <pre id=\"command\">{}</pre><table class=\"fields\">",
@@ -481,7 +480,7 @@ async fn history_page(State(state): State<AppState>, page: Page) -> Response {
         "<h1>History</h1><table class=\"list\"><tr><th>Ref</th><th>Request</th><th>Outcome</th></tr>",
     );
     for a in items.iter().filter(|a| a.status.is_terminal()) {
-        let v = ApprovalView::new(a, &state.keyring, &state.redactor, now());
+        let v = ApprovalView::new(a, &state.keyring, &state.redactor, state.engine.now());
         let _ = write!(
             body,
             "<tr><td><a href=\"/a/{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
@@ -570,14 +569,24 @@ async fn accounts_page(State(state): State<AppState>, page: Page) -> Response {
         "<tr><td>web console</td><td>{}</td><td>API tokens</td></tr>",
         if state.engine.console_is_route() { "route" } else { "not a route (no approver connected)" }
     );
-    for a in state.engine.accounts() {
+    let attached = state.engine.accounts();
+    for a in state.configured_accounts.iter() {
+        let live = attached.iter().find(|s| s.key == a.key);
+        let status = match live {
+            Some(s) if s.active => "connected",
+            Some(_) => "connected; nobody can approve",
+            None => "not connected (starting, or held by another replica)",
+        };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}<br><small>{}</small></td><td>{status}",
             esc(&a.key.to_string()),
-            if a.active { "active" } else { "inactive (no approvers)" },
-            a.approvers
+            esc(&a.identity)
         );
+        for hint in &a.hints {
+            let _ = write!(body, "<br><small class=\"hint\">{}</small>", esc(hint));
+        }
+        let _ = write!(body, "</td><td>{}</td></tr>", a.approvers);
     }
     body.push_str("</table>");
     html(StatusCode::OK, layout("Accounts", Some(&page.session), &body))

@@ -17,7 +17,7 @@ use crate::{
     auth::Scope,
     error::{ApiError, ErrorBody},
     extract::Caller,
-    http::Page,
+    views::Page,
 };
 
 /// An active grant.

@@ -10,27 +10,27 @@
 //! # Ok(()) }
 //! ```
 
+mod approvals;
 pub mod auth;
 mod bindings;
-mod channels;
 pub mod config;
 mod console;
 mod error;
 mod events;
 mod extract;
 mod grants;
-mod http;
 mod limits;
 mod metrics;
 mod openapi;
 mod origins;
+pub mod platforms;
+mod router;
+mod scope;
 mod views;
 mod webhook;
 
 pub use self::{
-    channels::{AccountSummary, compiled as channel_compiled, summaries as channel_summaries},
-    http::parse_create_body,
-    openapi::document as openapi_document,
+    approvals::parse_create_body, openapi::document as openapi_document,
     webhook::signature as webhook_signature,
 };
 
@@ -41,10 +41,7 @@ use std::{
     time::Duration,
 };
 
-use assent_core::{
-    model::AccountKey,
-    token::{Keyring, TokenKey},
-};
+use assent_core::token::{Keyring, TokenKey};
 use assent_engine::{ConsoleRoute, Engine, EngineConfig, EngineHandle};
 use assent_store::{Durability, OpenOptions, SqlStore};
 use tokio::net::TcpListener;
@@ -73,7 +70,6 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// What `assent serve` was asked to do.
-#[derive(Debug)]
 pub struct ServeOptions {
     /// The data directory (SQLite file, lock, admin token, token key).
     pub data_dir: PathBuf,
@@ -83,12 +79,27 @@ pub struct ServeOptions {
     pub migrate: bool,
     /// Overrides `server.listen` (tests use port 0).
     pub listen: Option<SocketAddr>,
+    /// The chat platforms that may be configured: [`platforms::compiled`] by default.
+    pub platforms: Vec<Arc<dyn assent_platform::DynPlatform>>,
 }
 
 impl ServeOptions {
     /// Defaults for a data dir and configuration.
     pub fn new(data_dir: PathBuf, config: LoadedConfig) -> Self {
-        Self { data_dir, config, migrate: true, listen: None }
+        Self { data_dir, config, migrate: true, listen: None, platforms: platforms::compiled() }
+    }
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let platforms: Vec<_> = self.platforms.iter().map(|p| p.channel()).collect();
+        f.debug_struct("ServeOptions")
+            .field("data_dir", &self.data_dir)
+            .field("config", &self.config.path)
+            .field("migrate", &self.migrate)
+            .field("listen", &self.listen)
+            .field("platforms", &platforms)
+            .finish()
     }
 }
 
@@ -140,6 +151,8 @@ pub(crate) struct AppState {
     pub(crate) ignore_env: Arc<[String]>,
     /// The console's own origins, checked on every cookie-authenticated request.
     pub(crate) console_origins: Arc<origins::ConsoleOrigins>,
+    /// The chat accounts of the configuration, for the accounts page.
+    pub(crate) configured_accounts: Arc<[platforms::AccountRow]>,
 }
 
 impl AppState {
@@ -159,8 +172,8 @@ pub struct RunningServer {
     first_run_token: Option<PathBuf>,
     admin_token_path: Option<PathBuf>,
     login_code: Option<String>,
-    /// The chat accounts' registrations; the engine runs each while it is registered.
-    accounts: channels::Registrations,
+    /// The chat accounts; the engine runs each while it is registered.
+    accounts: Vec<assent_platform::Running>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -279,9 +292,8 @@ async fn shutdown_signal() {
 
 /// Opens the store, starts the engine and the HTTP listener.
 pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
-    let ServeOptions { data_dir, config, migrate, listen } = options;
-    channels::refuse_uncompiled(&config)?;
-    let accounts = channels::parse(&config, &data_dir)?;
+    let ServeOptions { data_dir, config, migrate, listen, platforms } = options;
+    let accounts = platforms::accounts(&config, &platforms, &data_dir)?;
     // The data dir holds the database and the key files: owner-only (issue 9, finding 10).
     assent_store::create_private_dir(&data_dir)
         .map_err(|error| ServeError::DataDir { path: data_dir.display().to_string(), error })?;
@@ -297,7 +309,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     let engine_config = engine_config(&config, keyring.clone())?;
     let redactor = engine_config.policy.redactor.clone();
     let w = &config.config.webhooks;
-    let configured = config::secret(
+    let configured = assent_platform::secret(
         "webhooks.secret",
         w.secret.as_deref(),
         w.secret_env.as_deref(),
@@ -329,6 +341,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
             config.config.server.public_url.as_deref(),
         )),
         ignore_env: config.ignore_env()?.into(),
+        configured_accounts: accounts.iter().map(|a| platforms::AccountRow::of(a.as_ref())).collect(),
     };
     let login_code = admin_token_path
         .is_some()
@@ -339,7 +352,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     if let Some(path) = config.path.clone() {
         tokio::spawn(reload_tokens_on_hangup(state.clone(), path, data_dir.clone(), stop.clone()));
     }
-    let app = http::router(state);
+    let app = router::router(state);
     let stopped = stop.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -347,7 +360,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
             .await
     });
     tracing::info!(%addr, "assent is listening");
-    let accounts = channels::start(accounts, &handle);
+    let accounts = accounts.into_iter().map(|a| a.start(&handle)).collect();
     Ok(RunningServer {
         addr,
         engine,
@@ -383,8 +396,9 @@ async fn open_store(config: &LoadedConfig, data_dir: &Path, migrate: bool) -> Re
     };
     let options = OpenOptions { migrate, durability, ..OpenOptions::default() };
     let s = &config.config.store;
-    let url = config::secret("store.url", s.url.as_deref(), s.url_env.as_deref(), s.url_file.as_deref())
-        .map_err(|message| ConfigError { file: config.file(), line: None, message })?;
+    let url =
+        assent_platform::secret("store.url", s.url.as_deref(), s.url_env.as_deref(), s.url_file.as_deref())
+            .map_err(|message| ConfigError { file: config.file(), line: None, message })?;
     match url {
         None => Ok(SqlStore::open_sqlite(&data_dir.join("assent.db"), options).await?),
         Some(url) => match url.strip_prefix("sqlite://") {
@@ -401,9 +415,4 @@ fn token_key(data_dir: &Path) -> Result<TokenKey, ServeError> {
     let (secret, _) = auth::data_dir_secret(&path)
         .map_err(|error| ServeError::DataDir { path: path.display().to_string(), error })?;
     Ok(TokenKey::new(auth::sha256(secret.as_bytes())))
-}
-
-/// The console's own account key (web approvals are recorded as `console/web`).
-pub(crate) fn console_account() -> AccountKey {
-    AccountKey::new(assent_core::model::Channel::Console, "web")
 }

@@ -97,7 +97,7 @@ pub(crate) async fn render(
     let backlog = state
         .engine
         .store()
-        .finalize_due(crate::http::now(), FINALIZE_BACKLOG_CAP)
+        .finalize_due(state.engine.now(), FINALIZE_BACKLOG_CAP)
         .await
         .map_or(0, |due| due.len());
     let mut out = String::new();

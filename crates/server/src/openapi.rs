@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::{bindings, error::ErrorBody, events, grants, http, metrics, views::ApprovalView};
+use crate::{approvals, bindings, error::ErrorBody, events, grants, metrics, views::ApprovalView};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,18 +14,18 @@ use crate::{bindings, error::ErrorBody, events, grants, http, metrics, views::Ap
         license(name = "MIT OR Apache-2.0")
     ),
     paths(
-        http::create,
-        http::list,
-        http::show,
-        http::wait,
-        http::resolve,
-        http::cancel,
-        http::consume,
+        approvals::create,
+        approvals::list,
+        approvals::show,
+        approvals::wait,
+        approvals::resolve,
+        approvals::cancel,
+        approvals::consume,
         grants::grants,
         grants::revoke_grant,
-        http::audit,
-        http::health,
-        http::ready,
+        approvals::audit,
+        approvals::health,
+        approvals::ready,
         bindings::request,
         bindings::show,
         bindings::detach,

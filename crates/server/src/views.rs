@@ -12,8 +12,6 @@ use assent_core::{
 };
 use serde::Serialize;
 
-use crate::console_account;
-
 /// One approval as the API returns it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct ApprovalView {
@@ -138,4 +136,25 @@ pub(crate) fn binding_view(redactor: &Redactor, binding: &assent_core::model::Bi
     let mut value = serde_json::to_value(binding).unwrap_or_default();
     redact_json(redactor, &mut value);
     value
+}
+
+/// The console's own account key (web approvals are recorded as `console/web`).
+pub(crate) fn console_account() -> assent_core::model::AccountKey {
+    assent_core::model::AccountKey::new(assent_core::model::Channel::Console, "web")
+}
+
+/// A page of results.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Page<T> {
+    pub(crate) items: Vec<T>,
+    /// Present when more items may follow: pass it as `before` to get the next (older) page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page that is the whole result.
+    pub(crate) fn all(items: Vec<T>) -> Self {
+        Self { items, next: None }
+    }
 }

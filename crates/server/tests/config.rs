@@ -3,7 +3,8 @@
 // Tests fail loudly on purpose.
 #![allow(clippy::unwrap_used)]
 
-use assent_server::config::{LoadedConfig, secret};
+use assent_platform::secret;
+use assent_server::config::LoadedConfig;
 
 fn error(source: &str) -> String {
     LoadedConfig::parse(source, Some("assent.toml".into())).unwrap_err().to_string()

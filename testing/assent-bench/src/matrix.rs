@@ -6,9 +6,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use assent_core::{capability::IntoDynCapability, memory::MemoryStore, model::Status, routing::TargetMode};
-use assent_engine::Engine;
-use assent_matrix::{MatrixAccount, MatrixChannel};
+use assent_core::{
+    capability::IntoDynCapability,
+    memory::MemoryStore,
+    model::{AccountKey, Channel, Status},
+    routing::AccountRouting,
+};
+use assent_engine::{Engine, Inbound};
+use assent_matrix::{MatrixAccount, MatrixChannel, MatrixPlatform};
 use assent_testing::{
     exec_request,
     synapse::{MatrixUser, SynapseServer},
@@ -122,12 +127,14 @@ pub(crate) async fn run(quick: bool) {
         homeserver: hs.url(),
         user_id: bot.user_id.clone(),
         password: bot.password.clone(),
-        approvers: vec![kim.user_id.clone()],
-        target: TargetMode::Dm,
-        notify_origin_when_dm_only: false,
         store_dir: store_dir.clone(),
     };
-    let channel = MatrixChannel::connect(account, h.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let key = AccountKey::new(Channel::Matrix, "main");
+    let availability =
+        MatrixPlatform::availability(AccountRouting::new(key.clone(), vec![kim.user_id.clone()]));
+    let channel = MatrixChannel::connect(account, availability, Inbound::new(h.clone(), key))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     h.attach(channel.clone().erase()).await.unwrap_or_else(|e| panic!("{e}"));
     let mut kim = peer(&hs.url(), &kim).await;
 

@@ -14,8 +14,8 @@ use std::{
 
 use assent_core::{
     capability::{
-        ApprovalCapability, Availability, ClassifyError, FinalAction, Interactions, Observe, PrepareOutcome,
-        Prepared, RetryKind,
+        ApprovalCapability, Availability, ClassifyError, FinalAction, Handle, Interactions, Observe,
+        PrepareOutcome, Prepared, Presentation, RetryKind, Transport,
     },
     card::{CardView, Phase},
     command::TypedMessage,
@@ -24,10 +24,7 @@ use assent_core::{
     model::{AccountKey, Actor, Channel, Decision, Kind, Origin, Surface},
     routing::{AccountRouting, PlannedTarget, TargetAddr},
 };
-use assent_engine::{
-    Accepted, ApprovalRef, Authority, EngineHandle, Interaction, Resolution, ResolveError, TypedOutcome,
-};
-use async_trait::async_trait;
+use assent_engine::{Accepted, ApprovalRef, EngineHandle, Inbound, Resolution, ResolveError, TypedOutcome};
 use serde::{Deserialize, Serialize};
 
 /// A hook of the fake that can be made to misbehave.
@@ -154,8 +151,25 @@ struct State {
     duplicates: Vec<String>,
     delivery_errors: Vec<String>,
     finalized: Vec<ApprovalId>,
-    final_action: FinalMode,
-    budget: usize,
+    /// `should_handle` declines every approval with this reason.
+    veto: Option<String>,
+    /// `prepare` skips every target with this reason.
+    skip: Option<String>,
+}
+
+/// The fake platform's presentation: its command budget and final action.
+#[derive(Debug, Clone, Copy)]
+pub struct FakeCards {
+    /// Characters of command text a card shows.
+    pub budget: usize,
+    /// What a decided card becomes.
+    pub final_mode: FinalMode,
+}
+
+impl Default for FakeCards {
+    fn default() -> Self {
+        Self { budget: 3000, final_mode: FinalMode::Update }
+    }
 }
 
 /// Which final action the fake asks for (CAP-3).
@@ -178,6 +192,7 @@ pub struct FakeChannel {
     state: Arc<Mutex<State>>,
     next_id: Arc<AtomicU64>,
     interactions: bool,
+    cards: FakeCards,
     /// Accept edits of messages this instance never saw (a fresh fake after a process restart).
     lenient: bool,
 }
@@ -202,11 +217,12 @@ impl FakeChannel {
                 duplicates: Vec::new(),
                 delivery_errors: Vec::new(),
                 finalized: Vec::new(),
-                final_action: FinalMode::Update,
-                budget: 3000,
+                veto: None,
+                skip: None,
             })),
             next_id: Arc::new(AtomicU64::new(1)),
             interactions: true,
+            cards: FakeCards::default(),
             lenient: false,
         }
     }
@@ -233,14 +249,14 @@ impl FakeChannel {
     }
 
     /// Chooses the final action.
-    pub fn final_mode(self, mode: FinalMode) -> Self {
-        self.lock().final_action = mode;
+    pub fn final_mode(mut self, mode: FinalMode) -> Self {
+        self.cards.final_mode = mode;
         self
     }
 
     /// Sets the command budget in characters.
-    pub fn budget(self, chars: usize) -> Self {
-        self.lock().budget = chars;
+    pub fn budget(mut self, chars: usize) -> Self {
+        self.cards.budget = chars;
         self
     }
 
@@ -248,6 +264,18 @@ impl FakeChannel {
     /// platform still has the message but this fake's memory is new.
     pub fn lenient(mut self) -> Self {
         self.lenient = true;
+        self
+    }
+
+    /// Declines every approval in `should_handle`, with `reason`.
+    pub fn vetoing(self, reason: &str) -> Self {
+        self.lock().veto = Some(reason.to_owned());
+        self
+    }
+
+    /// Skips every target in `prepare`, with `reason`.
+    pub fn skipping(self, reason: &str) -> Self {
+        self.lock().skip = Some(reason.to_owned());
         self
     }
 
@@ -372,9 +400,15 @@ impl FakeChannel {
         self.click_token(engine, &token, user_id).await
     }
 
+    fn inbound(&self, engine: &EngineHandle) -> Inbound {
+        Inbound::new(engine.clone(), self.account.clone())
+    }
+
     /// Presses a button with a raw callback token (forged, stale or copied tokens included).
     pub async fn click_token(&self, engine: &EngineHandle, token: &str, user_id: &str) -> ClickOutcome {
-        ack_then_resolve(engine, engine.precheck_token(&self.account, token, self.actor(user_id))).await
+        let inbound = self.inbound(engine);
+        let actor = self.actor(user_id);
+        ack_then_settle(&inbound, &actor, inbound.precheck_token(token, actor.clone())).await
     }
 
     /// Reacts to a card with a decision (anchor-based, like Matrix reactions). Only bound
@@ -394,26 +428,21 @@ impl FakeChannel {
         let Some((id, kind)) = target else {
             return ClickOutcome { ack: "not an approval card".to_owned(), resolution: None };
         };
-        let ix = Interaction {
-            approval: ApprovalRef::Id(id),
-            kind: Some(kind),
-            decision,
-            actor: self.actor(user_id),
-            authority: Authority::Channel(self.account.clone()),
-            reason: None,
-            grant_scope: None,
-        };
-        ack_then_resolve(engine, engine.precheck(&ix)).await
+        let inbound = self.inbound(engine);
+        let actor = self.actor(user_id);
+        let precheck = inbound.precheck(ApprovalRef::Id(id), Some(kind), decision, actor.clone());
+        ack_then_settle(&inbound, &actor, precheck).await
     }
 
     /// Types a message as `user_id`; returns the bot's reply, if any.
     pub async fn type_message(&self, engine: &EngineHandle, text: &str, user_id: &str) -> Option<String> {
         let msg = TypedMessage { text, is_edit: false, from_bot: false };
-        match engine.precheck_typed(&self.account, self.actor(user_id), msg, Some("assentbot")) {
+        let inbound = self.inbound(engine);
+        match inbound.precheck_typed(self.actor(user_id), msg, Some("assentbot")) {
             TypedOutcome::Ignore => None,
             TypedOutcome::Reply(text) => Some(text),
             TypedOutcome::Rejected(r) => Some(r.to_string()),
-            TypedOutcome::Accepted(acc) => Some(match engine.resolve(acc).await {
+            TypedOutcome::Accepted(acc) => Some(match inbound.resolve(acc).await {
                 Ok(res) => res.reply,
                 Err(ResolveError::Rejected(r)) => r.to_string(),
                 Err(e) => e.to_string(),
@@ -422,15 +451,19 @@ impl FakeChannel {
     }
 }
 
-/// What a platform runtime does with a precheck: ack with its text at once, then resolve.
-async fn ack_then_resolve(engine: &EngineHandle, precheck: Result<Accepted, Rejection>) -> ClickOutcome {
-    match precheck {
-        Err(r) => ClickOutcome { ack: r.to_string(), resolution: None },
-        Ok(acc) => {
-            let ack = acc.ack_text().to_owned();
-            ClickOutcome { ack, resolution: Some(engine.resolve(acc).await) }
-        }
-    }
+/// What a platform runtime does with a precheck: ack with its text at once, then settle (a
+/// refusal also reaches the clicker privately).
+async fn ack_then_settle(
+    inbound: &Inbound,
+    actor: &Actor,
+    precheck: Result<Accepted, Rejection>,
+) -> ClickOutcome {
+    let ack = match &precheck {
+        Err(r) => r.to_string(),
+        Ok(acc) => acc.ack_text().to_owned(),
+    };
+    let resolution = inbound.settle(actor, precheck, &serde_json::Value::Null).await;
+    ClickOutcome { ack, resolution }
 }
 
 /// Reads the decision out of a token's `d` field without verifying it (test inspection only).
@@ -450,6 +483,10 @@ impl Availability for FakeChannel {
 
     fn routing(&self) -> AccountRouting {
         self.lock().routing.clone()
+    }
+
+    fn should_handle(&self, _approval: &assent_core::model::Approval) -> Handle {
+        self.lock().veto.clone().map_or(Handle::Yes, Handle::Skip)
     }
 }
 
@@ -501,6 +538,21 @@ pub fn render_card(view: &CardView, budget: usize) -> FakePayload {
     }
 }
 
+impl Presentation<FakeChannel> for FakeCards {
+    fn render(&self, view: &CardView) -> Result<FakePayload, FakeError> {
+        Ok(render_card(view, self.budget))
+    }
+
+    fn finish(&self, view: &CardView, _entry: &FakeEntry) -> FinalAction<FakePayload> {
+        match self.final_mode {
+            FinalMode::Update => FinalAction::Update(render_card(view, usize::MAX)),
+            FinalMode::Delete => FinalAction::Delete,
+            FinalMode::ClearActions => FinalAction::ClearActions,
+            FinalMode::Leave => FinalAction::Leave,
+        }
+    }
+}
+
 impl ApprovalCapability for FakeChannel {
     type Payload = FakePayload;
     type Prepared = String;
@@ -516,21 +568,29 @@ impl ApprovalCapability for FakeChannel {
         self
     }
 
-    fn render(&self, view: &CardView) -> Result<FakePayload, FakeError> {
-        Ok(render_card(view, self.lock().budget))
+    fn presentation(&self) -> &impl Presentation<Self> {
+        &self.cards
     }
 
-    fn finish(&self, view: &CardView, _entry: &FakeEntry) -> FinalAction<FakePayload> {
-        match self.lock().final_action {
-            FinalMode::Update => FinalAction::Update(render_card(view, usize::MAX)),
-            FinalMode::Delete => FinalAction::Delete,
-            FinalMode::ClearActions => FinalAction::ClearActions,
-            FinalMode::Leave => FinalAction::Leave,
-        }
+    fn transport(&self) -> &impl Transport<Self> {
+        self
     }
 
+    fn interactions(&self) -> Option<&impl Interactions<Self>> {
+        self.interactions.then_some(self)
+    }
+
+    fn observe(&self) -> Option<&dyn Observe> {
+        Some(self)
+    }
+}
+
+impl Transport<FakeChannel> for FakeChannel {
     async fn prepare(&self, target: &PlannedTarget) -> Result<PrepareOutcome<String>, FakeError> {
         self.misbehave(Op::Prepare).await?;
+        if let Some(reason) = self.lock().skip.clone() {
+            return Ok(PrepareOutcome::Skip(reason));
+        }
         // Like Telegram: a DM's chat id equals the user id, so DM and conversation can coincide.
         let conversation = match &target.to {
             TargetAddr::User { user_id } => user_id.clone(),
@@ -611,17 +671,8 @@ impl ApprovalCapability for FakeChannel {
         self.lock().notices.push((origin.clone(), text.to_owned()));
         Ok(())
     }
-
-    fn interactions(&self) -> Option<&dyn Interactions<Self>> {
-        self.interactions.then_some(self as &dyn Interactions<Self>)
-    }
-
-    fn observe(&self) -> Option<&dyn Observe> {
-        Some(self)
-    }
 }
 
-#[async_trait]
 impl Interactions<FakeChannel> for FakeChannel {
     async fn bind(&self, entry: &FakeEntry) -> Result<Option<FakeAnchor>, FakeError> {
         self.misbehave(Op::Bind).await?;

@@ -6,6 +6,7 @@ pub mod channel_contract;
 mod fake;
 mod hooked;
 mod peers;
+mod platform;
 pub mod postgres;
 pub mod samples;
 pub mod store_contract;
@@ -26,10 +27,11 @@ use assent_core::{
 use assent_engine::{CallbackSink, Engine, EngineConfig, EngineHandle};
 
 pub use self::fake::{
-    ClickOutcome, FakeAnchor, FakeChannel, FakeEntry, FakeError, FakeMessage, FakePayload, Fault, FinalMode,
-    Op, render_card,
+    ClickOutcome, FakeAnchor, FakeCards, FakeChannel, FakeEntry, FakeError, FakeMessage, FakePayload, Fault,
+    FinalMode, Op, render_card,
 };
 pub use self::hooked::{HookedStore, StoreHook};
+pub use self::platform::{FakeAccount, FakeKeys, FakePlatform};
 
 /// The fixed start time of every test clock: 2026-01-01T00:00:00Z.
 pub const T0: Timestamp = Timestamp(1_767_225_600_000);

@@ -186,6 +186,9 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The chat platforms (every channel but the console).
+    pub const CHAT: [Channel; 4] = [Channel::Discord, Channel::Matrix, Channel::Slack, Channel::Telegram];
+
     /// Lower-case config name.
     pub fn as_str(self) -> &'static str {
         match self {

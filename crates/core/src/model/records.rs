@@ -223,6 +223,8 @@ pub enum AuditType {
     Delivered,
     /// A delivery failed.
     DeliveryFailed,
+    /// An account or its channel declined a target, with the reason.
+    DeliverySkipped,
     /// A non-final vote.
     Vote,
     /// Approved or denied by people.

@@ -11,7 +11,7 @@ use assent_engine::{
 };
 use assent_testing::{FakeChannel, Fault, FinalMode, Op, TestBed, eventually, exec_request, test_config};
 
-use crate::{audit_types, card, finalized, telegram, until};
+use crate::{audit_of, audit_types, card, finalized, telegram, until};
 
 fn console_always() -> assent_engine::EngineConfig {
     let mut c = test_config();
@@ -36,6 +36,36 @@ fn cap_4_kinds_decisions_and_final_actions_are_closed_enums() {
         }
     };
     assert_eq!((kinds.len(), decisions.len(), final_ok), (3, 3, true));
+}
+
+/// A channel's reasons for not taking an approval (`should_handle`) or a target (`prepare`) are
+/// audited, never dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_skip_reasons_reach_the_audit_log() {
+    let vetoing =
+        FakeChannel::new(Channel::Telegram, "main", &["111"]).vetoing("plugin x is not for this bot");
+    let skipping = FakeChannel::new(Channel::Slack, "main", &["U0123ABCDEF"]).skipping("the DM is closed");
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), console_always(), &[vetoing, skipping]).await;
+    let a = bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    until("both skips are audited", || {
+        let (store, id) = (bed.store.clone(), a.id.clone());
+        async move {
+            audit_of(&store, &id).await.iter().filter(|e| e.kind == AuditType::DeliverySkipped).count() == 2
+        }
+    })
+    .await;
+    let skips: Vec<_> = audit_of(&bed.store, &a.id)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == AuditType::DeliverySkipped)
+        .collect();
+    let reason = |account: &str| {
+        skips.iter().find(|e| e.account.as_ref().is_some_and(|k| k.to_string() == account)).unwrap().details
+            ["reason"]
+            .clone()
+    };
+    assert_eq!(reason("telegram/main"), "plugin x is not for this bot");
+    assert_eq!(reason("slack/main"), "the DM is closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,11 +9,11 @@ use std::{path::PathBuf, sync::Arc};
 use assent_core::{
     capability::{DynApprovalCapability, IntoDynCapability},
     id::ApprovalId,
-    model::Decision,
-    routing::TargetMode,
+    model::{AccountKey, Channel, Decision},
+    routing::AccountRouting,
 };
-use assent_engine::{EngineConfig, EngineHandle};
-use assent_matrix::{MatrixAccount, MatrixChannel, reaction_decision};
+use assent_engine::{EngineConfig, EngineHandle, Inbound};
+use assent_matrix::{MatrixAccount, MatrixChannel, MatrixPlatform, reaction_decision};
 use assent_testing::{
     channel_contract::{ChannelHarness, ObservedCard, Pressed},
     channel_contract_tests,
@@ -159,12 +159,13 @@ impl ChannelHarness for MatrixHarness {
             homeserver: self.hs.url(),
             user_id: self.bot.user_id.clone(),
             password: self.bot.password.clone(),
-            approvers: vec![self.approver.0.user_id.clone()],
-            target: TargetMode::Dm,
-            notify_origin_when_dm_only: false,
             store_dir: self.bot_store.clone(),
         };
-        let channel = MatrixChannel::connect(account, engine.clone()).await.unwrap();
+        let key = AccountKey::new(Channel::Matrix, "main");
+        let routing = AccountRouting::new(key.clone(), vec![self.approver.0.user_id.clone()]);
+        let inbound = Inbound::new(engine.clone(), key);
+        let channel =
+            MatrixChannel::connect(account, MatrixPlatform::availability(routing), inbound).await.unwrap();
         *current = Some(channel.clone());
         channel.erase()
     }

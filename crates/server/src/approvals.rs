@@ -1,4 +1,4 @@
-//! The router and the `/v1` API handlers (API-1..API-3).
+//! The `/v1/approvals` handlers (API-1..API-3), and `/v1/audit`, `/v1/health`, `/v1/ready`.
 
 use std::time::Duration;
 
@@ -11,62 +11,26 @@ use assent_core::{
 };
 use assent_engine::{ApprovalRef, Authority, EngineError, Interaction};
 use axum::{
-    Json, Router,
-    extract::{DefaultBodyLimit, Path},
+    Json,
+    extract::Path,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{delete, get, post},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::extract::{Body, Caller, Params};
 use crate::{
     AppState,
     auth::Scope,
-    console,
     error::{ApiError, ErrorBody},
-    events,
-    grants::{grants, revoke_grant},
-    metrics,
-    views::ApprovalView,
+    views::{ApprovalView, Page},
 };
 
-/// API-3: bodies over 64 KiB are refused with `payload_too_large`.
-pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// Longest `?wait=` / `?timeout=` long poll.
 const MAX_WAIT_SECS: u64 = 300;
 /// Longest listing page.
 const MAX_LIMIT: usize = 500;
-
-pub(crate) fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/approvals", post(create).get(list))
-        .route("/approvals/{reference}", get(show))
-        .route("/approvals/{reference}/wait", get(wait))
-        .route("/approvals/{reference}/resolve", post(resolve))
-        .route("/approvals/{reference}/cancel", post(cancel))
-        .route("/approvals/{reference}/consume", post(consume))
-        .route("/events", get(events::sse))
-        .route("/events/ws", get(events::ws))
-        .route(
-            "/bindings",
-            post(crate::bindings::request).get(crate::bindings::show).delete(crate::bindings::detach),
-        )
-        .route("/grants", get(grants))
-        .route("/grants/{id}", delete(revoke_grant))
-        .route("/audit", get(audit))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/openapi.json", get(crate::openapi::serve))
-        .fallback(|| async { ApiError::not_found("endpoint") });
-    Router::new()
-        .nest("/v1", api)
-        .route("/metrics", get(metrics::render))
-        .merge(console::router())
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
-}
 
 /// `POST /v1/approvals` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -160,7 +124,7 @@ pub fn parse_create_body(body: &[u8], requester: &str) -> Result<NewApproval, St
 }
 
 fn view(state: &AppState, a: &assent_core::model::Approval) -> ApprovalView {
-    ApprovalView::new(a, &state.keyring, &state.redactor, now())
+    ApprovalView::new(a, &state.keyring, &state.redactor, state.engine.now())
 }
 
 /// The view plus where its cards went, for a requester waiting on it.
@@ -177,10 +141,6 @@ async fn routed_view(state: &AppState, a: &assent_core::model::Approval) -> Appr
         v.routes.push("web console".to_owned());
     }
     v
-}
-
-pub(crate) fn now() -> Timestamp {
-    assent_core::clock::Clock::now(&assent_engine::SystemClock)
 }
 
 #[utoipa::path(post, path = "/v1/approvals", tag = "approvals", params(WaitParams), request_body = CreateBody, responses((status = 201, description = "Created (possibly already decided: no route, a grant)", body = ApprovalView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -273,22 +233,6 @@ pub(crate) struct ListParams {
     limit: Option<usize>,
     /// The `next` cursor of the previous page: continue with older approvals.
     before: Option<String>,
-}
-
-/// A page of results.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct Page<T> {
-    items: Vec<T>,
-    /// Present when more items may follow: pass it as `before` to get the next (older) page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// A page that is the whole result.
-    pub(crate) fn all(items: Vec<T>) -> Self {
-        Self { items, next: None }
-    }
 }
 
 /// The `before` cursor of an approval listing: `<created_at ms>.<id>`.
