@@ -134,6 +134,7 @@ impl EngineHandle {
             match outcome {
                 Outcome::Unattached => entry.next_attempt_at = Some(now + UNATTACHED_RECHECK),
                 Outcome::Finalized(kind) => {
+                    self.inner.cards.forget(&entry.entry_id);
                     entry.state = EntryState::Finalized;
                     entry.final_action = Some(kind);
                     entry.last_error = None;
@@ -174,6 +175,7 @@ impl EngineHandle {
         let give_up =
             matches!(e, CapabilityError::Decode { .. }) || decided + self.config().finalize_give_up <= now;
         if give_up {
+            self.inner.cards.forget(&entry.entry_id);
             entry.state = EntryState::Abandoned;
             commit.audit.push(
                 AuditEntry::new(AuditType::FinalizeFailed, now)
@@ -197,6 +199,8 @@ impl EngineHandle {
         entry: &Entry,
         cap: &Arc<dyn DynApprovalCapability>,
     ) -> Result<FinalActionKind, CapabilityError> {
+        // The card's turn: a progress edit in flight goes first, none is sent after.
+        let _turn = self.final_turn(entry).await;
         let view = self.card(approval, &entry.account_key(), false);
         let action = guarded_sync(|| cap.presentation().finish(&view, &entry.native_ref))?;
         let kind = match action {

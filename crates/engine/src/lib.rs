@@ -3,6 +3,7 @@
 mod accounts;
 mod bindings;
 mod callbacks;
+mod cards;
 mod config;
 mod create;
 mod deliver;
@@ -75,6 +76,8 @@ struct Inner {
     callback_wake: Notify,
     callbacks: callbacks::Sinks,
     inflight: Mutex<std::collections::HashSet<String>>,
+    /// One ordered edit queue per delivered card.
+    cards: cards::CardQueues,
     waiters: Mutex<std::collections::HashMap<ApprovalId, std::sync::Weak<Notify>>>,
     counters: Counters,
     tasks: TaskTracker,
@@ -173,6 +176,7 @@ impl EngineBuilder {
             callback_wake: Notify::new(),
             callbacks: callbacks::Sinks::new(self.webhook),
             inflight: Mutex::default(),
+            cards: cards::CardQueues::default(),
             waiters: Mutex::default(),
             counters: Counters::default(),
             tasks: TaskTracker::new(),

@@ -352,7 +352,7 @@ impl EngineHandle {
         let progress =
             (!next.status.is_terminal()).then_some((next.quorum.votes.len(), next.quorum.required));
         if progress.is_some() {
-            self.spawn_progress_update(next.clone());
+            self.spawn_progress_update(&next);
         }
         Resolution {
             reply: recorded_text(next.short_ref(), decision, progress),
@@ -360,22 +360,6 @@ impl EngineHandle {
             idempotent: false,
             progress,
         }
-    }
-
-    /// LC-6: cards show "Approvals 1/2" after a non-final vote, controls kept.
-    fn spawn_progress_update(&self, a: Approval) {
-        let h = self.clone();
-        self.spawn(async move {
-            let Ok(entries) = h.inner.store.entries(&a.id).await else { return };
-            for e in entries {
-                let Some(cap) = h.capability(&e.account_key()) else { continue };
-                let view = h.card(&a, &e.account_key(), h.entry_has_buttons(&e));
-                let Ok(payload) = crate::guarded_sync(|| cap.presentation().render(&view)) else { continue };
-                if let Err(err) = crate::guarded(cap.transport().update(&e.native_ref, &payload)).await {
-                    tracing::warn!(approval = %a.id, error = %err, "progress update failed");
-                }
-            }
-        });
     }
 
     /// Expires a due approval (LC-8), used by late decisions and the sweeper.

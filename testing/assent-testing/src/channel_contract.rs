@@ -15,10 +15,11 @@ use assent_core::{
     id::ApprovalId,
     lifecycle::Rejection,
     memory::MemoryStore,
-    model::{AuditType, Decision, Status},
+    model::{Actor, AuditType, Decision, EntryState, Status},
+    policy::PolicyRule,
     store::AuditFilter,
 };
-use assent_engine::{EngineConfig, EngineHandle};
+use assent_engine::{ApprovalRef, Authority, EngineConfig, EngineHandle, Interaction};
 use async_trait::async_trait;
 
 use crate::{ClickOutcome, FakeChannel, TestBed, exec_request, fake::token_decision, test_config};
@@ -90,7 +91,8 @@ macro_rules! channel_contract_tests {
             cap_11_outsider_press_changes_nothing,
             cap_11_late_press_is_refused_quietly,
             cap_11_restart_keeps_cards_resolvable,
-            cap_11_deny_finalizes_with_reason);
+            cap_11_deny_finalizes_with_reason,
+            cap_11_the_last_edit_matches_the_approval);
     };
 }
 
@@ -109,7 +111,11 @@ macro_rules! __channel_contract_cases {
 }
 
 async fn bed(h: &dyn ChannelHarness) -> TestBed {
-    let bed = TestBed::with_capabilities(Arc::new(MemoryStore::new()), h.config(), Vec::new()).await;
+    bed_with(h, h.config()).await
+}
+
+async fn bed_with(h: &dyn ChannelHarness, config: EngineConfig) -> TestBed {
+    let bed = TestBed::with_capabilities(Arc::new(MemoryStore::new()), config, Vec::new()).await;
     bed.handle.attach(h.capability(&bed.handle).await).await.unwrap();
     bed
 }
@@ -260,6 +266,48 @@ pub async fn cap_11_deny_finalizes_with_reason(h: Arc<dyn ChannelHarness>) {
     assert_eq!(decided(&bed, &a.id).await.status, Status::Denied);
     let done = settled(&*h, &a.id).await;
     assert!(done.deleted || done.text.contains("Denied by"), "{}", done.text);
+}
+
+/// The card-state invariant: the last edit a card received matches its approval's state. A
+/// quorum vote edits the card to its progress; the deciding vote (here from the console) lands
+/// right after; once every card is finalized, the card is final and stays so.
+pub async fn cap_11_the_last_edit_matches_the_approval(h: Arc<dyn ChannelHarness>) {
+    let mut config = h.config();
+    config.policy.rules = vec![PolicyRule { quorum: 2, ..PolicyRule::implicit() }];
+    let bed = bed_with(&*h, config).await;
+    let a = bed.handle.create(exec_request(&["deploy", "--canary"])).await.unwrap();
+    let card = first_card(&*h, &a).await;
+    if let Some(pressed) = press(&*h, &bed, &card, Decision::AllowOnce, &h.approver()).await {
+        assert_eq!(pressed.resolution.expect("accepted").expect("resolved").progress, Some((1, 2)));
+    }
+    poll("the first vote is recorded", || async {
+        let stored = bed.store.approval(&a.id).await.unwrap().unwrap();
+        (stored.quorum.votes.len() == 1).then_some(())
+    })
+    .await;
+    let ix = Interaction {
+        approval: ApprovalRef::Id(a.id.clone()),
+        kind: Some(a.kind()),
+        decision: Decision::AllowOnce,
+        actor: Actor::console("kim"),
+        authority: Authority::Approver,
+        reason: None,
+        grant_scope: None,
+    };
+    let decided_now = bed.handle.resolve(bed.handle.precheck(&ix).unwrap()).await.unwrap();
+    assert_eq!(decided_now.approval.status, Status::Approved);
+    poll("every card is finalized", || async {
+        let entries = bed.store.entries(&a.id).await.unwrap();
+        entries.iter().all(|e| e.state == EntryState::Finalized).then_some(())
+    })
+    .await;
+    let done = settled(&*h, &a.id).await;
+    assert!(done.deleted || done.text.contains("Approved once by"), "{}", done.text);
+    // Nothing edits it back afterwards.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let still = h.cards(&a.id).await.remove(0);
+    assert!(still.deleted || still.decisions.is_empty(), "a decided card got its controls back: {still:?}");
+    assert!(!still.text.contains("Approvals 1/2"), "a decided card shows progress again: {}", still.text);
 }
 
 /// The [`FakeChannel`] as a [`ChannelHarness`]: approver `42`, outsider `666`.

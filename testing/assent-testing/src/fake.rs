@@ -145,6 +145,10 @@ struct State {
     faults: BTreeMap<Op, Vec<Fault>>,
     sticky: BTreeMap<Op, Fault>,
     delays: BTreeMap<Op, Duration>,
+    /// Calls in progress, per hook.
+    busy: BTreeMap<Op, usize>,
+    /// One-shot delays, used before the sticky one.
+    next_delays: BTreeMap<Op, Vec<Duration>>,
     notices: Vec<(Origin, String)>,
     private_replies: Vec<(String, String)>,
     anchors: Vec<u64>,
@@ -211,6 +215,8 @@ impl FakeChannel {
                 faults: BTreeMap::new(),
                 sticky: BTreeMap::new(),
                 delays: BTreeMap::new(),
+                next_delays: BTreeMap::new(),
+                busy: BTreeMap::new(),
                 notices: Vec::new(),
                 private_replies: Vec::new(),
                 anchors: Vec::new(),
@@ -307,6 +313,16 @@ impl FakeChannel {
         self.lock().delays.insert(op, delay);
     }
 
+    /// The next `n` calls of `op` each take `delay` first (a slow platform, a rate-limit wait).
+    pub fn slow_next(&self, op: Op, delay: Duration, n: usize) {
+        self.lock().next_delays.entry(op).or_default().extend(std::iter::repeat_n(delay, n));
+    }
+
+    /// Calls of `op` in progress now (held by a delay, say).
+    pub fn busy(&self, op: Op) -> usize {
+        self.lock().busy.get(&op).copied().unwrap_or(0)
+    }
+
     /// All messages, in delivery order.
     pub fn messages(&self) -> Vec<FakeMessage> {
         self.lock().messages.values().cloned().collect()
@@ -362,11 +378,18 @@ impl FakeChannel {
         Actor::platform(self.account.channel, user_id, format!("@{user_id}"), Surface::ApproverDm)
     }
 
+    /// Counts a call of `op` as in progress until the guard drops.
+    fn enter(&self, op: Op) -> Busy<'_> {
+        *self.lock().busy.entry(op).or_default() += 1;
+        Busy { fake: self, op }
+    }
+
     async fn misbehave(&self, op: Op) -> Result<(), FakeError> {
         let (delay, fault) = {
             let mut s = self.lock();
             let queued = s.faults.get_mut(&op).and_then(|q| (!q.is_empty()).then(|| q.remove(0)));
-            (s.delays.get(&op).copied(), queued.or_else(|| s.sticky.get(&op).copied()))
+            let once = s.next_delays.get_mut(&op).and_then(|q| (!q.is_empty()).then(|| q.remove(0)));
+            (once.or_else(|| s.delays.get(&op).copied()), queued.or_else(|| s.sticky.get(&op).copied()))
         };
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
@@ -447,6 +470,20 @@ impl FakeChannel {
                 Err(ResolveError::Rejected(r)) => r.to_string(),
                 Err(e) => e.to_string(),
             }),
+        }
+    }
+}
+
+/// A call in progress; see [`FakeChannel::busy`].
+struct Busy<'a> {
+    fake: &'a FakeChannel,
+    op: Op,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.fake.lock().busy.get_mut(&self.op) {
+            *n = n.saturating_sub(1);
         }
     }
 }
@@ -628,6 +665,7 @@ impl Transport<FakeChannel> for FakeChannel {
     }
 
     async fn update(&self, entry: &FakeEntry, payload: &FakePayload) -> Result<(), FakeError> {
+        let _busy = self.enter(Op::Update);
         self.misbehave(Op::Update).await?;
         let mut s = self.lock();
         let Some(m) = s.messages.get_mut(&entry.message_id) else {

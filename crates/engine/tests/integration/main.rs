@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::cloned_ref_to_slice_refs)]
 mod bindings;
 mod capability;
+mod card_edits;
 mod contracts;
 mod grants;
 mod interactions;
