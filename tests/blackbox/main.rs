@@ -14,5 +14,6 @@ mod matrix;
 mod redaction;
 mod restart;
 mod security;
+mod telegram;
 mod webdriver;
 mod webhook;

@@ -162,6 +162,10 @@ pub struct CardView {
     /// Console page with the full text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_text_url: Option<String>,
+    /// Token of a "Full command" control, signed with the card's controls so the pure
+    /// presentation can offer it ([`CardView::fit`]). Not shown as such.
+    #[serde(skip)]
+    pub full_text_token: Option<String>,
 }
 
 fn clean(raw: &str, redactor: &Redactor) -> String {
@@ -260,13 +264,15 @@ impl CardView {
             expires_at: a.expires_at,
             hidden_secrets,
             full_text_url: ctx.public_url.map(|u| format!("{}/a/{}", u.trim_end_matches('/'), a.id)),
+            full_text_token: (phase.is_open() && buttons)
+                .then(|| ctx.keyring.sign(a.kind(), TokenAction::FullText, &a.id, ctx.account)),
         }
     }
 
     /// Fits the first block to `budget` characters (PO-11). When cut, the card gets a "Full
     /// command" control if the surface can send it privately (`private_full_text`), or keeps its
     /// console link; a surface that can do neither keeps only deny and says why.
-    pub fn fit(&self, budget: usize, private_full_text: bool, ctx: &CardContext<'_>) -> FittedCard {
+    pub fn fit(&self, budget: usize, private_full_text: bool) -> FittedCard {
         let Some(first) = self.blocks.first() else {
             return FittedCard {
                 text: Fitted { shown: String::new(), notice: None },
@@ -280,8 +286,7 @@ impl CardView {
         }
         let mut controls = self.controls.clone();
         let note;
-        if private_full_text {
-            let token = ctx.keyring.sign(self.kind, TokenAction::FullText, &self.id, ctx.account);
+        if private_full_text && let Some(token) = self.full_text_token.clone() {
             controls.push(Control {
                 label: "Full command".to_owned(),
                 decision: None,

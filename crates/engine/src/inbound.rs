@@ -14,6 +14,7 @@ use assent_core::{
     command::TypedMessage,
     lifecycle::Rejection,
     model::{AccountKey, Actor, Decision, Kind},
+    token::TokenAction,
 };
 
 use crate::{
@@ -114,6 +115,26 @@ impl Inbound {
         };
         self.reply_private(actor, context, &refusal).await;
         outcome
+    }
+
+    /// PO-11: a "Full command" press. The full redacted text of the approval's command (and
+    /// script), for an approver of this account only; the channel sends it to them privately.
+    pub async fn full_text(&self, token: &str, actor: &Actor) -> Result<String, Rejection> {
+        let engine = &self.engine;
+        let t = engine.config().keyring.verify(token, &self.account)?;
+        if t.action != TokenAction::FullText {
+            return Err(Rejection::DecisionNotAllowed);
+        }
+        let approver =
+            engine.routing_of(&self.account).is_some_and(|r| r.is_approver(t.kind, &actor.user_id));
+        if actor.channel != Some(self.account.channel) || !approver {
+            return Err(Rejection::Unauthorized);
+        }
+        let a = engine.approval(&t.id).await.ok().flatten().ok_or(Rejection::NotFound)?;
+        let view = engine.card(&a, &self.account, false);
+        let blocks: Vec<String> =
+            view.blocks.iter().map(|b| format!("{}:\n{}", b.label, b.text.full)).collect();
+        Ok(blocks.join("\n\n"))
     }
 
     async fn reply_private(&self, actor: &Actor, context: &serde_json::Value, text: &str) {

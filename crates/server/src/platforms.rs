@@ -22,6 +22,8 @@ pub fn compiled() -> Vec<Arc<dyn DynPlatform>> {
     let mut list: Vec<Arc<dyn DynPlatform>> = Vec::new();
     #[cfg(feature = "matrix")]
     list.push(Arc::new(assent_matrix::MatrixPlatform));
+    #[cfg(feature = "telegram")]
+    list.push(Arc::new(assent_telegram::TelegramPlatform));
     list
 }
 

@@ -504,7 +504,7 @@ async fn ack_then_settle(
 }
 
 /// Reads the decision out of a token's `d` field without verifying it (test inspection only).
-pub(crate) fn token_decision(token: &str) -> Option<Decision> {
+pub fn token_decision(token: &str) -> Option<Decision> {
     match token.split('.').nth(2) {
         Some("o") => Some(Decision::AllowOnce),
         Some("a") => Some(Decision::AllowAlways),

@@ -28,7 +28,7 @@ use assent_engine::{CallbackSink, Engine, EngineConfig, EngineHandle};
 
 pub use self::fake::{
     ClickOutcome, FakeAnchor, FakeCards, FakeChannel, FakeEntry, FakeError, FakeMessage, FakePayload, Fault,
-    FinalMode, Op, render_card,
+    FinalMode, Op, render_card, token_decision,
 };
 pub use self::hooked::{HookedStore, StoreHook};
 pub use self::platform::{FakeAccount, FakeKeys, FakePlatform};

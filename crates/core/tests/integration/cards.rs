@@ -106,15 +106,15 @@ fn po_11_cut_cards_say_so_and_stay_honest() {
     let redactor = Redactor::default();
     let plain = ctx(&account, &keyring, &redactor, None);
     let view = CardView::build(&a, &plain, true);
-    let private = view.fit(3000, true, &plain);
+    let private = view.fit(3000, true);
     assert_eq!(private.text.notice.as_deref(), Some("Showing 3,000 of 5,006 characters"));
     assert_eq!(private.controls.last().unwrap().label, "Full command");
-    let deny_only = view.fit(3000, false, &plain);
+    let deny_only = view.fit(3000, false);
     assert_eq!(deny_only.controls.iter().map(|c| c.label.as_str()).collect::<Vec<_>>(), ["Deny"]);
     assert!(deny_only.note.unwrap().contains("server.public_url"));
     let linked = ctx(&account, &keyring, &redactor, Some("https://approve.example.org/"));
     let view = CardView::build(&a, &linked, true);
-    let with_link = view.fit(3000, false, &linked);
+    let with_link = view.fit(3000, false);
     assert_eq!(with_link.controls.len(), 3);
     assert_eq!(with_link.note.unwrap(), format!("Full text: https://approve.example.org/a/{}", a.id));
 }

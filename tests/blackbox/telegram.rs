@@ -1,0 +1,242 @@
+//! The real binary with a Telegram account on the fake Bot API server: cards in a private chat
+//! and a forum topic, presses, typed commands, quorum, expiry and a restart while pending.
+
+use assent_fake_telegram::{FakeTelegram, SentMessage, TOKEN};
+use serde_json::{Value, json};
+
+use crate::harness::{Server, eventually};
+
+const KIM: i64 = 1001;
+const LEE: i64 = 1002;
+const EVE: i64 = 6666;
+
+/// The fake Bot API server, on a runtime of its own (the tests are synchronous).
+struct Telegram {
+    fake: FakeTelegram,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Telegram {
+    fn start() -> Self {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let fake = runtime.block_on(FakeTelegram::start());
+        for (id, name) in [(KIM, "Kim"), (LEE, "Lee"), (EVE, "Eve")] {
+            fake.person(id, name, Some(&name.to_lowercase()));
+            fake.start_bot(id);
+        }
+        Self { fake, _runtime: runtime }
+    }
+
+    /// `[channels.telegram.accounts.main]` on this fake, plus `extra` TOML.
+    fn config(&self, approvals: &str, extra: &str) -> String {
+        format!(
+            "{extra}\n[channels.telegram.accounts.main]\ntoken_env = \"ASSENT_TEST_TELEGRAM_TOKEN\"\napi_url = \"{}\"\napprovals = {{ {approvals} }}\n",
+            self.fake.url()
+        )
+    }
+
+    /// The card of approval `id` in `chat`, once it satisfies `ready`.
+    fn card(&self, chat: i64, reference: &str, ready: impl Fn(&SentMessage) -> bool) -> SentMessage {
+        let marker = format!("Ref {reference}");
+        eventually("the Telegram card", || {
+            self.fake.bot_messages(chat).into_iter().find(|m| m.text.contains(&marker) && ready(m))
+        })
+    }
+
+    /// Presses the button labelled `label` on `card` as `user`; the callback answer's text.
+    fn press(&self, user: i64, card: &SentMessage, label: &str) -> String {
+        let data = card.buttons.iter().flatten().find(|(l, _)| l.starts_with(label)).unwrap().1.clone();
+        let query = self.fake.press(user, card.chat, card.id, &data);
+        let answers = eventually("the callback answer", || {
+            let a = self.fake.answers(&query);
+            (!a.is_empty()).then_some(a)
+        });
+        assert_eq!(answers.len(), 1, "answered exactly once: {answers:?}");
+        answers[0].text.clone().unwrap_or_default()
+    }
+}
+
+/// A server with the account attached.
+fn serve(tg: &Telegram, approvals: &str, extra: &str) -> Server {
+    let server =
+        Server::with_config_env(&tg.config(approvals, extra), &[("ASSENT_TEST_TELEGRAM_TOKEN", TOKEN)]);
+    attached(&server);
+    server
+}
+
+fn attached(server: &Server) {
+    eventually("the Telegram account to attach", || {
+        let (_, ready) = server.call_as(None, "GET", "/v1/ready", None);
+        let accounts = ready["accounts"].as_array().cloned().unwrap_or_default();
+        accounts.iter().any(|x| x["account"] == "telegram/main" && x["active"] == true).then_some(())
+    });
+}
+
+fn create(server: &Server, body: Value) -> (String, String) {
+    let (status, a) = server.call("POST", "/v1/approvals", Some(body));
+    assert_eq!(status, 201, "{a}");
+    (a["id"].as_str().unwrap().to_owned(), a["ref"].as_str().unwrap().to_owned())
+}
+
+fn status_of(server: &Server, id: &str) -> Value {
+    eventually("a decision", || {
+        let (_, a) = server.call("GET", &format!("/v1/approvals/{id}"), None);
+        (a["status"] != "pending").then_some(a)
+    })
+}
+
+fn exec(argv: &[&str]) -> Value {
+    json!({ "kind": "exec", "exec": { "argv": argv } })
+}
+
+#[test]
+fn ch_tg_allow_once_always_and_deny_from_a_private_chat() {
+    let tg = Telegram::start();
+    let server = serve(&tg, "approvers = [\"1001\"]", "");
+    for (label, argv, status, mode) in [
+        ("Allow once", ["make", "once"], "approved", "once"),
+        ("Always allow", ["make", "always"], "approved", "always"),
+        ("Deny", ["make", "never"], "denied", ""),
+    ] {
+        let (id, reference) = create(&server, exec(&argv));
+        let card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
+        let answer = tg.press(KIM, &card, label);
+        assert!(answer.starts_with("Recording: "), "{answer}");
+        let a = status_of(&server, &id);
+        assert_eq!(a["status"], status, "{a}");
+        if !mode.is_empty() {
+            assert_eq!(a["mode"], mode, "{a}");
+        }
+        let done = tg.card(KIM, &reference, |m| m.buttons.iter().all(Vec::is_empty));
+        assert!(
+            done.text.contains(if status == "denied" { "Denied by" } else { "by @kim" }),
+            "{}",
+            done.text
+        );
+    }
+    let log = std::fs::read_to_string(server.dir.path().join("serve.log")).unwrap();
+    assert!(!log.contains(TOKEN), "the bot token never reaches the log");
+}
+
+#[test]
+fn ch_tg_a_non_approvers_press_is_refused_in_the_answer_and_audited() {
+    let tg = Telegram::start();
+    let server = serve(&tg, "approvers = [\"1001\"]", "");
+    let (id, reference) = create(&server, exec(&["rm", "-rf", "/srv"]));
+    let card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
+    let answer = tg.press(EVE, &card, "Allow once");
+    assert_eq!(answer, "You can't decide this approval.");
+    eventually("the refusal is audited", || {
+        let (_, audit) = server.call("GET", &format!("/v1/audit?approval={id}"), None);
+        let items = audit["items"].as_array().cloned().unwrap_or_default();
+        items.iter().any(|e| e["type"] == "interaction-rejected").then_some(())
+    });
+    let (_, a) = server.call("GET", &format!("/v1/approvals/{id}"), None);
+    assert_eq!(a["status"], "pending");
+}
+
+#[test]
+fn ch_tg_quorum_two_needs_both_approvers_and_the_card_shows_progress() {
+    let tg = Telegram::start();
+    let policy = "[[policy]]\nname = \"two\"\nmatch = { kind = \"exec\" }\nquorum = 2\n";
+    let server = serve(&tg, "approvers = [\"1001\", \"1002\"]", policy);
+    let (id, reference) = create(&server, exec(&["deploy", "--prod"]));
+    let kim_card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
+    tg.press(KIM, &kim_card, "Allow once");
+    tg.card(LEE, &reference, |m| m.text.contains("Approvals 1/2") && !m.buttons.is_empty());
+    let lee_card = tg.card(LEE, &reference, |m| !m.buttons.is_empty());
+    tg.press(LEE, &lee_card, "Allow once");
+    assert_eq!(status_of(&server, &id)["status"], "approved");
+    for chat in [KIM, LEE] {
+        tg.card(chat, &reference, |m| {
+            m.buttons.iter().all(Vec::is_empty) && m.text.contains("Approved once")
+        });
+    }
+}
+
+#[test]
+fn ch_tg_expiry_edits_the_card() {
+    let tg = Telegram::start();
+    let server = serve(&tg, "approvers = [\"1001\"]", "");
+    let mut body = exec(&["sleep", "1"]);
+    body["timeout"] = json!(10); // The shortest an exec approval may wait.
+    let (id, reference) = create(&server, body);
+    tg.card(KIM, &reference, |m| !m.buttons.is_empty());
+    assert_eq!(status_of(&server, &id)["status"], "expired");
+    let done = tg.card(KIM, &reference, |m| m.buttons.iter().all(Vec::is_empty));
+    assert!(done.text.to_lowercase().contains("expired"), "{}", done.text);
+}
+
+#[test]
+fn ch_tg_a_press_after_a_restart_while_pending_still_decides() {
+    let tg = Telegram::start();
+    let server = serve(&tg, "approvers = [\"1001\"]", "");
+    let (id, reference) = create(&server, exec(&["systemctl", "restart", "web"]));
+    let card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
+    let server = server.restart();
+    attached(&server);
+    assert_eq!(tg.press(KIM, &card, "Allow once"), "Recording: allow once");
+    assert_eq!(status_of(&server, &id)["status"], "approved");
+    assert_eq!(
+        tg.fake.bot_messages(KIM).iter().filter(|m| m.text.contains(&reference)).count(),
+        1,
+        "no second card"
+    );
+}
+
+#[test]
+fn ch_tg_typed_approve_decides_and_is_answered_in_place() {
+    let tg = Telegram::start();
+    let server = serve(&tg, "approvers = [\"1001\"]", "");
+    let (id, reference) = create(&server, exec(&["ls"]));
+    tg.card(KIM, &reference, |m| !m.buttons.is_empty());
+    tg.fake.type_text(KIM, KIM, None, &format!("/approve {reference} deny"));
+    assert_eq!(status_of(&server, &id)["status"], "denied");
+    eventually("the answer", || {
+        tg.fake
+            .bot_messages(KIM)
+            .iter()
+            .any(|m| m.text.contains(&reference) && m.text.starts_with("Recorded"))
+            .then_some(())
+    });
+}
+
+#[test]
+fn ch_tg_4_a_forum_topic_origin_gets_its_card_in_that_topic() {
+    let tg = Telegram::start();
+    let forum = tg.fake.group("Ops", true);
+    let topic = tg.fake.topic(forum, "deploys");
+    let server = serve(&tg, "approvers = [\"1001\"], target = \"channel\"", "");
+    let mut body = exec(&["deploy"]);
+    body["origin"] = json!({ "channel": "telegram", "account": "main", "conversation": forum.to_string(), "thread": topic.to_string() });
+    let (id, reference) = create(&server, body);
+    let card = tg.card(forum, &reference, |m| !m.buttons.is_empty());
+    assert_eq!(card.thread, Some(topic), "in the topic the request came from");
+    tg.press(KIM, &card, "Allow once");
+    assert_eq!(status_of(&server, &id)["status"], "approved");
+}
+
+#[test]
+fn ch_tg_4_doctor_says_which_approver_must_send_start_without_showing_the_token() {
+    let tg = Telegram::start();
+    let dir = crate::harness::TempDir::new("tg-doctor");
+    let config = dir.path().join("assent.toml");
+    std::fs::write(&config, tg.config("approvers = [\"1001\", \"7777\"]", "")).unwrap();
+    let out = std::process::Command::new(crate::harness::ASSENT)
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .env("ASSENT_DATA_DIR", dir.path().join("data"))
+        .env("ASSENT_URL", "http://127.0.0.1:9")
+        .env("ASSENT_TEST_TELEGRAM_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("OK   telegram/main — bot 123456789 via "), "{stdout}");
+    assert!(
+        stdout.contains("FAIL telegram/main login — approver 7777 has no chat with @assent_test_bot")
+            && stdout.contains("ask them to send /start to the bot"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(TOKEN) && !stdout.contains("AAHfake"), "the token is never shown: {stdout}");
+}
