@@ -141,7 +141,7 @@ fn serve_refuses_a_bad_config_naming_file_and_line() {
     let config = dir.path().join("assent.toml");
     for (text, expect) in [
         ("[server]\nlisen = \"127.0.0.1:0\"\n", ":2: unknown field `lisen`"),
-        ("\n[channels.telegram.accounts.main]\ntoken_env = \"T\"\n", "--features telegram"),
+        ("\n[channels.discord.accounts.main]\ntoken_env = \"T\"\n", "--features discord"),
     ] {
         std::fs::write(&config, text).unwrap();
         let out = std::process::Command::new(crate::harness::ASSENT)

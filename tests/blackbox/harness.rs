@@ -68,6 +68,15 @@ impl Server {
         Self::launch_with(dir, Some(path), "127.0.0.1:0", env)
     }
 
+    /// With `config` as assent.toml, extra environment variables and a fixed `listen` address
+    /// (for a config whose `server.public_url` must name the port).
+    pub(crate) fn with_config_env_on(config: &str, env: &[(&str, &str)], listen: &str) -> Self {
+        let dir = TempDir::new("bb");
+        let path = dir.path().join("assent.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::launch_with(dir, Some(path), listen, env)
+    }
+
     fn launch(dir: TempDir, config: Option<PathBuf>, listen: &str) -> Self {
         Self::launch_with(dir, config, listen, &[])
     }

@@ -240,3 +240,67 @@ fn ch_tg_4_doctor_says_which_approver_must_send_start_without_showing_the_token(
     );
     assert!(!stdout.contains(TOKEN) && !stdout.contains("AAHfake"), "the token is never shown: {stdout}");
 }
+
+/// A free loopback port, for a server whose `public_url` must name it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server in webhook mode, reachable by the fake at its `public_url`.
+fn serve_webhook(tg: &Telegram) -> (Server, String) {
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let extra = format!("[server]\npublic_url = \"{public}\"\n");
+    let config =
+        tg.config("approvers = [\"1001\"]", &extra).replace("api_url", "mode = \"webhook\"\napi_url");
+    let env = [("ASSENT_TEST_TELEGRAM_TOKEN", TOKEN)];
+    let server = Server::with_config_env_on(&config, &env, &format!("127.0.0.1:{port}"));
+    attached(&server);
+    (server, format!("{public}/hooks/telegram/main"))
+}
+
+#[test]
+fn ch_tg_5_webhook_mode_decides_pushed_presses_and_refuses_a_wrong_secret() {
+    let tg = Telegram::start();
+    let (server, hook) = serve_webhook(&tg);
+    assert_eq!(
+        tg.fake.webhook().as_deref(),
+        Some(hook.as_str()),
+        "the webhook points at this account's hook"
+    );
+    assert_eq!(tg.fake.calls("getUpdates"), 0, "no polling in webhook mode");
+    let (id, reference) = create(&server, exec(&["deploy"]));
+    let card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
+
+    // A forged update: the right shape and a real token, but not from Telegram.
+    let data = card.buttons.iter().flatten().find(|(l, _)| l == "Allow once").unwrap().1.clone();
+    let forged = json!({ "update_id": 1, "callback_query": {
+        "id": "1", "from": { "id": KIM, "is_bot": false, "first_name": "Kim" }, "chat_instance": "1", "data": data } });
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    for secret in [None, Some("not-the-secret")] {
+        let mut request = agent.post(&hook);
+        if let Some(s) = secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", s);
+        }
+        assert_eq!(request.send_json(&forged).unwrap().status().as_u16(), 401, "{secret:?}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (_, a) = server.call("GET", &format!("/v1/approvals/{id}"), None);
+    assert_eq!(a["status"], "pending", "nothing decided by a forged update");
+
+    // Telegram's own delivery carries the secret.
+    assert_eq!(tg.press(KIM, &card, "Allow once"), "Recording: allow once");
+    assert_eq!(status_of(&server, &id)["status"], "approved");
+    assert_eq!(tg.fake.pending_updates(), 0, "every update was acknowledged");
+
+    // Back to polling: the webhook is removed.
+    let server = {
+        drop(server);
+        Server::with_config_env(
+            &tg.config("approvers = [\"1001\"]", ""),
+            &[("ASSENT_TEST_TELEGRAM_TOKEN", TOKEN)],
+        )
+    };
+    attached(&server);
+    eventually("the webhook is removed", || tg.fake.webhook().is_none().then_some(()));
+}

@@ -11,7 +11,7 @@ use toml::{
 };
 
 use crate::{
-    AccountAvailability, AccountSetup, Platform,
+    AccountAvailability, AccountSetup, Hook, Platform,
     approvals::{ApproverRule, SHARED_KEYS, SharedKeys},
 };
 
@@ -41,6 +41,23 @@ impl ConfigIssue {
 /// A running account: dropping it stops the account (it unregisters its context, CAP-6).
 pub type Running = Box<dyn Any + Send + Sync>;
 
+/// A started account: keep `running`, and mount `hook` at `/hooks/<platform>/<account>`.
+pub struct Started {
+    /// Dropping it stops the account.
+    pub running: Running,
+    /// Its inbound HTTP endpoint, if it has one.
+    pub hook: Option<Arc<dyn Hook>>,
+}
+
+/// What the server tells every platform about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerContext<'a> {
+    /// The data directory.
+    pub data_dir: &'a Path,
+    /// `server.public_url`.
+    pub public_url: Option<&'a str>,
+}
+
 /// [`Platform`], erased, as the server's list of compiled platforms holds it.
 pub trait DynPlatform: Send + Sync {
     /// Which platform.
@@ -52,7 +69,7 @@ pub trait DynPlatform: Send + Sync {
         self: Arc<Self>,
         id: &str,
         table: Spanned<DeTable<'_>>,
-        data_dir: &Path,
+        server: ServerContext<'_>,
     ) -> Result<Box<dyn ConfiguredAccount>, ConfigIssue>;
 }
 
@@ -69,7 +86,7 @@ pub trait ConfiguredAccount: Send + Sync {
     /// Registers the account's context and lets the engine's bootstrap run it (CAP-7): it
     /// connects in the background, retries with backoff, and runs while this replica holds the
     /// account's lease (ST-7).
-    fn start(self: Box<Self>, engine: &EngineHandle) -> Running;
+    fn start(self: Box<Self>, engine: &EngineHandle) -> Started;
 }
 
 impl<P: Platform> DynPlatform for P {
@@ -81,7 +98,7 @@ impl<P: Platform> DynPlatform for P {
         self: Arc<Self>,
         id: &str,
         table: Spanned<DeTable<'_>>,
-        data_dir: &Path,
+        server: ServerContext<'_>,
     ) -> Result<Box<dyn ConfiguredAccount>, ConfigIssue> {
         let channel = Platform::channel(&*self);
         let name = format!("channels.{}.accounts.{id}", channel.as_str());
@@ -98,7 +115,8 @@ impl<P: Platform> DynPlatform for P {
         let rule = ApproverRule { normalize: &normalize, example: self.approver_example() };
         let routing = shared.routing(key, &name, &rule)?;
         let availability = AccountAvailability::new(routing, name.clone(), self.approver_example());
-        let setup = AccountSetup { id, table: &name, data_dir };
+        let setup =
+            AccountSetup { id, table: &name, data_dir: server.data_dir, public_url: server.public_url };
         let account = self.account(keys, &setup).map_err(|m| ConfigIssue::at(span, m))?;
         Ok(Box::new(Configured { platform: self, account, availability }))
     }
@@ -136,8 +154,10 @@ impl<P: Platform> ConfiguredAccount for Configured<P> {
         self.platform.probe(&self.account, &self.availability)
     }
 
-    fn start(self: Box<Self>, engine: &EngineHandle) -> Running {
+    fn start(self: Box<Self>, engine: &EngineHandle) -> Started {
         let key = self.key();
+        let hook =
+            self.platform.hook(&self.account, &self.availability, Inbound::new(engine.clone(), key.clone()));
         let registry = ContextRegistry::<P::Account>::new();
         let (platform, availability) = (self.platform.clone(), self.availability.clone());
         let inbound = Inbound::new(engine.clone(), key.clone());
@@ -152,6 +172,6 @@ impl<P: Platform> ConfiguredAccount for Configured<P> {
                     .map_err(|e| format!("{label}: {e} (see `assent doctor`)"))
             }
         });
-        Box::new(registry.register(key, self.account))
+        Started { running: Box::new(registry.register(key, self.account)), hook }
     }
 }

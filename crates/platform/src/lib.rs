@@ -13,6 +13,7 @@
 mod approvals;
 mod availability;
 mod erased;
+mod hook;
 mod setup;
 
 use std::{future::Future, sync::Arc};
@@ -23,7 +24,8 @@ use serde::de::DeserializeOwned;
 
 pub use self::{
     availability::AccountAvailability,
-    erased::{ConfigIssue, ConfiguredAccount, DynPlatform, Running},
+    erased::{ConfigIssue, ConfiguredAccount, DynPlatform, Running, ServerContext, Started},
+    hook::{Hook, HookFuture, HookRequest, HookResponse},
     setup::{AccountSetup, secret},
 };
 
@@ -59,6 +61,17 @@ pub trait Platform: Send + Sync + 'static {
     /// and still accepts the account, asked without acting as the bot (no login, no new device,
     /// no message). `Ok` says what was found, `Err` what is wrong and how to fix it.
     fn probe(&self, account: &Self::Account, availability: &AccountAvailability) -> Result<String, String>;
+
+    /// The account's inbound HTTP endpoint (`/hooks/<platform>/<account>`), if it takes
+    /// pushed events. Made at start on every replica, whether or not it holds the account.
+    fn hook(
+        &self,
+        _account: &Self::Account,
+        _availability: &AccountAvailability,
+        _inbound: Inbound,
+    ) -> Option<std::sync::Arc<dyn Hook>> {
+        None
+    }
 
     /// Connects the account and returns its capability. Called by the engine's bootstrap
     /// (CAP-7), retried with backoff, and run while this replica holds the account's lease.

@@ -11,12 +11,20 @@ pub struct AccountSetup<'a> {
     pub table: &'a str,
     /// assent's data directory, for state a platform keeps per account.
     pub data_dir: &'a Path,
+    /// `server.public_url`: where platforms can reach this server.
+    pub public_url: Option<&'a str>,
 }
 
 impl AccountSetup<'_> {
     /// The full name of one of the account's keys, for messages: `channels.matrix.accounts.main.password`.
     pub fn key(&self, name: &str) -> String {
         format!("{}.{name}", self.table)
+    }
+
+    /// The public URL of this account's hook, `<server.public_url>/hooks/<platform>/<id>`, or
+    /// `None` without `server.public_url`.
+    pub fn hook_url(&self, platform: &str) -> Option<String> {
+        self.public_url.map(|u| format!("{}/hooks/{platform}/{}", u.trim_end_matches('/'), self.id))
     }
 
     /// `<data dir>/<platform>/<id>`: the default home of an account's own state.

@@ -19,6 +19,7 @@ mod error;
 mod events;
 mod extract;
 mod grants;
+mod hooks;
 mod limits;
 mod metrics;
 mod openapi;
@@ -153,6 +154,8 @@ pub(crate) struct AppState {
     pub(crate) console_origins: Arc<origins::ConsoleOrigins>,
     /// The chat accounts of the configuration, for the accounts page.
     pub(crate) configured_accounts: Arc<[platforms::AccountRow]>,
+    /// Accounts' inbound HTTP endpoints, by account.
+    pub(crate) hooks: Arc<platforms::Hooks>,
 }
 
 impl AppState {
@@ -327,6 +330,8 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     let listener = TcpListener::bind(addr).await.map_err(|error| ServeError::Bind { addr, error })?;
     let addr = listener.local_addr().map_err(|error| ServeError::Bind { addr, error })?;
     let metrics = metrics::Metrics::start(&handle);
+    let configured_accounts = accounts.iter().map(|a| platforms::AccountRow::of(a.as_ref())).collect();
+    let (accounts, hooks) = platforms::start(accounts, &handle);
     let state = AppState {
         engine: handle.clone(),
         tokens: Arc::new(LiveTokens::new(tokens)),
@@ -341,7 +346,8 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
             config.config.server.public_url.as_deref(),
         )),
         ignore_env: config.ignore_env()?.into(),
-        configured_accounts: accounts.iter().map(|a| platforms::AccountRow::of(a.as_ref())).collect(),
+        configured_accounts,
+        hooks: Arc::new(hooks),
     };
     let login_code = admin_token_path
         .is_some()
@@ -360,7 +366,6 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
             .await
     });
     tracing::info!(%addr, "assent is listening");
-    let accounts = accounts.into_iter().map(|a| a.start(&handle)).collect();
     Ok(RunningServer {
         addr,
         engine,

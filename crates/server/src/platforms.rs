@@ -46,6 +46,8 @@ pub fn accounts_of(
     data_dir: &Path,
     names: &[&String],
 ) -> Result<Vec<Box<dyn ConfiguredAccount>>, ConfigError> {
+    let public_url = config.config.server.public_url.as_deref();
+    let server = assent_platform::ServerContext { data_dir, public_url };
     if names.is_empty() {
         return Ok(Vec::new());
     }
@@ -78,7 +80,7 @@ pub fn accounts_of(
                 };
                 let configured = platform
                     .clone()
-                    .configure(id.get_ref(), Spanned::new(span.clone(), keys), data_dir)
+                    .configure(id.get_ref(), Spanned::new(span.clone(), keys), server)
                     .map_err(|ConfigIssue { span: at, message }| error(at.or(Some(span.clone())), message))?;
                 out.push(configured);
             }
@@ -143,4 +145,29 @@ impl AccountRow {
             hints: availability.all_hints().iter().map(ToString::to_string).collect(),
         }
     }
+}
+
+/// Accounts' inbound HTTP endpoints (`/hooks/<platform>/<account>`).
+pub(crate) type Hooks =
+    std::collections::HashMap<assent_core::model::AccountKey, Arc<dyn assent_platform::Hook>>;
+
+/// Starts every account (CAP-7: in the background, under its lease); what keeps them running,
+/// and their hooks, which answer on every replica.
+pub(crate) fn start(
+    accounts: Vec<Box<dyn ConfiguredAccount>>,
+    engine: &assent_engine::EngineHandle,
+) -> (Vec<assent_platform::Running>, Hooks) {
+    let mut hooks = Hooks::new();
+    let running = accounts
+        .into_iter()
+        .map(|account| {
+            let key = account.key();
+            let started = account.start(engine);
+            if let Some(hook) = started.hook {
+                hooks.insert(key, hook);
+            }
+            started.running
+        })
+        .collect();
+    (running, hooks)
 }

@@ -1,4 +1,5 @@
-//! Every route the server answers, in one place: the `/v1` API, `/metrics` and the console.
+//! Every route the server answers, in one place: the `/v1` API, `/metrics`, platform hooks and
+//! the console.
 //! Handlers live in their own modules and never import this one.
 
 use axum::{
@@ -7,7 +8,7 @@ use axum::{
     routing::{delete, get, post},
 };
 
-use crate::{ApiError, AppState, approvals, bindings, console, events, grants, metrics, openapi};
+use crate::{ApiError, AppState, approvals, bindings, console, events, grants, hooks, metrics, openapi};
 
 /// API-3: bodies over 64 KiB are refused with `payload_too_large`.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -33,6 +34,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", api)
         .route("/metrics", get(metrics::render))
+        .route("/hooks/{platform}/{account}", post(hooks::receive))
         .merge(console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

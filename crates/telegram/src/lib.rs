@@ -14,6 +14,7 @@ mod error;
 mod pace;
 mod platform;
 mod updates;
+mod webhook;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -49,6 +50,8 @@ pub struct TelegramAccount {
     pub api_url: String,
     /// Where the account keeps the last update it handled.
     pub state_dir: PathBuf,
+    /// In webhook mode, the public URL of the account's hook; `None` polls.
+    pub webhook: Option<String>,
 }
 
 impl std::fmt::Debug for TelegramAccount {
@@ -57,6 +60,7 @@ impl std::fmt::Debug for TelegramAccount {
         f.debug_struct("TelegramAccount")
             .field("id", &self.id)
             .field("api_url", &self.api_url)
+            .field("webhook", &self.webhook)
             .finish_non_exhaustive()
     }
 }
@@ -83,19 +87,60 @@ pub(crate) struct Shared {
     pub(crate) bot: Bot,
     pub(crate) token: String,
     pub(crate) key: AccountKey,
-    pub(crate) username: String,
+    /// The bot's @username, from `getMe`, for `/approve@username`.
+    username: tokio::sync::OnceCell<String>,
     pub(crate) availability: AccountAvailability,
     pub(crate) inbound: Inbound,
     pub(crate) pacer: pace::Pacer,
     pub(crate) state_dir: PathBuf,
+    /// Updates come by webhook: every replica answers the ones it receives.
+    pub(crate) pushed: bool,
+}
+
+impl Shared {
+    /// The account's client and settings; no call is made.
+    pub(crate) fn new(
+        account: &TelegramAccount,
+        availability: AccountAvailability,
+        inbound: Inbound,
+    ) -> Self {
+        let bot = match url::Url::parse(&account.api_url) {
+            Ok(url) => Bot::new(&account.token).set_api_url(url),
+            // `account` checked the URL; this only keeps a bad one from panicking.
+            Err(_) => Bot::new(&account.token),
+        };
+        Self {
+            bot,
+            token: account.token.clone(),
+            key: inbound.account().clone(),
+            username: tokio::sync::OnceCell::new(),
+            availability,
+            inbound,
+            pacer: pace::Pacer::default(),
+            state_dir: account.state_dir.clone(),
+            pushed: account.webhook.is_some(),
+        }
+    }
+
+    /// The bot's @username, asked once.
+    pub(crate) async fn username(&self) -> Result<&str, TelegramError> {
+        let name = self
+            .username
+            .get_or_try_init(|| async {
+                let me = self.bot.get_me().await.map_err(|e| TelegramError::new(&e, &self.token))?;
+                Ok::<_, TelegramError>(me.username.clone().unwrap_or_default())
+            })
+            .await?;
+        Ok(name)
+    }
 }
 
 /// The Telegram channel of one bot account.
 #[derive(Clone)]
 pub struct TelegramChannel {
     shared: Arc<Shared>,
-    /// The update loop; it stops when the last clone of the channel goes.
-    _updates: Arc<AbortOnDropHandle<()>>,
+    /// The update loop (polling mode); it stops when the last clone of the channel goes.
+    _updates: Option<Arc<AbortOnDropHandle<()>>>,
 }
 
 impl std::fmt::Debug for TelegramChannel {
@@ -105,35 +150,36 @@ impl std::fmt::Debug for TelegramChannel {
 }
 
 impl TelegramChannel {
-    /// Asks the Bot API who the bot is, lists `/approve` in its command menu, and starts
-    /// following updates. Presses and typed commands are decided through `inbound`.
+    /// Asks the Bot API who the bot is and lists `/approve` in its command menu. In polling
+    /// mode it removes any webhook (a mode change) and starts following updates; in webhook
+    /// mode it sets the webhook, with a secret only this account knows. Presses and typed
+    /// commands are decided through `inbound`.
     pub async fn connect(
         account: TelegramAccount,
         availability: AccountAvailability,
         inbound: Inbound,
     ) -> Result<Self, TelegramError> {
-        let url = url::Url::parse(&account.api_url)
+        url::Url::parse(&account.api_url)
             .map_err(|e| TelegramError::invalid(format!("api_url = \"{}\": {e}", account.api_url)))?;
-        let bot = Bot::new(&account.token).set_api_url(url);
+        let shared = Arc::new(Shared::new(&account, availability, inbound));
         let wrap = |e: teloxide_core::RequestError| TelegramError::new(&e, &account.token);
-        let me = bot.get_me().await.map_err(wrap)?;
+        shared.username().await?;
         let approve = teloxide_core::types::BotCommand::new(
             "approve",
             "Decide an approval: /approve <ref> allow-once, allow-always or deny",
         );
-        bot.set_my_commands([approve]).await.map_err(wrap)?;
-        let shared = Arc::new(Shared {
-            bot,
-            token: account.token.clone(),
-            key: inbound.account().clone(),
-            username: me.username.clone().unwrap_or_default(),
-            availability,
-            inbound,
-            pacer: pace::Pacer::default(),
-            state_dir: account.state_dir.clone(),
-        });
-        let updates = tokio::spawn(updates::follow(shared.clone()));
-        Ok(Self { shared, _updates: Arc::new(AbortOnDropHandle::new(updates)) })
+        shared.bot.set_my_commands([approve]).await.map_err(wrap)?;
+        let updates = match &account.webhook {
+            Some(url) => {
+                webhook::register(&shared, url).await?;
+                None
+            }
+            None => {
+                shared.bot.delete_webhook().await.map_err(wrap)?;
+                Some(Arc::new(AbortOnDropHandle::new(tokio::spawn(updates::follow(shared.clone())))))
+            }
+        };
+        Ok(Self { shared, _updates: updates })
     }
 
     fn error(&self, e: &teloxide_core::RequestError) -> TelegramError {

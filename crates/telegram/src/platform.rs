@@ -8,7 +8,7 @@ use assent_core::{
     model::Channel,
     routing::AccountRouting,
 };
-use assent_platform::{AccountAvailability, AccountSetup, Inbound, Platform};
+use assent_platform::{AccountAvailability, AccountSetup, Hook, Inbound, Platform};
 use serde::Deserialize;
 
 use crate::{TelegramAccount, TelegramChannel, error::scrub};
@@ -38,6 +38,18 @@ pub struct TelegramKeys {
     token_file: Option<String>,
     /// A self-hosted Bot API server; tests point it at a fake.
     api_url: Option<String>,
+    /// How updates arrive.
+    #[serde(default)]
+    mode: Mode,
+}
+
+/// `mode`: long polling (the default) or a webhook at `/hooks/telegram/<id>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    #[default]
+    Polling,
+    Webhook,
 }
 
 impl Platform for TelegramPlatform {
@@ -73,10 +85,21 @@ impl Platform for TelegramPlatform {
         if url::Url::parse(&api_url).is_err() {
             return Err(format!("{} = \"{api_url}\" is not a URL", setup.key("api_url")));
         }
+        let webhook = match keys.mode {
+            Mode::Polling => None,
+            Mode::Webhook => Some(setup.hook_url("telegram").ok_or_else(|| {
+                format!(
+                    "{} = \"webhook\" needs server.public_url, the https address where Telegram reaches assent \
+                     (or use mode = \"polling\")",
+                    setup.key("mode")
+                )
+            })?),
+        };
         Ok(TelegramAccount {
             id: setup.id.to_owned(),
             token,
             api_url,
+            webhook,
             state_dir: setup.state_dir("telegram"),
         })
     }
@@ -88,6 +111,17 @@ impl Platform for TelegramPlatform {
 
     fn probe(&self, account: &TelegramAccount, availability: &AccountAvailability) -> Result<String, String> {
         probe(account, &availability.settings().approvers)
+    }
+
+    fn hook(
+        &self,
+        account: &TelegramAccount,
+        availability: &AccountAvailability,
+        inbound: Inbound,
+    ) -> Option<Arc<dyn Hook>> {
+        account.webhook.as_ref()?;
+        let shared = crate::Shared::new(account, availability.clone(), inbound);
+        Some(Arc::new(crate::webhook::TelegramHook::new(Arc::new(shared))))
     }
 
     async fn connect(
@@ -140,4 +174,37 @@ fn probe(account: &TelegramAccount, approvers: &[String]) -> Result<String, Stri
         }
     }
     Ok(format!("@{username} answers; every approver has started it"))
+}
+
+#[cfg(test)]
+mod tests {
+    use assent_platform::{AccountSetup, Platform};
+
+    use super::{TelegramKeys, TelegramPlatform};
+
+    fn account(keys: serde_json::Value, public_url: Option<&str>) -> Result<crate::TelegramAccount, String> {
+        let keys: TelegramKeys = serde_json::from_value(keys).unwrap();
+        let setup = AccountSetup {
+            id: "main",
+            table: "channels.telegram.accounts.main",
+            data_dir: std::path::Path::new("/tmp"),
+            public_url,
+        };
+        TelegramPlatform.account(keys, &setup)
+    }
+
+    #[test]
+    fn cfg_webhook_mode_needs_a_public_url_and_hooks_under_it() {
+        let keys = serde_json::json!({ "token": "1:x", "mode": "webhook" });
+        let e = account(keys.clone(), None).unwrap_err();
+        assert!(e.contains("channels.telegram.accounts.main.mode") && e.contains("server.public_url"), "{e}");
+        let a = account(keys, Some("https://approve.example.org/")).unwrap();
+        assert_eq!(a.webhook.as_deref(), Some("https://approve.example.org/hooks/telegram/main"));
+    }
+
+    #[test]
+    fn cfg_a_malformed_token_is_refused_without_being_shown() {
+        let e = account(serde_json::json!({ "token": "hunter2" }), None).unwrap_err();
+        assert!(e.contains("is not a bot token") && !e.contains("hunter2"), "{e}");
+    }
 }

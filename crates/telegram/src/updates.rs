@@ -84,7 +84,7 @@ fn write_offset(shared: &Shared, offset: i32) {
 }
 
 /// Each update is handled beside the poll loop, so a slow answer never holds the next poll.
-fn handle(shared: &Arc<Shared>, update: Update) {
+pub(crate) fn handle(shared: &Arc<Shared>, update: Update) {
     let shared = shared.clone();
     match update.kind {
         UpdateKind::CallbackQuery(q) => {
@@ -119,12 +119,15 @@ async fn on_press(shared: &Arc<Shared>, q: CallbackQuery) {
         Err(r) => r.to_string(),
     };
     let ack = clip(&ack);
-    let answer = tokio::spawn(answer(shared.clone(), q, ack.clone()));
     let context = serde_json::json!({ "answered": ack });
-    if let Some(Err(e)) = shared.inbound.settle(&actor, precheck, &context).await {
-        tracing::warn!(account = %shared.key, error = %e, "a Telegram press could not be recorded");
-    }
-    let _ = answer.await;
+    let settle = async {
+        if let Some(Err(e)) = shared.inbound.settle(&actor, precheck, &context).await {
+            tracing::warn!(account = %shared.key, error = %e, "a Telegram press could not be recorded");
+        }
+    };
+    // Polled first, the answer's request is on its way before the decision's work starts; then
+    // both run side by side, so a slow answer never holds the decision.
+    tokio::join!(answer(shared.clone(), q, ack.clone()), settle);
 }
 
 fn clip(text: &str) -> String {
@@ -182,12 +185,13 @@ fn chunks(text: &str, limit: usize) -> Vec<String> {
 /// IX-5: `/approve <ref> <decision>` (or `/approve@thisbot …`) is answered in place.
 async fn on_message(shared: &Arc<Shared>, m: Message) {
     let (Some(text), Some(from)) = (m.text(), m.from.as_ref()) else { return };
-    if !shared.inbound.is_serving() {
+    // A polled update reaches only the serving replica anyway; a pushed one reaches exactly one.
+    if !shared.pushed && !shared.inbound.is_serving() {
         return;
     }
+    let Ok(username) = shared.username().await else { return };
     let msg = TypedMessage { text, is_edit: false, from_bot: from.is_bot };
-    let outcome =
-        shared.inbound.precheck_typed(actor(from, m.chat.is_private()), msg, Some(&shared.username));
+    let outcome = shared.inbound.precheck_typed(actor(from, m.chat.is_private()), msg, Some(username));
     let reply = match outcome {
         TypedOutcome::Ignore => return,
         TypedOutcome::Reply(text) => text,

@@ -9,6 +9,7 @@ mod alloc;
 mod matrix;
 mod server;
 mod store;
+mod telegram;
 
 use std::{
     sync::Arc,
@@ -30,7 +31,7 @@ use async_trait::async_trait;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
-const USAGE: &str = "usage: assent-bench [store|server|matrix] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
+const USAGE: &str = "usage: assent-bench [store|server|matrix|telegram] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  telegram a press until the fake Bot API server gets answerCallbackQuery, against a bare teloxide bot\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
 
 /// A webhook receiver that takes 30 s to answer, like a slow plugin.
 struct SleepySink;
@@ -216,7 +217,8 @@ fn main() {
     let store = args.iter().any(|a| a == "store");
     let server = args.iter().any(|a| a == "server");
     let matrix = args.iter().any(|a| a == "matrix");
-    let known = ["--quick", "store", "server", "matrix", "nf1", "nf2", "nf3"];
+    let telegram = args.iter().any(|a| a == "telegram");
+    let known = ["--quick", "store", "server", "matrix", "telegram", "nf1", "nf2", "nf3"];
     if args.iter().any(|a| !known.contains(&a.as_str())) {
         eprintln!("{USAGE}");
         std::process::exit(2);
@@ -236,6 +238,10 @@ fn main() {
     }
     if matrix {
         rt.block_on(matrix::run(quick));
+        return;
+    }
+    if telegram {
+        rt.block_on(telegram::run(quick));
         return;
     }
     let (p1, s1, l2, p3) = if quick { (1_000, 500, 1_000, 10_000) } else { (10_000, 5_000, 20_000, 100_000) };

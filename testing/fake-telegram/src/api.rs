@@ -68,6 +68,7 @@ pub(crate) async fn call(
     AxumState(shared): AxumState<Arc<Shared>>,
     Path((bot, method)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let method = method.to_ascii_lowercase();
@@ -98,7 +99,8 @@ pub(crate) async fn call(
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
         None => {}
     }
-    let params = match params(query.as_deref(), &body) {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let params = match params(query.as_deref(), content_type, &body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -117,8 +119,10 @@ pub(crate) async fn call(
     }
 }
 
-/// Parameters from the query string and the body (JSON or a form), as the Bot API accepts them.
-fn params(query: Option<&str>, body: &[u8]) -> Result<Map<String, Value>, Failure> {
+/// Parameters from the query string and the body (JSON, a URL-encoded form, or
+/// `multipart/form-data`, which clients use for methods that may upload a file), as "Making
+/// requests" lists them.
+fn params(query: Option<&str>, content_type: &str, body: &[u8]) -> Result<Map<String, Value>, Failure> {
     let mut out = Map::new();
     let form = |text: &str, out: &mut Map<String, Value>| {
         let pairs: Vec<(String, String)> = serde_urlencoded_pairs(text);
@@ -132,6 +136,12 @@ fn params(query: Option<&str>, body: &[u8]) -> Result<Map<String, Value>, Failur
         form(q, &mut out);
     }
     let text = std::str::from_utf8(body).map_err(|_| Failure::bad("request body is not UTF-8"))?;
+    if let Some(boundary) = content_type.split("boundary=").nth(1) {
+        for (name, value) in multipart(text, boundary.trim_matches('"')) {
+            out.insert(name, serde_json::from_str(&value).unwrap_or(Value::String(value)));
+        }
+        return Ok(out);
+    }
     match text.trim_start().chars().next() {
         None => {}
         Some('{') => match serde_json::from_str::<Value>(text) {
@@ -141,6 +151,18 @@ fn params(query: Option<&str>, body: &[u8]) -> Result<Map<String, Value>, Failur
         Some(_) => form(text, &mut out),
     }
     Ok(out)
+}
+
+/// The text fields of a `multipart/form-data` body.
+fn multipart(body: &str, boundary: &str) -> Vec<(String, String)> {
+    let delimiter = format!("--{boundary}");
+    body.split(delimiter.as_str())
+        .filter_map(|part| {
+            let (head, value) = part.split_once("\r\n\r\n")?;
+            let name = head.split("name=\"").nth(1)?.split('"').next()?.to_owned();
+            Some((name, value.strip_suffix("\r\n").unwrap_or(value).to_owned()))
+        })
+        .collect()
 }
 
 fn serde_urlencoded_pairs(text: &str) -> Vec<(String, String)> {
@@ -387,6 +409,7 @@ fn answer_callback(s: &mut State, token: &str, p: &Map<String, Value>) -> Answer
     }
     let show_alert = p.get("show_alert").and_then(Value::as_bool).unwrap_or(false);
     q.answers.push(CallbackAnswer { text: note, show_alert });
+    q.answered = Some(std::time::Instant::now());
     Ok(json!(true))
 }
 
@@ -482,6 +505,7 @@ async fn get_updates(shared: &Shared, token: &str, p: &Map<String, Value>) -> An
             let mut s = shared.lock();
             let bot = bot(&mut s, token);
             if bot.poll_generation != generation {
+                s.conflicts += 1;
                 return Err(Failure::conflict(
                     "terminated by other getUpdates request; make sure that only one bot instance is running",
                 ));

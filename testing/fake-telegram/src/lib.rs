@@ -210,13 +210,23 @@ impl FakeTelegram {
         }
         let token = bot.token.clone();
         bot.push_update("callback_query", query);
-        s.queries.insert(id.clone(), Query { bot: token, created: Instant::now(), answers: Vec::new() });
+        s.queries.insert(
+            id.clone(),
+            Query { bot: token, created: Instant::now(), answers: Vec::new(), answered: None },
+        );
         id
     }
 
     /// What the bot answered to a callback query, in order (more than one is a bug).
     pub fn answers(&self, query: &str) -> Vec<CallbackAnswer> {
         self.lock().queries.get(query).map(|q| q.answers.clone()).unwrap_or_default()
+    }
+
+    /// How long after the press the bot's first answer to `query` arrived, if it did.
+    pub fn answer_delay(&self, query: &str) -> Option<Duration> {
+        let s = self.lock();
+        let q = s.queries.get(query)?;
+        q.answered.map(|at| at.duration_since(q.created))
     }
 
     /// The bot's messages and people's messages in `chat`, in order.
@@ -258,6 +268,11 @@ impl FakeTelegram {
     /// Updates not yet confirmed or delivered.
     pub fn pending_updates(&self) -> usize {
         self.lock().bots[0].updates.len()
+    }
+
+    /// `getUpdates` calls a newer call ended with 409: more than one poller at a time.
+    pub fn poll_conflicts(&self) -> usize {
+        self.lock().conflicts
     }
 
     /// Calls of `method` so far (case-insensitive), including refused ones.

@@ -167,6 +167,8 @@ pub(crate) struct Query {
     pub(crate) bot: String,
     pub(crate) created: Instant,
     pub(crate) answers: Vec<CallbackAnswer>,
+    /// When the first answer arrived.
+    pub(crate) answered: Option<Instant>,
 }
 
 /// What `answerCallbackQuery` said.
@@ -205,6 +207,8 @@ pub(crate) struct State {
     pub(crate) faults: HashMap<String, VecDeque<Fault>>,
     /// Calls per method (lower case), answered or not.
     pub(crate) calls: HashMap<String, usize>,
+    /// `getUpdates` calls ended by a newer one (two pollers at once).
+    pub(crate) conflicts: usize,
 }
 
 impl State {

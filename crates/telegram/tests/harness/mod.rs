@@ -62,6 +62,7 @@ async fn connect(fake: &FakeTelegram, engine: &EngineHandle, state: PathBuf) -> 
         token: TOKEN.to_owned(),
         api_url: fake.url(),
         state_dir: state,
+        webhook: None,
     };
     let availability =
         TelegramPlatform::availability(AccountRouting::new(key.clone(), vec![APPROVER.to_string()]));
