@@ -104,7 +104,7 @@ fn actor(user: &User, private: bool) -> Actor {
 }
 
 /// A button press: the precheck answers the callback at once (exactly once, ≤ 200 characters,
-/// best effort), then the decision is settled. A press on a message too old to be included
+/// best effort, at most 2 s), then the decision is settled. A press on a message too old to be included
 /// (`message` absent) is decided by its token alone.
 async fn on_press(shared: &Arc<Shared>, q: CallbackQuery) {
     let private = q.message.as_ref().is_none_or(|m| m.chat().is_private());
@@ -120,14 +120,12 @@ async fn on_press(shared: &Arc<Shared>, q: CallbackQuery) {
     };
     let ack = clip(&ack);
     let context = serde_json::json!({ "answered": ack });
-    let settle = async {
-        if let Some(Err(e)) = shared.inbound.settle(&actor, precheck, &context).await {
-            tracing::warn!(account = %shared.key, error = %e, "a Telegram press could not be recorded");
-        }
-    };
-    // Polled first, the answer's request is on its way before the decision's work starts; then
-    // both run side by side, so a slow answer never holds the decision.
-    tokio::join!(answer(shared.clone(), q, ack.clone()), settle);
+    // The answer goes first, before the decision's work competes with it, and waits at most
+    // 2 s: a failed or slow answer never keeps the decision from being recorded.
+    answer(shared.clone(), q, ack).await;
+    if let Some(Err(e)) = shared.inbound.settle(&actor, precheck, &context).await {
+        tracing::warn!(account = %shared.key, error = %e, "a Telegram press could not be recorded");
+    }
 }
 
 fn clip(text: &str) -> String {

@@ -129,3 +129,18 @@ async fn ch_tg_2_full_command_sends_the_whole_text_privately_to_the_presser() {
         "nothing decided"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_tg_3_a_slow_or_failing_answer_never_keeps_the_press_from_deciding() {
+    for fault in [Fault::Slow(Duration::from_secs(5)), Fault::TooManyRequests { retry_after: 3 }, Fault::Drop]
+    {
+        let rig = Rig::start(&[APPROVER]).await;
+        let a = rig.bed.handle.create(exec_request(&["deploy"])).await.unwrap();
+        let card = rig.card(&a.id).await;
+        rig.fake.fail_next("answerCallbackQuery", fault);
+        rig.fake.press(APPROVER, APPROVER, card.id, &rig.token(&card, Decision::AllowOnce));
+        let decided = rig.bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(decided.status, Status::Approved, "{fault:?}");
+        assert_eq!(rig.fake.calls("answerCallbackQuery"), 1, "{fault:?}: answered once, not retried");
+    }
+}
