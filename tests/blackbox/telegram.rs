@@ -304,3 +304,29 @@ fn ch_tg_5_webhook_mode_decides_pushed_presses_and_refuses_a_wrong_secret() {
     attached(&server);
     eventually("the webhook is removed", || tg.fake.webhook().is_none().then_some(()));
 }
+
+#[test]
+fn ch_tg_6_each_injected_fault_ends_delivered_once_or_visibly_failed() {
+    use assent_fake_telegram::Fault;
+    let tg = Telegram::start();
+    let server = serve(&tg, "approvers = [\"1001\", \"7777\"]", "");
+    for fault in [
+        Fault::TooManyRequests { retry_after: 1 },
+        Fault::ServerError(502),
+        Fault::Drop,
+        Fault::Slow(std::time::Duration::from_secs(1)),
+    ] {
+        tg.fake.fail_next("sendMessage", fault);
+        let (id, reference) = create(&server, exec(&["deploy", &format!("{fault:?}")]));
+        tg.card(KIM, &reference, |_| true);
+        // 7777 never started the bot: a permanent, visible failure, not a retry loop.
+        let failed = eventually("the failed delivery is audited", || {
+            let (_, audit) = server.call("GET", &format!("/v1/audit?approval={id}"), None);
+            let items = audit["items"].as_array().cloned().unwrap_or_default();
+            items.into_iter().find(|e| e["type"] == "delivery-failed")
+        });
+        assert!(failed.to_string().contains("ask them to send /start to the bot"), "{failed}");
+        let copies = tg.fake.bot_messages(KIM).iter().filter(|m| m.text.contains(&reference)).count();
+        assert_eq!(copies, 1, "{fault:?}: delivered once, never twice");
+    }
+}
