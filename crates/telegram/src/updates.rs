@@ -4,6 +4,10 @@
 //! Only the replica that serves the account polls (two pollers would end each other's calls
 //! with 409). The id of the last handled update is kept in the account's state directory, so a
 //! restart neither handles an update twice nor skips one.
+//!
+//! A press is answered from the task that received it, before anything else: a hop to another
+//! task (and thread) before the answer cost a bare bot's whole latency again
+//! (`cargo xtask bench telegram`). The decision and everything slower run in their own task.
 
 use std::{sync::Arc, time::Duration};
 
@@ -55,7 +59,7 @@ pub(crate) async fn follow(shared: Arc<Shared>) {
                 backoff = Duration::from_secs(1);
                 for update in updates {
                     let next = i32::try_from(update.id.0).unwrap_or(i32::MAX).saturating_add(1);
-                    handle(&shared, update);
+                    handle(&shared, update).await;
                     offset = Some(next);
                     write_offset(&shared, next);
                 }
@@ -83,14 +87,13 @@ fn write_offset(shared: &Shared, offset: i32) {
     }
 }
 
-/// Each update is handled beside the poll loop, so a slow answer never holds the next poll.
-pub(crate) fn handle(shared: &Arc<Shared>, update: Update) {
-    let shared = shared.clone();
+/// Handles one update. A press is answered right here (at most 2 s), from the task that
+/// received it; the decision and everything slower run beside it.
+pub(crate) async fn handle(shared: &Arc<Shared>, update: Update) {
     match update.kind {
-        UpdateKind::CallbackQuery(q) => {
-            tokio::spawn(async move { on_press(&shared, q).await });
-        }
+        UpdateKind::CallbackQuery(q) => on_press(shared, q).await,
         UpdateKind::Message(m) => {
+            let shared = shared.clone();
             tokio::spawn(async move { on_message(&shared, m).await });
         }
         _ => {}
@@ -112,7 +115,9 @@ async fn on_press(shared: &Arc<Shared>, q: CallbackQuery) {
     let data = q.data.clone().unwrap_or_default();
     let precheck = shared.inbound.precheck_token(&data, actor.clone());
     if matches!(precheck, Err(Rejection::DecisionNotAllowed)) {
-        return full_text(shared, q, &actor, &data).await;
+        let shared = shared.clone();
+        tokio::spawn(async move { full_text(&shared, q, &actor, &data).await });
+        return;
     }
     let ack = match &precheck {
         Ok(a) => a.ack_text().to_owned(),
@@ -123,9 +128,12 @@ async fn on_press(shared: &Arc<Shared>, q: CallbackQuery) {
     // The answer goes first, before the decision's work competes with it, and waits at most
     // 2 s: a failed or slow answer never keeps the decision from being recorded.
     answer(shared.clone(), q, ack).await;
-    if let Some(Err(e)) = shared.inbound.settle(&actor, precheck, &context).await {
-        tracing::warn!(account = %shared.key, error = %e, "a Telegram press could not be recorded");
-    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        if let Some(Err(e)) = shared.inbound.settle(&actor, precheck, &context).await {
+            tracing::warn!(account = %shared.key, error = %e, "a Telegram press could not be recorded");
+        }
+    });
 }
 
 fn clip(text: &str) -> String {

@@ -64,7 +64,9 @@ impl Hook for TelegramHook {
             }
             match serde_json::from_slice::<Update>(&request.body) {
                 Ok(update) => {
-                    updates::handle(&self.shared, update);
+                    // Telegram waits for this answer before it sends the next update: ack now.
+                    let shared = self.shared.clone();
+                    tokio::spawn(async move { updates::handle(&shared, update).await });
                     HookResponse::ok()
                 }
                 Err(e) => HookResponse::bad_request(&format!("not a Telegram update: {e}")),
