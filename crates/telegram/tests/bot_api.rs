@@ -144,3 +144,58 @@ async fn ch_tg_3_a_slow_or_failing_answer_never_keeps_the_press_from_deciding() 
         assert_eq!(rig.fake.calls("answerCallbackQuery"), 1, "{fault:?}: answered once, not retried");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_tg_6_cards_to_one_chat_are_paced_so_telegram_never_refuses_them() {
+    let rig = Rig::start(&[APPROVER]).await;
+    let mut refs = Vec::new();
+    // Eight at once: sent unpaced, the seventh would be refused (six in any five seconds).
+    for n in 0..8 {
+        refs.push(rig.bed.handle.create(exec_request(&["echo", &n.to_string()])).await.unwrap().id);
+    }
+    for id in &refs {
+        rig.card(id).await;
+    }
+    assert_eq!(rig.fake.calls("sendMessage"), 8, "no send was refused with 429: they were paced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_tg_7_an_edit_that_changes_nothing_counts_as_done() {
+    use assent_core::capability::{ApprovalCapability, Transport};
+    use assent_telegram::{TelegramCard, TelegramEntry};
+    let rig = Rig::start(&[APPROVER]).await;
+    let a = rig.bed.handle.create(exec_request(&["ls"])).await.unwrap();
+    let card = rig.card(&a.id).await;
+    let entry = TelegramEntry { chat_id: APPROVER, message_id: i32::try_from(card.id).unwrap() };
+    let same = TelegramCard { html: card.html.clone(), buttons: card.buttons.concat() };
+    rig.channel().transport().update(&entry, &same).await.unwrap();
+    let refused = rig.fake.calls("editMessageText");
+    assert_eq!(refused, 1, "Telegram said \"message is not modified\", and that is success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ch_tg_4_a_card_for_a_topic_that_is_gone_goes_to_the_group() {
+    use assent_core::{
+        capability::{ApprovalCapability, PrepareOutcome, Transport},
+        model::Surface,
+        routing::{PlannedTarget, Preference, TargetAddr},
+    };
+    let rig = Rig::start(&[APPROVER]).await;
+    let forum = rig.fake.group("Ops", true);
+    let a = rig.bed.handle.create(exec_request(&["deploy"])).await.unwrap();
+    let card = assent_telegram::render(&assent_testing::samples::view(&a, &rig.channel().account())).unwrap();
+    let target = PlannedTarget {
+        account: rig.channel().account(),
+        to: TargetAddr::Conversation { conversation: forum.to_string(), thread: Some("424242".to_owned()) },
+        surface: Surface::Origin,
+        preference: Preference::Preferred,
+        buttons: true,
+    };
+    let PrepareOutcome::Ready(prepared) = rig.channel().transport().prepare(&target).await.unwrap() else {
+        panic!("prepared")
+    };
+    rig.channel().transport().deliver(&prepared, &card).await.unwrap();
+    let sent = rig.fake.bot_messages(forum);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].thread, None, "after \"message thread not found\", the group itself");
+}

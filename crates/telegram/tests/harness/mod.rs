@@ -91,7 +91,7 @@ async fn answered(fake: &FakeTelegram, query: &str) -> Vec<CallbackAnswer> {
 pub(crate) struct Rig {
     pub(crate) fake: FakeTelegram,
     pub(crate) bed: TestBed,
-    _channel: TelegramChannel,
+    channel: TelegramChannel,
 }
 
 impl Rig {
@@ -105,7 +105,12 @@ impl Rig {
         let bed = TestBed::with_capabilities(Arc::new(MemoryStore::new()), config, Vec::new()).await;
         let channel = connect(&fake, &bed.handle, state_dir()).await;
         bed.handle.attach(channel.clone().erase()).await.unwrap();
-        Self { fake, bed, _channel: channel }
+        Self { fake, bed, channel }
+    }
+
+    /// The account's channel.
+    pub(crate) fn channel(&self) -> &TelegramChannel {
+        &self.channel
     }
 
     /// Polls `check` until it holds.
