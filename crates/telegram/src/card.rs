@@ -104,8 +104,9 @@ fn compose(view: &CardView, fitted: &FittedCard) -> String {
     if let Some(outcome) = &view.outcome {
         out.push(format!("<b>{}</b>", esc(outcome)));
     }
-    if view.phase.is_open() && !fitted.controls.is_empty() {
-        out.push(format!("<i>Or reply /approve {} allow-once|allow-always|deny</i>", esc(&view.reference)));
+    let typed: Vec<&str> = fitted.controls.iter().filter_map(|c| c.decision).map(|d| d.as_str()).collect();
+    if view.phase.is_open() && !typed.is_empty() {
+        out.push(format!("<i>Or reply /approve {} {}</i>", esc(&view.reference), typed.join("|")));
     }
     out.push(format!("<i>{}</i>", esc(&view.footer)));
     out.join("\n\n")
