@@ -54,6 +54,19 @@ pub struct TelegramAccount {
     pub webhook: Option<String>,
 }
 
+impl TelegramAccount {
+    /// A polling account (set `webhook` for webhook mode).
+    pub fn new(id: &str, token: &str, api_url: &str, state_dir: PathBuf) -> Self {
+        Self {
+            id: id.to_owned(),
+            token: token.to_owned(),
+            api_url: api_url.to_owned(),
+            state_dir,
+            webhook: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for TelegramAccount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The token stays out of logs and panics.

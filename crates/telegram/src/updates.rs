@@ -40,6 +40,10 @@ const OFFSET_FILE: &str = "update-offset";
 /// Polls for as long as the channel runs.
 pub(crate) async fn follow(shared: Arc<Shared>) {
     let mut offset = read_offset(&shared);
+    // Once, not per update: the directory holds only the offset file.
+    if let Err(e) = std::fs::create_dir_all(&shared.state_dir) {
+        tracing::warn!(account = %shared.key, error = %e, "cannot create the Telegram state directory");
+    }
     let mut backoff = Duration::from_secs(1);
     loop {
         if !shared.inbound.is_serving() {
@@ -80,9 +84,7 @@ fn read_offset(shared: &Shared) -> Option<i32> {
 }
 
 fn write_offset(shared: &Shared, offset: i32) {
-    let write = std::fs::create_dir_all(&shared.state_dir)
-        .and_then(|()| std::fs::write(shared.state_dir.join(OFFSET_FILE), offset.to_string()));
-    if let Err(e) = write {
+    if let Err(e) = std::fs::write(shared.state_dir.join(OFFSET_FILE), offset.to_string()) {
         tracing::warn!(account = %shared.key, error = %e, "could not keep the Telegram update offset");
     }
 }

@@ -94,13 +94,9 @@ async fn ch_tg_5_typed_approve_is_answered_in_place_and_other_bots_commands_are_
         &format!("/approve@assent_test_bot {} allow-once", a.short_ref()),
     );
     assert_eq!(rig.bed.handle.wait(&a.id, Duration::from_secs(30)).await.unwrap().status, Status::Approved);
-    rig.until("the command is answered", || {
-        rig.fake
-            .bot_messages(APPROVER)
-            .iter()
-            .any(|m| m.text.starts_with("Recorded") || m.text.contains("approved"))
-    })
-    .await;
+    let answer = format!("Recorded: allow once for {}.", a.short_ref());
+    rig.until("the command is answered", || rig.fake.bot_messages(APPROVER).iter().any(|m| m.text == answer))
+        .await;
     let commands = rig.fake.commands();
     assert_eq!(commands[0]["command"], "approve", "{commands}");
 }

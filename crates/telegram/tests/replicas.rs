@@ -44,13 +44,7 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 fn account(fake: &FakeTelegram, state: PathBuf, webhook: Option<String>) -> TelegramAccount {
-    TelegramAccount {
-        id: "main".to_owned(),
-        token: TOKEN.to_owned(),
-        api_url: fake.url(),
-        state_dir: state,
-        webhook,
-    }
+    TelegramAccount { webhook, ..TelegramAccount::new("main", TOKEN, &fake.url(), state) }
 }
 
 /// Connects the account on replica `h` and runs it while `h` holds the lease.

@@ -65,13 +65,7 @@ async fn assent(fake: &FakeTelegram, rounds: usize, pending: usize) -> Vec<Durat
     let mut routing = AccountRouting::new(key.clone(), vec![KIM.to_string()]);
     routing.kinds = vec![Kind::Exec];
     let state = std::env::temp_dir().join(format!("assent-bench-telegram-{}", std::process::id()));
-    let account = TelegramAccount {
-        id: "main".to_owned(),
-        token: TOKEN.to_owned(),
-        api_url: fake.url(),
-        state_dir: state,
-        webhook: None,
-    };
+    let account = TelegramAccount::new("main", TOKEN, &fake.url(), state);
     let channel = TelegramChannel::connect(
         account,
         TelegramPlatform::availability(routing),

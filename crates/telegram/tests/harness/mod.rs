@@ -57,13 +57,7 @@ async fn fake(started: &[i64]) -> FakeTelegram {
 /// Connects the bot account for `engine`, with [`APPROVER`] as its approver.
 async fn connect(fake: &FakeTelegram, engine: &EngineHandle, state: PathBuf) -> TelegramChannel {
     let key = AccountKey::new(Channel::Telegram, "main");
-    let account = TelegramAccount {
-        id: "main".to_owned(),
-        token: TOKEN.to_owned(),
-        api_url: fake.url(),
-        state_dir: state,
-        webhook: None,
-    };
+    let account = TelegramAccount::new("main", TOKEN, &fake.url(), state);
     let availability =
         TelegramPlatform::availability(AccountRouting::new(key.clone(), vec![APPROVER.to_string()]));
     TelegramChannel::connect(account, availability, Inbound::new(engine.clone(), key)).await.unwrap()
