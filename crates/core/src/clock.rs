@@ -28,6 +28,28 @@ impl Timestamp {
     pub fn until(self, later: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(later.0 - self.0).unwrap_or(0))
     }
+
+    /// Whole seconds since the epoch (Discord's `<t:…>`, Slack's `<!date^…>`).
+    pub fn unix_seconds(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    /// RFC 3339 in UTC with milliseconds: `2026-11-30T05:20:06.123Z`.
+    pub fn to_rfc3339(self) -> String {
+        let (secs, ms) = (self.0.div_euclid(1000), self.0.rem_euclid(1000));
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Days to a civil date (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -136,6 +158,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, InvalidDuration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_render_as_rfc_3339() {
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp(1_796_015_206_123).to_rfc3339(), "2026-11-30T05:06:46.123Z");
+        assert_eq!(Timestamp(951_782_400_000).to_rfc3339(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(Timestamp(1_796_015_206_999).unix_seconds(), 1_796_015_206);
+    }
 
     #[test]
     fn durations_render_and_parse() {

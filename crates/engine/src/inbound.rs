@@ -90,6 +90,21 @@ impl Inbound {
         self.engine.precheck_typed(&self.account, actor, msg, bot_username)
     }
 
+    /// The answer to a typed command, after recording it when accepted: the usage text, the
+    /// refusal, the recorded decision or why it could not be recorded. `None`: not for this bot,
+    /// say nothing.
+    pub async fn answer_typed(&self, outcome: TypedOutcome) -> Option<String> {
+        Some(match outcome {
+            TypedOutcome::Ignore => return None,
+            TypedOutcome::Reply(text) => text,
+            TypedOutcome::Rejected(r) => r.to_string(),
+            TypedOutcome::Accepted(accepted) => match self.resolve(accepted).await {
+                Ok(resolution) => resolution.reply,
+                Err(e) => e.to_string(),
+            },
+        })
+    }
+
     /// Records an accepted press. Prefer [`Inbound::settle`] after a button press; this is for
     /// replies the channel posts itself (a typed command's answer).
     pub async fn resolve(&self, accepted: Accepted) -> Result<Resolution, ResolveError> {

@@ -5,6 +5,8 @@
 
 use std::{future::Future, pin::Pin};
 
+const TEXT: &str = "text/plain; charset=utf-8";
+
 /// One request to an account's hook.
 #[derive(Debug, Clone)]
 pub struct HookRequest {
@@ -21,22 +23,29 @@ pub struct HookResponse {
     pub status: http::StatusCode,
     /// Body (JSON or empty).
     pub body: String,
+    /// `Content-Type` of a non-empty body.
+    pub content_type: &'static str,
 }
 
 impl HookResponse {
     /// `200` with an empty body.
     pub fn ok() -> Self {
-        Self { status: http::StatusCode::OK, body: String::new() }
+        Self { status: http::StatusCode::OK, body: String::new(), content_type: TEXT }
     }
 
     /// `401` with a reason: the request did not prove it came from the platform.
     pub fn unauthorized(why: &str) -> Self {
-        Self { status: http::StatusCode::UNAUTHORIZED, body: why.to_owned() }
+        Self { status: http::StatusCode::UNAUTHORIZED, body: why.to_owned(), content_type: TEXT }
+    }
+
+    /// `200` with a JSON body (Discord's interaction responses).
+    pub fn json(body: &serde_json::Value) -> Self {
+        Self { status: http::StatusCode::OK, body: body.to_string(), content_type: "application/json" }
     }
 
     /// `400` with a reason.
     pub fn bad_request(why: &str) -> Self {
-        Self { status: http::StatusCode::BAD_REQUEST, body: why.to_owned() }
+        Self { status: http::StatusCode::BAD_REQUEST, body: why.to_owned(), content_type: TEXT }
     }
 }
 

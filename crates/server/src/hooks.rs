@@ -22,5 +22,5 @@ pub(crate) async fn receive(
         return ApiError::not_found("hook").into_response();
     };
     let answer = hook.handle(assent_platform::HookRequest { headers, body: body.to_vec() }).await;
-    (answer.status, answer.body).into_response()
+    (answer.status, [(axum::http::header::CONTENT_TYPE, answer.content_type)], answer.body).into_response()
 }

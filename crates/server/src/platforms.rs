@@ -24,6 +24,8 @@ pub fn compiled() -> Vec<Arc<dyn DynPlatform>> {
     list.push(Arc::new(assent_matrix::MatrixPlatform));
     #[cfg(feature = "telegram")]
     list.push(Arc::new(assent_telegram::TelegramPlatform));
+    #[cfg(feature = "discord")]
+    list.push(Arc::new(assent_discord::DiscordPlatform));
     list
 }
 

@@ -16,7 +16,6 @@ use assent_core::{
     lifecycle::Rejection,
     model::{Actor, Channel, Surface},
 };
-use assent_engine::TypedOutcome;
 use teloxide_core::{
     RequestError,
     payloads::setters::*,
@@ -200,15 +199,7 @@ async fn on_message(shared: &Arc<Shared>, m: Message) {
     let Ok(username) = shared.username().await else { return };
     let msg = TypedMessage { text, is_edit: false, from_bot: from.is_bot };
     let outcome = shared.inbound.precheck_typed(actor(from, m.chat.is_private()), msg, Some(username));
-    let reply = match outcome {
-        TypedOutcome::Ignore => return,
-        TypedOutcome::Reply(text) => text,
-        TypedOutcome::Rejected(r) => r.to_string(),
-        TypedOutcome::Accepted(accepted) => match shared.inbound.resolve(accepted).await {
-            Ok(resolution) => resolution.reply,
-            Err(e) => e.to_string(),
-        },
-    };
+    let Some(reply) = shared.inbound.answer_typed(outcome).await else { return };
     let thread = m.thread_id.map(|t| t.0.0);
     if let Err(e) = send(shared, m.chat.id.0, thread, &card::esc(&reply), &[]).await {
         tracing::warn!(account = %shared.key, error = %e, "could not answer a typed /approve");
