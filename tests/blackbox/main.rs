@@ -8,6 +8,7 @@ mod api;
 mod authz;
 mod cli;
 mod console;
+mod discord;
 mod harness;
 mod hook;
 mod matrix;

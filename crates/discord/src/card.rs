@@ -120,6 +120,18 @@ fn style(s: ControlStyle) -> u8 {
     }
 }
 
+/// "Ref a1b2c3d4", quorum progress while it counts, and "expires" before the embed's timestamp.
+fn footer(view: &CardView) -> String {
+    let mut footer = format!("Ref {}", view.reference);
+    if let Some(p) = view.progress.filter(|_| view.phase.is_open()) {
+        footer.push_str(&format!(" · Approvals {}/{}", p.votes, p.required));
+    }
+    if view.phase.is_open() {
+        footer.push_str(" · expires");
+    }
+    footer
+}
+
 /// Renders `view`.
 pub fn render(view: &CardView) -> Result<DiscordCard, DiscordError> {
     let fitted = view.fit(COMMAND_BUDGET, true);
@@ -164,12 +176,11 @@ pub fn render(view: &CardView) -> Result<DiscordCard, DiscordError> {
         "description": cut(&description.join("\n\n"), DESCRIPTION_LIMIT),
         "color": colour(view),
         "fields": fields,
-        "footer": { "text": cut(&format!("Ref {}", view.reference), FOOTER_LIMIT) },
+        "footer": { "text": cut(&footer(view), FOOTER_LIMIT) },
     });
     if open {
-        // Shown beside the footer in each reader's own time zone.
+        // Shown beside the footer ("… · expires • Today at 14:30"), in each reader's time zone.
         embed["timestamp"] = json!(view.expires_at.to_rfc3339());
-        embed["footer"]["text"] = json!(format!("Ref {} · expires", view.reference));
     }
     let buttons = fitted
         .controls

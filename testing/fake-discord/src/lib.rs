@@ -148,6 +148,9 @@ pub struct InteractionRecord {
 /// A running fake; it stops when the handle is dropped.
 pub struct FakeDiscord {
     shared: Arc<Shared>,
+    /// The runtime the fake started on: endpoint deliveries run there, whichever thread a
+    /// test acts from.
+    runtime: tokio::runtime::Handle,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -185,7 +188,7 @@ impl FakeDiscord {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { shared, _server: server }
+        Self { shared, runtime: tokio::runtime::Handle::current(), _server: server }
     }
 
     /// The REST base URL to give the bot (`api_url`).
@@ -321,7 +324,7 @@ impl FakeDiscord {
             }
             Some(url) => {
                 let shared = self.shared.clone();
-                tokio::spawn(async move { post_interaction(shared, url, id, payload).await });
+                self.runtime.spawn(async move { post_interaction(shared, url, id, payload).await });
             }
         }
     }
