@@ -5,7 +5,7 @@
 use assent_fake_discord::{FakeDiscord, Fault, SentMessage, TOKEN};
 use serde_json::{Value, json};
 
-use crate::harness::{Server, eventually};
+use crate::harness::{Server, eventually, exec};
 
 const KIM: u64 = 222_222_222_222_222_222;
 const LEE: u64 = 333_333_333_333_333_333;
@@ -67,33 +67,8 @@ impl Discord {
 fn serve(dc: &Discord, approvals: &str, keys: &str, extra: &str) -> Server {
     let server =
         Server::with_config_env(&dc.config(approvals, keys, extra), &[("ASSENT_TEST_DISCORD_TOKEN", TOKEN)]);
-    attached(&server);
+    server.attached("discord/main");
     server
-}
-
-fn attached(server: &Server) {
-    eventually("the Discord account to attach", || {
-        let (_, ready) = server.call_as(None, "GET", "/v1/ready", None);
-        let accounts = ready["accounts"].as_array().cloned().unwrap_or_default();
-        accounts.iter().any(|x| x["account"] == "discord/main" && x["active"] == true).then_some(())
-    });
-}
-
-fn create(server: &Server, body: Value) -> (String, String) {
-    let (status, a) = server.call("POST", "/v1/approvals", Some(body));
-    assert_eq!(status, 201, "{a}");
-    (a["id"].as_str().unwrap().to_owned(), a["ref"].as_str().unwrap().to_owned())
-}
-
-fn status_of(server: &Server, id: &str) -> Value {
-    eventually("a decision", || {
-        let (_, a) = server.call("GET", &format!("/v1/approvals/{id}"), None);
-        (a["status"] != "pending").then_some(a)
-    })
-}
-
-fn exec(argv: &[&str]) -> Value {
-    json!({ "kind": "exec", "exec": { "argv": argv } })
 }
 
 fn from_channel(argv: &[&str], channel: u64) -> Value {
@@ -115,10 +90,10 @@ fn ch_dc_allow_once_always_and_deny_from_a_dm() {
         ("Always allow", ["make", "always"], "approved", "Always allowed by"),
         ("Deny", ["make", "never"], "denied", "Denied by"),
     ] {
-        let (id, reference) = create(&server, exec(&argv));
+        let (id, reference) = server.create(exec(&argv));
         let card = dc.dm_card(KIM, &reference, |m| !m.buttons.is_empty());
         dc.click(KIM, &card, label);
-        assert_eq!(status_of(&server, &id)["status"], status);
+        assert_eq!(server.decided(&id)["status"], status);
         let done = dc.dm_card(KIM, &reference, final_card);
         assert!(done.text().contains(shown), "{}", done.text());
     }
@@ -133,13 +108,13 @@ fn ch_dc_a_guild_channel_card_with_target_channel_and_both() {
     let channel = dc.fake.guild_channel();
     for (target, in_dm) in [("channel", false), ("both", true)] {
         let server = serve(&dc, &format!("approvers = [\"{KIM}\"], target = \"{target}\""), "", "");
-        let (id, reference) = create(&server, from_channel(&["deploy", target], channel));
+        let (id, reference) = server.create(from_channel(&["deploy", target], channel));
         let card = dc.card(channel, &reference, |m| !m.buttons.is_empty());
         if in_dm {
             dc.dm_card(KIM, &reference, |m| !m.buttons.is_empty());
         }
         dc.click(KIM, &card, "Allow once");
-        assert_eq!(status_of(&server, &id)["status"], "approved", "{target}");
+        assert_eq!(server.decided(&id)["status"], "approved", "{target}");
         dc.card(channel, &reference, final_card);
         if in_dm {
             dc.dm_card(KIM, &reference, final_card);
@@ -152,7 +127,7 @@ fn ch_dc_a_non_approvers_click_gets_an_ephemeral_refusal_and_is_audited() {
     let dc = Discord::start();
     let channel = dc.fake.guild_channel();
     let server = serve(&dc, &format!("approvers = [\"{KIM}\"], target = \"channel\""), "", "");
-    let (id, reference) = create(&server, from_channel(&["rm", "-rf", "/srv"], channel));
+    let (id, reference) = server.create(from_channel(&["rm", "-rf", "/srv"], channel));
     let card = dc.card(channel, &reference, |m| !m.buttons.is_empty());
     let click = dc.click(EVE, &card, "Allow once");
     let refusal = eventually("the refusal", || dc.fake.interaction(click)?.followups.into_iter().next());
@@ -172,12 +147,12 @@ fn ch_dc_quorum_two_needs_both_approvers_and_the_card_shows_progress() {
     let dc = Discord::start();
     let policy = "[[policy]]\nname = \"two\"\nmatch = { kind = \"exec\" }\nquorum = 2\n";
     let server = serve(&dc, &format!("approvers = [\"{KIM}\", \"{LEE}\"]"), "", policy);
-    let (id, reference) = create(&server, exec(&["deploy", "--prod"]));
+    let (id, reference) = server.create(exec(&["deploy", "--prod"]));
     let kim = dc.dm_card(KIM, &reference, |m| !m.buttons.is_empty());
     dc.click(KIM, &kim, "Allow once");
     let lee = dc.dm_card(LEE, &reference, |m| m.text().contains("Approvals 1/2") && !m.buttons.is_empty());
     dc.click(LEE, &lee, "Allow once");
-    assert_eq!(status_of(&server, &id)["status"], "approved");
+    assert_eq!(server.decided(&id)["status"], "approved");
     for user in [KIM, LEE] {
         dc.dm_card(user, &reference, |m| final_card(m) && m.text().contains("Approved once"));
     }
@@ -189,9 +164,9 @@ fn ch_dc_expiry_edits_the_card() {
     let server = serve(&dc, &format!("approvers = [\"{KIM}\"]"), "", "");
     let mut body = exec(&["sleep", "1"]);
     body["timeout"] = json!(10); // The shortest an exec approval may wait.
-    let (id, reference) = create(&server, body);
+    let (id, reference) = server.create(body);
     dc.dm_card(KIM, &reference, |m| !m.buttons.is_empty());
-    assert_eq!(status_of(&server, &id)["status"], "expired");
+    assert_eq!(server.decided(&id)["status"], "expired");
     let done = dc.dm_card(KIM, &reference, final_card);
     assert!(done.text().to_lowercase().contains("expired"), "{}", done.text());
 }
@@ -200,12 +175,12 @@ fn ch_dc_expiry_edits_the_card() {
 fn ch_dc_a_click_after_a_restart_while_pending_still_decides() {
     let dc = Discord::start();
     let server = serve(&dc, &format!("approvers = [\"{KIM}\"]"), "", "");
-    let (id, reference) = create(&server, exec(&["systemctl", "restart", "web"]));
+    let (id, reference) = server.create(exec(&["systemctl", "restart", "web"]));
     let card = dc.dm_card(KIM, &reference, |m| !m.buttons.is_empty());
     let server = server.restart();
-    attached(&server);
+    server.attached("discord/main");
     dc.click(KIM, &card, "Allow once");
-    assert_eq!(status_of(&server, &id)["status"], "approved");
+    assert_eq!(server.decided(&id)["status"], "approved");
     let dm = dc.fake.dm_of(KIM).unwrap();
     assert_eq!(
         dc.fake.bot_messages(dm).iter().filter(|m| m.text().contains(&reference)).count(),
@@ -218,10 +193,10 @@ fn ch_dc_a_click_after_a_restart_while_pending_still_decides() {
 fn ch_dc_the_approve_command_decides_and_answers_ephemerally() {
     let dc = Discord::start();
     let server = serve(&dc, &format!("approvers = [\"{KIM}\"]"), "", "");
-    let (id, reference) = create(&server, exec(&["ls"]));
+    let (id, reference) = server.create(exec(&["ls"]));
     let card = dc.dm_card(KIM, &reference, |m| !m.buttons.is_empty());
     let run = dc.fake.slash(KIM, card.channel, "approve", &[("ref", &reference), ("decision", "deny")]);
-    assert_eq!(status_of(&server, &id)["status"], "denied");
+    assert_eq!(server.decided(&id)["status"], "denied");
     let answer =
         eventually("the answer", || dc.fake.interaction(run)?.original.filter(|m| !m.content.is_empty()));
     assert!(answer.is_ephemeral() && answer.content.starts_with("Recorded"), "{answer:?}");
@@ -243,14 +218,14 @@ fn ch_dc_1_http_interactions_with_good_and_forged_signatures() {
         &[("ASSENT_TEST_DISCORD_TOKEN", TOKEN)],
         &format!("127.0.0.1:{port}"),
     );
-    attached(&server);
+    server.attached("discord/main");
     let hook = format!("http://127.0.0.1:{port}/hooks/discord/main");
     dc.fake.set_interactions_endpoint(&hook);
     let ping = dc.fake.ping();
     let pong = eventually("PONG", || dc.fake.interaction(ping).filter(|i| i.ack.is_some()));
     assert_eq!(pong.ack, Some(1));
 
-    let (id, reference) = create(&server, exec(&["deploy"]));
+    let (id, reference) = server.create(exec(&["deploy"]));
     let card = dc.dm_card(KIM, &reference, |m| !m.buttons.is_empty());
     // A forged click: the right shape and a real custom id, but not signed by Discord.
     let token = card.buttons[0].1.clone();
@@ -271,7 +246,7 @@ fn ch_dc_1_http_interactions_with_good_and_forged_signatures() {
     assert_eq!(a["status"], "pending", "nothing decided by a forged click");
 
     dc.click(KIM, &card, "Allow once");
-    assert_eq!(status_of(&server, &id)["status"], "approved");
+    assert_eq!(server.decided(&id)["status"], "approved");
     assert!(dc.fake.endpoint_refusals().is_empty(), "{:?}", dc.fake.endpoint_refusals());
 }
 
@@ -286,7 +261,7 @@ fn ch_dc_7_each_injected_fault_ends_delivered_once_or_visibly_failed() {
         Fault::Slow(std::time::Duration::from_secs(1)),
     ] {
         dc.fake.fail_next("create_message", fault);
-        let (id, reference) = create(&server, exec(&["deploy", &format!("{fault:?}")]));
+        let (id, reference) = server.create(exec(&["deploy", &format!("{fault:?}")]));
         dc.dm_card(KIM, &reference, |_| true);
         // NOBODY is no Discord user: opening the DM fails, visibly and for good.
         let failed = eventually("the failed delivery is audited", || {
@@ -301,33 +276,29 @@ fn ch_dc_7_each_injected_fault_ends_delivered_once_or_visibly_failed() {
     }
 }
 
+/// `assent doctor` on `config`; its standard output.
+fn doctor(dir: &crate::harness::TempDir, config: &str) -> String {
+    let path = dir.path().join("assent.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(crate::harness::ASSENT)
+        .args(["doctor", "--config"])
+        .arg(&path)
+        .env("ASSENT_DATA_DIR", dir.path().join("data"))
+        .env("ASSENT_URL", "http://127.0.0.1:9")
+        .env("ASSENT_TEST_DISCORD_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn ch_dc_6_doctor_says_whether_typed_approve_works_without_showing_the_token() {
     let dc = Discord::start();
     dc.fake.deny_message_content();
     let dir = crate::harness::TempDir::new("dc-doctor");
-    let config = dir.path().join("assent.toml");
-    std::fs::write(&config, dc.config(&format!("approvers = [\"{KIM}\", \"{NOBODY}\"]"), "", "")).unwrap();
-    let out = std::process::Command::new(crate::harness::ASSENT)
-        .args(["doctor", "--config"])
-        .arg(&config)
-        .env("ASSENT_DATA_DIR", dir.path().join("data"))
-        .env("ASSENT_URL", "http://127.0.0.1:9")
-        .env("ASSENT_TEST_DISCORD_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = doctor(&dir, &dc.config(&format!("approvers = [\"{KIM}\", \"{NOBODY}\"]"), "", ""));
     assert!(stdout.contains(&format!("approver {NOBODY} is not a Discord user")), "{stdout}");
-    std::fs::write(&config, dc.config(&format!("approvers = [\"{KIM}\"]"), "", "")).unwrap();
-    let out = std::process::Command::new(crate::harness::ASSENT)
-        .args(["doctor", "--config"])
-        .arg(&config)
-        .env("ASSENT_DATA_DIR", dir.path().join("data"))
-        .env("ASSENT_URL", "http://127.0.0.1:9")
-        .env("ASSENT_TEST_DISCORD_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = doctor(&dir, &dc.config(&format!("approvers = [\"{KIM}\"]"), "", ""));
     assert!(stdout.contains("the Message Content intent is not granted"), "{stdout}");
     assert!(!stdout.contains(TOKEN), "the token is never shown: {stdout}");
 }

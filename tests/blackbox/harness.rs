@@ -230,6 +230,35 @@ impl Server {
             Some(json!({ "kind": a["kind"], "decision": decision })),
         )
     }
+
+    /// Creates an approval; its id and ref.
+    pub(crate) fn create(&self, body: Value) -> (String, String) {
+        let (status, a) = self.call("POST", "/v1/approvals", Some(body));
+        assert_eq!(status, 201, "{a}");
+        (a["id"].as_str().unwrap().to_owned(), a["ref"].as_str().unwrap().to_owned())
+    }
+
+    /// Approval `id` once it is no longer pending.
+    pub(crate) fn decided(&self, id: &str) -> Value {
+        eventually("a decision", || {
+            let (_, a) = self.call("GET", &format!("/v1/approvals/{id}"), None);
+            (a["status"] != "pending").then_some(a)
+        })
+    }
+
+    /// Waits until the chat account `account` (`telegram/main`) is attached and active.
+    pub(crate) fn attached(&self, account: &str) {
+        eventually(&format!("{account} to attach"), || {
+            let (_, ready) = self.call_as(None, "GET", "/v1/ready", None);
+            let accounts = ready["accounts"].as_array().cloned().unwrap_or_default();
+            accounts.iter().any(|x| x["account"] == account && x["active"] == true).then_some(())
+        });
+    }
+}
+
+/// The body of an exec approval request.
+pub(crate) fn exec(argv: &[&str]) -> Value {
+    json!({ "kind": "exec", "exec": { "argv": argv } })
 }
 
 fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {

@@ -4,7 +4,7 @@
 use assent_fake_telegram::{FakeTelegram, SentMessage, TOKEN};
 use serde_json::{Value, json};
 
-use crate::harness::{Server, eventually};
+use crate::harness::{Server, eventually, exec};
 
 const KIM: i64 = 1001;
 const LEE: i64 = 1002;
@@ -61,33 +61,8 @@ impl Telegram {
 fn serve(tg: &Telegram, approvals: &str, extra: &str) -> Server {
     let server =
         Server::with_config_env(&tg.config(approvals, extra), &[("ASSENT_TEST_TELEGRAM_TOKEN", TOKEN)]);
-    attached(&server);
+    server.attached("telegram/main");
     server
-}
-
-fn attached(server: &Server) {
-    eventually("the Telegram account to attach", || {
-        let (_, ready) = server.call_as(None, "GET", "/v1/ready", None);
-        let accounts = ready["accounts"].as_array().cloned().unwrap_or_default();
-        accounts.iter().any(|x| x["account"] == "telegram/main" && x["active"] == true).then_some(())
-    });
-}
-
-fn create(server: &Server, body: Value) -> (String, String) {
-    let (status, a) = server.call("POST", "/v1/approvals", Some(body));
-    assert_eq!(status, 201, "{a}");
-    (a["id"].as_str().unwrap().to_owned(), a["ref"].as_str().unwrap().to_owned())
-}
-
-fn status_of(server: &Server, id: &str) -> Value {
-    eventually("a decision", || {
-        let (_, a) = server.call("GET", &format!("/v1/approvals/{id}"), None);
-        (a["status"] != "pending").then_some(a)
-    })
-}
-
-fn exec(argv: &[&str]) -> Value {
-    json!({ "kind": "exec", "exec": { "argv": argv } })
 }
 
 #[test]
@@ -99,11 +74,11 @@ fn ch_tg_allow_once_always_and_deny_from_a_private_chat() {
         ("Always allow", ["make", "always"], "approved", "always"),
         ("Deny", ["make", "never"], "denied", ""),
     ] {
-        let (id, reference) = create(&server, exec(&argv));
+        let (id, reference) = server.create(exec(&argv));
         let card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
         let answer = tg.press(KIM, &card, label);
         assert!(answer.starts_with("Recording: "), "{answer}");
-        let a = status_of(&server, &id);
+        let a = server.decided(&id);
         assert_eq!(a["status"], status, "{a}");
         if !mode.is_empty() {
             assert_eq!(a["mode"], mode, "{a}");
@@ -123,7 +98,7 @@ fn ch_tg_allow_once_always_and_deny_from_a_private_chat() {
 fn ch_tg_a_non_approvers_press_is_refused_in_the_answer_and_audited() {
     let tg = Telegram::start();
     let server = serve(&tg, "approvers = [\"1001\"]", "");
-    let (id, reference) = create(&server, exec(&["rm", "-rf", "/srv"]));
+    let (id, reference) = server.create(exec(&["rm", "-rf", "/srv"]));
     let card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
     let answer = tg.press(EVE, &card, "Allow once");
     assert_eq!(answer, "You can't decide this approval.");
@@ -141,13 +116,13 @@ fn ch_tg_quorum_two_needs_both_approvers_and_the_card_shows_progress() {
     let tg = Telegram::start();
     let policy = "[[policy]]\nname = \"two\"\nmatch = { kind = \"exec\" }\nquorum = 2\n";
     let server = serve(&tg, "approvers = [\"1001\", \"1002\"]", policy);
-    let (id, reference) = create(&server, exec(&["deploy", "--prod"]));
+    let (id, reference) = server.create(exec(&["deploy", "--prod"]));
     let kim_card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
     tg.press(KIM, &kim_card, "Allow once");
     tg.card(LEE, &reference, |m| m.text.contains("Approvals 1/2") && !m.buttons.is_empty());
     let lee_card = tg.card(LEE, &reference, |m| !m.buttons.is_empty());
     tg.press(LEE, &lee_card, "Allow once");
-    assert_eq!(status_of(&server, &id)["status"], "approved");
+    assert_eq!(server.decided(&id)["status"], "approved");
     for chat in [KIM, LEE] {
         tg.card(chat, &reference, |m| {
             m.buttons.iter().all(Vec::is_empty) && m.text.contains("Approved once")
@@ -161,9 +136,9 @@ fn ch_tg_expiry_edits_the_card() {
     let server = serve(&tg, "approvers = [\"1001\"]", "");
     let mut body = exec(&["sleep", "1"]);
     body["timeout"] = json!(10); // The shortest an exec approval may wait.
-    let (id, reference) = create(&server, body);
+    let (id, reference) = server.create(body);
     tg.card(KIM, &reference, |m| !m.buttons.is_empty());
-    assert_eq!(status_of(&server, &id)["status"], "expired");
+    assert_eq!(server.decided(&id)["status"], "expired");
     let done = tg.card(KIM, &reference, |m| m.buttons.iter().all(Vec::is_empty));
     assert!(done.text.to_lowercase().contains("expired"), "{}", done.text);
 }
@@ -172,12 +147,12 @@ fn ch_tg_expiry_edits_the_card() {
 fn ch_tg_a_press_after_a_restart_while_pending_still_decides() {
     let tg = Telegram::start();
     let server = serve(&tg, "approvers = [\"1001\"]", "");
-    let (id, reference) = create(&server, exec(&["systemctl", "restart", "web"]));
+    let (id, reference) = server.create(exec(&["systemctl", "restart", "web"]));
     let card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
     let server = server.restart();
-    attached(&server);
+    server.attached("telegram/main");
     assert_eq!(tg.press(KIM, &card, "Allow once"), "Recording: allow once");
-    assert_eq!(status_of(&server, &id)["status"], "approved");
+    assert_eq!(server.decided(&id)["status"], "approved");
     assert_eq!(
         tg.fake.bot_messages(KIM).iter().filter(|m| m.text.contains(&reference)).count(),
         1,
@@ -189,10 +164,10 @@ fn ch_tg_a_press_after_a_restart_while_pending_still_decides() {
 fn ch_tg_typed_approve_decides_and_is_answered_in_place() {
     let tg = Telegram::start();
     let server = serve(&tg, "approvers = [\"1001\"]", "");
-    let (id, reference) = create(&server, exec(&["ls"]));
+    let (id, reference) = server.create(exec(&["ls"]));
     tg.card(KIM, &reference, |m| !m.buttons.is_empty());
     tg.fake.type_text(KIM, KIM, None, &format!("/approve {reference} deny"));
-    assert_eq!(status_of(&server, &id)["status"], "denied");
+    assert_eq!(server.decided(&id)["status"], "denied");
     eventually("the answer", || {
         tg.fake
             .bot_messages(KIM)
@@ -210,11 +185,11 @@ fn ch_tg_4_a_forum_topic_origin_gets_its_card_in_that_topic() {
     let server = serve(&tg, "approvers = [\"1001\"], target = \"channel\"", "");
     let mut body = exec(&["deploy"]);
     body["origin"] = json!({ "channel": "telegram", "account": "main", "conversation": forum.to_string(), "thread": topic.to_string() });
-    let (id, reference) = create(&server, body);
+    let (id, reference) = server.create(body);
     let card = tg.card(forum, &reference, |m| !m.buttons.is_empty());
     assert_eq!(card.thread, Some(topic), "in the topic the request came from");
     tg.press(KIM, &card, "Allow once");
-    assert_eq!(status_of(&server, &id)["status"], "approved");
+    assert_eq!(server.decided(&id)["status"], "approved");
 }
 
 #[test]
@@ -255,7 +230,7 @@ fn serve_webhook(tg: &Telegram) -> (Server, String) {
         tg.config("approvers = [\"1001\"]", &extra).replace("api_url", "mode = \"webhook\"\napi_url");
     let env = [("ASSENT_TEST_TELEGRAM_TOKEN", TOKEN)];
     let server = Server::with_config_env_on(&config, &env, &format!("127.0.0.1:{port}"));
-    attached(&server);
+    server.attached("telegram/main");
     (server, format!("{public}/hooks/telegram/main"))
 }
 
@@ -269,7 +244,7 @@ fn ch_tg_5_webhook_mode_decides_pushed_presses_and_refuses_a_wrong_secret() {
         "the webhook points at this account's hook"
     );
     assert_eq!(tg.fake.calls("getUpdates"), 0, "no polling in webhook mode");
-    let (id, reference) = create(&server, exec(&["deploy"]));
+    let (id, reference) = server.create(exec(&["deploy"]));
     let card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
 
     // A forged update: the right shape and a real token, but not from Telegram.
@@ -290,7 +265,7 @@ fn ch_tg_5_webhook_mode_decides_pushed_presses_and_refuses_a_wrong_secret() {
 
     // Telegram's own delivery carries the secret.
     assert_eq!(tg.press(KIM, &card, "Allow once"), "Recording: allow once");
-    assert_eq!(status_of(&server, &id)["status"], "approved");
+    assert_eq!(server.decided(&id)["status"], "approved");
     assert_eq!(tg.fake.pending_updates(), 0, "every update was acknowledged");
 
     // Back to polling: the webhook is removed.
@@ -301,7 +276,7 @@ fn ch_tg_5_webhook_mode_decides_pushed_presses_and_refuses_a_wrong_secret() {
             &[("ASSENT_TEST_TELEGRAM_TOKEN", TOKEN)],
         )
     };
-    attached(&server);
+    server.attached("telegram/main");
     eventually("the webhook is removed", || tg.fake.webhook().is_none().then_some(()));
 }
 
@@ -317,7 +292,7 @@ fn ch_tg_6_each_injected_fault_ends_delivered_once_or_visibly_failed() {
         Fault::Slow(std::time::Duration::from_secs(1)),
     ] {
         tg.fake.fail_next("sendMessage", fault);
-        let (id, reference) = create(&server, exec(&["deploy", &format!("{fault:?}")]));
+        let (id, reference) = server.create(exec(&["deploy", &format!("{fault:?}")]));
         tg.card(KIM, &reference, |_| true);
         // 7777 never started the bot: a permanent, visible failure, not a retry loop.
         let failed = eventually("the failed delivery is audited", || {
