@@ -2,7 +2,7 @@
 //! and a forum topic, presses, typed commands, quorum, expiry and a restart while pending.
 
 use assent_fake_telegram::{FakeTelegram, SentMessage, TOKEN};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::{Server, eventually, exec};
 
