@@ -63,12 +63,23 @@ impl Discord {
     }
 }
 
-/// A server with the account attached.
+/// A server with the account attached and its gateway connected.
 fn serve(dc: &Discord, approvals: &str, keys: &str, extra: &str) -> Server {
-    let server =
-        Server::with_config_env(&dc.config(approvals, keys, extra), &[("ASSENT_TEST_DISCORD_TOKEN", TOKEN)]);
-    server.attached("discord/main");
+    let before = dc.fake.gateway_sessions().1;
+    let config = dc.config(approvals, keys, extra);
+    let server = Server::with_config_env(&config, &[("ASSENT_TEST_DISCORD_TOKEN", TOKEN)]);
+    connected(dc, &server, before);
     server
+}
+
+/// Waits until `server` has the account and a gateway session newer than the `before`th:
+/// Discord delivers clicks only to a connected bot.
+fn connected(dc: &Discord, server: &Server, before: usize) {
+    server.attached("discord/main");
+    eventually("the gateway session", || {
+        let (live, identifies, _) = dc.fake.gateway_sessions();
+        (live && identifies > before).then_some(())
+    });
 }
 
 fn from_channel(argv: &[&str], channel: u64) -> Value {
@@ -177,8 +188,9 @@ fn ch_dc_a_click_after_a_restart_while_pending_still_decides() {
     let server = serve(&dc, &format!("approvers = [\"{KIM}\"]"), "", "");
     let (id, reference) = server.create(exec(&["systemctl", "restart", "web"]));
     let card = dc.dm_card(KIM, &reference, |m| !m.buttons.is_empty());
+    let before = dc.fake.gateway_sessions().1;
     let server = server.restart();
-    server.attached("discord/main");
+    connected(&dc, &server, before);
     dc.click(KIM, &card, "Allow once");
     assert_eq!(server.decided(&id)["status"], "approved");
     let dm = dc.fake.dm_of(KIM).unwrap();
@@ -218,7 +230,7 @@ fn ch_dc_1_http_interactions_with_good_and_forged_signatures() {
         &[("ASSENT_TEST_DISCORD_TOKEN", TOKEN)],
         &format!("127.0.0.1:{port}"),
     );
-    server.attached("discord/main");
+    connected(&dc, &server, 0);
     let hook = format!("http://127.0.0.1:{port}/hooks/discord/main");
     dc.fake.set_interactions_endpoint(&hook);
     let ping = dc.fake.ping();

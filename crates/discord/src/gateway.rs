@@ -1,5 +1,5 @@
 //! The gateway (CH-DC-1): serenity's client and shard runner, on the replica that holds the
-//! account. serenity heartbeats, and after a dropped connection it resumes the session, so
+//! account (a supervisor opens it when the lease is taken and closes it when it is lost). serenity heartbeats, and after a dropped connection it resumes the session, so
 //! Discord replays what was missed ("Resuming"); a click that waited too long meanwhile is
 //! refused by Discord (10062) and its clicker told so, never decided silently.
 
@@ -80,13 +80,103 @@ async fn gateway_url(shared: &Shared, account: &DiscordAccount) -> Result<String
     g["url"].as_str().map(str::to_owned).ok_or_else(|| DiscordError::invalid("GET /gateway/bot gave no url"))
 }
 
-/// The live gateway connection; closing it stops the shard.
+/// What a gateway session needs, fixed at connect.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    token: String,
+    proxy: Option<String>,
+    application_id: u64,
+    url: String,
+    intents: GatewayIntents,
+}
+
+impl Settings {
+    /// Asks for the gateway URL (unless configured) and works out the intents.
+    pub(crate) async fn new(
+        shared: &Shared,
+        account: &DiscordAccount,
+        app: &App,
+    ) -> Result<Self, DiscordError> {
+        let mut intents = GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES;
+        if app.message_content {
+            intents |= GatewayIntents::MESSAGE_CONTENT;
+        }
+        Ok(Self {
+            token: account.token.clone(),
+            proxy: rest::proxy_of(&account.api_url).map_err(DiscordError::invalid)?,
+            application_id: app.id,
+            url: gateway_url(shared, account).await?,
+            intents,
+        })
+    }
+}
+
+/// How often the supervisor checks that this replica still holds the account (ST-7: a lost
+/// lease stops the handler within 1 s).
+const LEASE_CHECK: Duration = Duration::from_millis(250);
+/// Longest pause between failed connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The account's gateway: one connection per bot, open only while this replica holds the
+/// account, so two replicas never both receive (and answer) the same events.
 pub(crate) struct Connection {
+    ready: tokio::sync::watch::Receiver<bool>,
+    _supervisor: AbortOnDropHandle<()>,
+}
+
+impl Connection {
+    pub(crate) fn start(shared: Arc<Shared>, settings: Settings) -> Self {
+        let (tx, ready) = tokio::sync::watch::channel(false);
+        let supervisor = tokio::spawn(supervise(shared, settings, tx));
+        Self { ready, _supervisor: AbortOnDropHandle::new(supervisor) }
+    }
+
+    /// Waits until the gateway is connected (READY or resumed).
+    pub(crate) async fn ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+}
+
+async fn supervise(shared: Arc<Shared>, settings: Settings, ready: tokio::sync::watch::Sender<bool>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        while !shared.inbound.is_serving() {
+            tokio::time::sleep(LEASE_CHECK).await;
+        }
+        match Session::open(shared.clone(), &settings).await {
+            Ok(mut session) => {
+                backoff = Duration::from_secs(1);
+                ready.send_replace(true);
+                let why = loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(LEASE_CHECK) => if !shared.inbound.is_serving() {
+                            break "this replica no longer holds the account".to_owned();
+                        },
+                        ended = &mut session.ended => break ended.unwrap_or_else(|_| "the gateway task ended".to_owned()),
+                    }
+                };
+                ready.send_replace(false);
+                tracing::info!(account = %shared.key, reason = %why, "Discord gateway closed");
+            }
+            Err(e) => {
+                tracing::warn!(account = %shared.key, error = %e, retry_in = ?backoff, "cannot open the Discord gateway");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One gateway session: serenity's client and its shard; dropping it shuts the shard down.
+struct Session {
     shards: Arc<ShardManager>,
+    /// Why the client stopped, once it has.
+    ended: tokio::sync::oneshot::Receiver<String>,
     _client: AbortOnDropHandle<()>,
 }
 
-impl Drop for Connection {
+impl Drop for Session {
     fn drop(&mut self) {
         let shards = self.shards.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -95,48 +185,39 @@ impl Drop for Connection {
     }
 }
 
-impl Connection {
+impl Session {
     /// Connects and waits for READY.
-    pub(crate) async fn open(
-        shared: Arc<Shared>,
-        account: &DiscordAccount,
-        app: &App,
-    ) -> Result<Self, DiscordError> {
-        let url = gateway_url(&shared, account).await?;
-        let mut intents = GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES;
-        if app.message_content {
-            intents |= GatewayIntents::MESSAGE_CONTENT;
-        }
-        let mut http =
-            HttpBuilder::new(&account.token).ratelimiter_disabled(true).application_id(app.id.into());
-        if let Some(proxy) = rest::proxy_of(&account.api_url).map_err(DiscordError::invalid)? {
+    async fn open(shared: Arc<Shared>, settings: &Settings) -> Result<Self, DiscordError> {
+        let mut http = HttpBuilder::new(&settings.token)
+            .ratelimiter_disabled(true)
+            .application_id(settings.application_id.into());
+        if let Some(proxy) = &settings.proxy {
             http = http.proxy(proxy);
         }
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let ready = Arc::new(Mutex::new(Some(ready_tx)));
         let handler = Handler { shared: shared.clone(), ready: ready.clone() };
-        let mut client = ClientBuilder::new_with_http(http.build(), intents)
+        let token = settings.token.clone();
+        let mut client = ClientBuilder::new_with_http(http.build(), settings.intents)
             .event_handler(handler)
             .await
-            .map_err(|e| DiscordError::network(crate::error::scrub(&e.to_string(), &[&account.token])))?;
-        *client.ws_url.lock().await = url;
+            .map_err(|e| DiscordError::network(crate::error::scrub(&e.to_string(), &[&token])))?;
+        *client.ws_url.lock().await = settings.url.clone();
         let shards = client.shard_manager.clone();
-        let token = account.token.clone();
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
-            let ended = client.start().await;
-            let why = match ended {
+            let why = match client.start().await {
                 Ok(()) => "the gateway connection ended".to_owned(),
                 Err(e) => crate::error::scrub(&e.to_string(), &[&token]),
             };
             if let Some(tx) = ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
-                let _ = tx.send(Err(why));
-            } else {
-                tracing::warn!(error = %why, "the Discord gateway stopped");
+                let _ = tx.send(Err(why.clone()));
             }
+            let _ = ended_tx.send(why);
         });
-        let connection = Self { shards, _client: AbortOnDropHandle::new(task) };
+        let session = Self { shards, ended, _client: AbortOnDropHandle::new(task) };
         match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
-            Ok(Ok(Ok(()))) => Ok(connection),
+            Ok(Ok(Ok(()))) => Ok(session),
             Ok(Ok(Err(why))) => Err(DiscordError::invalid(format!("the gateway refused the bot: {why}"))),
             Ok(Err(_)) | Err(_) => {
                 Err(DiscordError::network("no READY from the Discord gateway within 30 s".to_owned()))

@@ -190,7 +190,7 @@ pub struct DiscordChannel {
     shared: Arc<Shared>,
     cards: DiscordCards,
     /// The gateway connection; it closes when the last clone of the channel goes.
-    _gateway: Arc<gateway::Connection>,
+    gateway: Arc<gateway::Connection>,
 }
 
 impl std::fmt::Debug for DiscordChannel {
@@ -200,8 +200,9 @@ impl std::fmt::Debug for DiscordChannel {
 }
 
 impl DiscordChannel {
-    /// Checks the token and application, registers `/approve`, and opens the gateway (waiting
-    /// for READY). Clicks, commands and typed messages are decided through `inbound`.
+    /// Checks the token and application and registers `/approve`; the gateway opens while this
+    /// replica holds the account ([`gateway_ready`](Self::gateway_ready) waits for it). Clicks,
+    /// commands and typed messages are decided through `inbound`.
     pub async fn connect(
         account: DiscordAccount,
         availability: AccountAvailability,
@@ -210,9 +211,17 @@ impl DiscordChannel {
         let shared = Arc::new(Shared::new(&account, availability, inbound)?);
         let app = gateway::application(&shared, account.application_id).await?;
         interactions::register_commands(&shared, app.id).await?;
-        let connection = gateway::Connection::open(shared.clone(), &account, &app).await?;
+        let settings = gateway::Settings::new(&shared, &account, &app).await?;
+        let connection = gateway::Connection::start(shared.clone(), settings);
         let cards = DiscordCards { cleanup_after_resolve: account.cleanup_after_resolve };
-        Ok(Self { shared, cards, _gateway: Arc::new(connection) })
+        Ok(Self { shared, cards, gateway: Arc::new(connection) })
+    }
+}
+
+impl DiscordChannel {
+    /// Waits until the gateway is connected: before that, Discord cannot deliver clicks.
+    pub async fn gateway_ready(&self) {
+        self.gateway.ready().await;
     }
 }
 

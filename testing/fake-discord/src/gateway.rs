@@ -126,7 +126,9 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
 }
 
 fn gone(shared: &Shared) {
-    shared.lock().gateway.live = false;
+    let g = &mut shared.lock().gateway;
+    g.connections = g.connections.saturating_sub(1);
+    g.live = g.connections > 0;
 }
 
 /// Identify: a new session, READY as its first dispatch. Returns (last seq sent, kick generation).
@@ -142,7 +144,7 @@ fn identify(shared: &Shared, d: &Value) -> Result<(u64, u64), u16> {
     s.gateway.session = Some(session.clone());
     s.gateway.intents = intents;
     s.gateway.identifies += 1;
-    s.gateway.live = true;
+    s.gateway.connected();
     let sent = s.gateway.seq;
     let ready = json!({
         "v": 10,
@@ -168,7 +170,7 @@ fn resume(shared: &Shared, d: &Value) -> Option<(u64, u64)> {
         return None;
     }
     s.gateway.resumes += 1;
-    s.gateway.live = true;
+    s.gateway.connected();
     // RESUMED comes after the replay: queue it now, and the loop sends the backlog in order.
     s.dispatch("RESUMED", json!({}));
     Some((seq, s.gateway.kick.0))

@@ -403,6 +403,12 @@ impl FakeDiscord {
         (s.gateway.live, s.gateway.identifies, s.gateway.resumes)
     }
 
+    /// The most gateway connections the bot ever had open at once (more than one: two
+    /// processes answer the same events).
+    pub fn gateway_peak(&self) -> usize {
+        self.lock().gateway.peak
+    }
+
     /// Endpoint deliveries not answered with 200: (interaction id, status; 0 when the
     /// connection failed).
     pub fn endpoint_refusals(&self) -> Vec<(u64, u16)> {

@@ -102,6 +102,17 @@ pub(crate) struct Gateway {
     pub(crate) identifies: usize,
     pub(crate) resumes: usize,
     pub(crate) live: bool,
+    /// Connections past Identify or Resume right now, and the most there ever were at once.
+    pub(crate) connections: usize,
+    pub(crate) peak: usize,
+}
+
+impl Gateway {
+    pub(crate) fn connected(&mut self) {
+        self.live = true;
+        self.connections += 1;
+        self.peak = self.peak.max(self.connections);
+    }
 }
 
 /// "Gateway Intents".

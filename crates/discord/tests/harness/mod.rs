@@ -1,5 +1,8 @@
 //! A Discord bot account on the fake Discord, attached to a test engine.
 
+// Each test binary uses a part of it.
+#![allow(dead_code)]
+
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{
@@ -124,7 +127,7 @@ impl Rig {
     /// The fake, an engine, the account attached with `approvers`.
     pub(crate) async fn start(approvers: &[u64]) -> Self {
         let fake = fake().await;
-        Self::with(fake, account_for, routing(approvers)).await
+        Self::with(fake, account, routing(approvers)).await
     }
 
     /// Like [`start`](Self::start), with the account and routing adjusted.
@@ -148,6 +151,7 @@ impl Rig {
         let bed = TestBed::with_capabilities(Arc::new(MemoryStore::new()), config, Vec::new()).await;
         let channel = connect(make(&fake), &bed.handle, routing).await;
         bed.handle.attach(channel.clone().erase()).await.unwrap();
+        channel.gateway_ready().await;
         Self { fake, bed, channel }
     }
 
@@ -178,10 +182,6 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-fn account_for(fake: &FakeDiscord) -> DiscordAccount {
-    account(fake)
 }
 
 /// The channel contract's view of Discord: cards in the approver's DM, presses as button
@@ -247,6 +247,9 @@ impl ChannelHarness for DiscordHarness {
         decision: Decision,
         user: &str,
     ) -> Pressed {
+        // Discord delivers clicks only to a connected bot.
+        let channel = self.channel.lock().await.clone().expect("connected");
+        channel.gateway_ready().await;
         let token = card.tokens.iter().find(|t| token_decision(t) == Some(decision)).unwrap();
         let id = assent_testing::test_keyring().verify(token, &key()).unwrap().id;
         let before = engine.approval(&id).await.unwrap().unwrap();
