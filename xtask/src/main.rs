@@ -22,7 +22,8 @@ commands:
             `bench store`: SQLite NF-2 vs a raw floor, NF-4, NF-6;
             `bench server`: NF-5 CLI start, 10k long-poll waiters (memory, latency);
             `bench matrix`: a Matrix round trip on Synapse vs a bare matrix-sdk bot;
-            `bench telegram`: press → answerCallbackQuery vs a bare teloxide bot
+            `bench telegram`: press → answerCallbackQuery vs a bare teloxide bot;
+            `bench discord`: click → deferred update vs a bare serenity bot
   soak      the NF-7 crash test with 1,000 SIGKILLs instead of CI's 200 (release build)
   fuzz      `fuzz <target>|all [--time SECONDS]`: run fuzz targets with cargo-fuzz on stable
             Rust (no sanitizer), 60 s each by default, and print their executions. Targets:

@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 mod alloc;
+mod discord;
 mod matrix;
 mod server;
 mod store;
@@ -31,7 +32,7 @@ use async_trait::async_trait;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
-const USAGE: &str = "usage: assent-bench [store|server|matrix|telegram] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  telegram a press until the fake Bot API server gets answerCallbackQuery, against a bare teloxide bot\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
+const USAGE: &str = "usage: assent-bench [store|server|matrix|telegram|discord] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  telegram a press until the fake Bot API server gets answerCallbackQuery, against a bare teloxide bot\n  discord  a click until the fake Discord gets the deferred update, against a bare serenity bot\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
 
 /// A webhook receiver that takes 30 s to answer, like a slow plugin.
 struct SleepySink;
@@ -218,7 +219,8 @@ fn main() {
     let server = args.iter().any(|a| a == "server");
     let matrix = args.iter().any(|a| a == "matrix");
     let telegram = args.iter().any(|a| a == "telegram");
-    let known = ["--quick", "store", "server", "matrix", "telegram", "nf1", "nf2", "nf3"];
+    let discord = args.iter().any(|a| a == "discord");
+    let known = ["--quick", "store", "server", "matrix", "telegram", "discord", "nf1", "nf2", "nf3"];
     if args.iter().any(|a| !known.contains(&a.as_str())) {
         eprintln!("{USAGE}");
         std::process::exit(2);
@@ -242,6 +244,10 @@ fn main() {
     }
     if telegram {
         rt.block_on(telegram::run(quick));
+        return;
+    }
+    if discord {
+        rt.block_on(discord::run(quick));
         return;
     }
     let (p1, s1, l2, p3) = if quick { (1_000, 500, 1_000, 10_000) } else { (10_000, 5_000, 20_000, 100_000) };
