@@ -125,14 +125,19 @@ impl Tokens {
         self.by_hash.len()
     }
 
-    /// The tokens of `config`, or the first-run admin token in `data_dir` when it configures
-    /// none (CLI-8). Also returns the admin token file and whether it was just created.
+    /// The tokens of `config`, plus the first-run admin token in `data_dir` unless one of them
+    /// can decide (CLI-8): adding a `request` token for an agent must never leave the server with
+    /// nobody able to approve. Also returns the admin token file and whether it was just created.
     pub fn for_server(
         config: &LoadedConfig,
         data_dir: &Path,
     ) -> Result<(Self, Option<(PathBuf, bool)>), TokensError> {
         let mut tokens = Self::from_config(config)?;
-        if !tokens.is_empty() {
+        let can_decide = tokens
+            .by_hash
+            .values()
+            .any(|p| p.scopes.iter().any(|s| matches!(s, Scope::Admin | Scope::Approve)));
+        if can_decide {
             return Ok((tokens, None));
         }
         let (path, hash, created) = ensure_admin_token(data_dir).map_err(TokensError::AdminToken)?;

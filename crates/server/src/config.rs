@@ -9,9 +9,9 @@ use std::{
 };
 
 use assent_core::{
-    clock::parse_duration,
+    clock::{format_duration, parse_duration},
     model::{Kind, TimeoutAction},
-    policy::{Ask, Policy, PolicyRule, RuleMatch, ScopeOption},
+    policy::{Ask, Policy, PolicyRule, RuleMatch, ScopeOption, TimeoutBounds},
     text::Redactor,
 };
 use serde::Deserialize;
@@ -32,6 +32,24 @@ pub struct ConfigError {
     pub line: Option<usize>,
     /// What is wrong and how to fix it.
     pub message: String,
+}
+
+/// A rule's timeout must be one some request it matches may wait (DM-7's bounds per kind): a
+/// rule for one kind takes that kind's bounds; a rule for every kind, the widest.
+fn timeout_fits(d: Duration, kind: Option<Kind>) -> Result<(), String> {
+    let kinds: Vec<Kind> = kind.map_or_else(|| Kind::ALL.to_vec(), |k| vec![k]);
+    let bounds: Vec<TimeoutBounds> = kinds.iter().map(|k| TimeoutBounds::for_kind(*k)).collect();
+    let min = bounds.iter().map(|b| b.min).min().unwrap_or_default();
+    let max = bounds.iter().map(|b| b.max).max().unwrap_or_default();
+    if d < min || d > max {
+        let what = kind.map_or_else(|| "approvals".to_owned(), |k| format!("{k} approvals"));
+        return Err(format!(
+            "is out of range: {what} wait between {} and {}",
+            format_duration(min),
+            format_duration(max)
+        ));
+    }
+    Ok(())
 }
 
 /// The whole file. Every section is optional: an empty file is the embedded default.
@@ -179,7 +197,7 @@ pub struct PolicyEntry {
     pub ask: Ask,
     /// Approvals needed, 1..=9.
     #[serde(default = "one")]
-    pub quorum: Spanned<u8>,
+    pub quorum: Spanned<QuorumCount>,
     /// Default timeout, e.g. `"15m"`.
     pub timeout: Option<Spanned<String>>,
     /// Offer allow-always.
@@ -195,8 +213,35 @@ pub struct PolicyEntry {
     pub prevent_self_approval: bool,
 }
 
-fn one() -> Spanned<u8> {
-    Spanned::new(0..0, 1)
+fn one() -> Spanned<QuorumCount> {
+    Spanned::new(0..0, QuorumCount(1))
+}
+
+/// `quorum`: a count, refused in plain words when it is not one (`quorum = "two"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuorumCount(pub u8);
+
+impl<'de> Deserialize<'de> for QuorumCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Count;
+        impl serde::de::Visitor<'_> for Count {
+            type Value = QuorumCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number of approvals from 1 to 9, such as quorum = 2")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<QuorumCount, E> {
+                u8::try_from(v)
+                    .map(QuorumCount)
+                    .map_err(|_| E::custom(format!("quorum must be 1..=9, not {v}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<QuorumCount, E> {
+                u8::try_from(v)
+                    .map(QuorumCount)
+                    .map_err(|_| E::custom(format!("quorum must be 1..=9, not {v}")))
+            }
+        }
+        d.deserialize_any(Count)
+    }
 }
 
 fn yes() -> bool {
@@ -317,6 +362,22 @@ impl LoadedConfig {
         }
     }
 
+    /// `--listen`, checked like `server.listen` (CH-WEB-1): plain HTTP is served on a loopback
+    /// address only, unless `server.insecure_http` says a TLS proxy is in front.
+    pub fn listen_override(&self, addr: SocketAddr) -> Result<SocketAddr, ConfigError> {
+        if addr.ip().is_loopback() || self.config.server.insecure_http {
+            return Ok(addr);
+        }
+        Err(ConfigError {
+            file: "--listen".to_owned(),
+            line: None,
+            message: format!(
+                "{addr} is not a loopback address; the console has no TLS of its own, so put it behind a \
+                 TLS proxy and set server.insecure_http = true in the configuration"
+            ),
+        })
+    }
+
     /// ST-6 retention.
     pub fn retention(&self) -> Result<Option<Duration>, ConfigError> {
         match &self.config.retention.keep {
@@ -366,7 +427,7 @@ impl LoadedConfig {
     }
 
     fn rule(&self, e: &PolicyEntry) -> Result<PolicyRule, ConfigError> {
-        let quorum = *e.quorum.get_ref();
+        let quorum = e.quorum.get_ref().0;
         if !(1..=9).contains(&quorum) {
             return self
                 .error(e.quorum.span(), format!("policy `{}`: quorum must be 1..=9, not {quorum}", e.name));
@@ -374,7 +435,15 @@ impl LoadedConfig {
         let timeout = match &e.timeout {
             None => None,
             Some(t) => match parse_duration(t.get_ref()) {
-                Ok(d) => Some(d),
+                Ok(d) => {
+                    if let Err(why) = timeout_fits(d, e.matcher.kind) {
+                        return self.error(
+                            t.span(),
+                            format!("policy `{}`: timeout = \"{}\" {why}", e.name, t.get_ref()),
+                        );
+                    }
+                    Some(d)
+                }
                 Err(err) => return self.error(t.span(), format!("policy `{}`: timeout: {err}", e.name)),
             },
         };

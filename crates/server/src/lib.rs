@@ -301,7 +301,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
     assent_store::create_private_dir(&data_dir)
         .map_err(|error| ServeError::DataDir { path: data_dir.display().to_string(), error })?;
     let addr = match listen {
-        Some(a) => a,
+        Some(a) => config.listen_override(a)?,
         None => config.listen()?,
     };
     let (tokens, admin_file) =

@@ -39,6 +39,16 @@ fn cfg_3_bad_values_are_errors_with_the_line() {
     assert!(e.starts_with("assent.toml:3: ") && e.contains("forever"), "{e}");
     let e = error("[redaction]\npatterns = [\"(unclosed\"]\n");
     assert!(e.starts_with("assent.toml:2: ") && e.contains("redaction.patterns"), "{e}");
+    let e = error("[[policy]]\nname = \"two\"\nquorum = \"two\"\n");
+    assert!(e.starts_with("assent.toml:3: ") && e.contains("a whole number of approvals from 1 to 9"), "{e}");
+    assert!(!e.contains("u8"), "plain words: {e}");
+    let e = error("[[policy]]\nname = \"quick\"\ntimeout = \"5s\"\n");
+    assert!(e.starts_with("assent.toml:3: ") && e.contains("between 10s and 1d"), "{e}");
+    let e = error("[[policy]]\nname = \"p\"\nmatch = { kind = \"plugin\" }\ntimeout = \"1h\"\n");
+    assert!(
+        e.starts_with("assent.toml:4: ") && e.contains("plugin approvals wait between 10s and 10m"),
+        "{e}"
+    );
     let e = error("[server]\nlisten = \"0.0.0.0:8740\"\n");
     assert!(e.starts_with("assent.toml:2: ") && e.contains("insecure_http"), "{e}");
     LoadedConfig::parse("[server]\nlisten = \"0.0.0.0:8740\"\ninsecure_http = true\n", None).unwrap();
@@ -88,4 +98,47 @@ fn cfg_3_text_without_a_file_is_named_config_in_every_error() {
     // Found by `cargo xtask fuzz config_loader`: errors after parsing said `<defaults>`.
     let e = LoadedConfig::parse("[[policy]]\nname = \"p\"\ngrant_scope = [\"tsl:8h\"]\n", None).unwrap_err();
     assert!(e.to_string().starts_with("<config>:3: "), "{e}");
+}
+
+#[tokio::test]
+async fn ch_web_1_the_listen_flag_gets_the_same_loopback_check_as_the_file() {
+    let dir = std::env::temp_dir().join(format!("assent-listen-flag-{}", std::process::id()));
+    let mut options = assent_server::ServeOptions::new(dir.clone(), LoadedConfig::defaults());
+    // An address no test may bind: refused before any bind is tried.
+    options.listen = Some("192.0.2.1:8740".parse().unwrap());
+    let e = match assent_server::start(options).await {
+        Ok(_) => panic!("a non-loopback --listen is refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("--listen") && e.contains("not a loopback address") && e.contains("insecure_http"),
+        "{e}"
+    );
+    // Behind a TLS proxy the address is allowed; binding it is what fails here.
+    let proxied = LoadedConfig::parse("[server]\ninsecure_http = true\n", None).unwrap();
+    let mut options = assent_server::ServeOptions::new(dir.clone(), proxied);
+    options.listen = Some("192.0.2.1:8740".parse().unwrap());
+    let e = match assent_server::start(options).await {
+        Ok(_) => panic!("192.0.2.1 is not ours to bind"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("cannot listen on 192.0.2.1:8740"), "allowed, then the bind fails: {e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn cli_8_a_request_token_never_locks_out_the_first_run_admin() {
+    use assent_server::auth::Tokens;
+    let dir = std::env::temp_dir().join(format!("assent-lockout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hash = "ab".repeat(32);
+    let request = format!("[[tokens]]\nname = \"claude\"\nsha256 = \"{hash}\"\nscopes = [\"request\"]\n");
+    let (tokens, admin) = Tokens::for_server(&LoadedConfig::parse(&request, None).unwrap(), &dir).unwrap();
+    assert!(admin.is_some(), "the first-run admin token stays while no configured token can approve");
+    assert_eq!(tokens.len(), 2);
+    let approver = request.replace("[\"request\"]", "[\"approve\"]");
+    let (tokens, admin) = Tokens::for_server(&LoadedConfig::parse(&approver, None).unwrap(), &dir).unwrap();
+    assert!(admin.is_none(), "someone configured can decide: the configured tokens are the whole list");
+    assert_eq!(tokens.len(), 1);
+    let _ = std::fs::remove_dir_all(dir);
 }
