@@ -346,10 +346,10 @@ pub fn requester_outcome(a: &Approval) -> RequesterOutcome {
             ("deny", text, 1)
         }
         (Status::Expired, Some(Reason::NoRoute)) => {
-            ("deny", "denied: no approval route; run `assent doctor`".to_owned(), 2)
+            ("deny", "expired: no approval route; run `assent doctor`".to_owned(), 2)
         }
         (Status::Expired, _) => {
-            ("deny", format!("denied: timed out after {}", format_duration(a.timeout())), 2)
+            ("deny", format!("expired: nobody answered within {}", format_duration(a.timeout())), 2)
         }
         (Status::Cancelled, _) => (
             "deny",

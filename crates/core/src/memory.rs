@@ -234,6 +234,7 @@ impl Store for MemoryStore {
             .filter(|a| f.requester.as_ref().is_none_or(|r| *r == a.requester.principal))
             .filter(|a| f.since.is_none_or(|t| a.created_at >= t))
             .filter(|a| f.before.as_ref().is_none_or(|(t, id)| (a.created_at, &a.id) < (*t, id)))
+            .filter(|a| f.id_prefix.as_ref().is_none_or(|p| a.id.as_str().starts_with(p.as_str())))
             .cloned()
             .collect();
         out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));

@@ -203,6 +203,8 @@ pub struct ApprovalFilter {
     pub before: Option<(Timestamp, ApprovalId)>,
     /// At most this many, newest first.
     pub limit: usize,
+    /// Only ids starting with this (a ref, lower case).
+    pub id_prefix: Option<String>,
 }
 
 /// Filter for audit listings.

@@ -15,7 +15,9 @@ const BUILTIN_PATTERNS: &[&str] = &[
     // Bearer tokens.
     r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}",
     // key=value, token: value, --password=value …
-    r#"(?i)(\b[a-z0-9_.-]*(?:key|token|secret|password|passwd|pwd)\b["']?\s*[=:]\s*)(?:"[^"]*"|'[^']*'|[^\s"',;&|]+)"#,
+    // An unquoted value ends at whitespace, a separator, or an escaped newline or tab (`\n` in
+    // JSON or a script shown escaped): what follows is the next line, not the secret.
+    r#"(?i)(\b[a-z0-9_.-]*(?:key|token|secret|password|passwd|pwd)\b["']?\s*[=:]\s*)(?:"[^"]*"|'[^']*'|(?:[^\s"',;&|\\]|\\[^nrt])+)"#,
     // AWS access key ids.
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
     // GitHub tokens.
@@ -266,6 +268,18 @@ mod tests {
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIE\nabc\n-----END RSA PRIVATE KEY-----";
         assert_eq!(r.redact(pem).text, REDACTED);
         assert_eq!(r.redact("ls -la /tmp").hidden, 0);
+    }
+
+    #[test]
+    fn po_9_redaction_stops_at_the_end_of_the_secret() {
+        let r = Redactor::new(&[]).unwrap();
+        // As JSON (a hook's tool input) and shell-escaped text carry it: `\n` is two characters.
+        let escaped = r.redact(r"AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG\nDEBUG=1\tX=2").text;
+        assert_eq!(escaped, r"AWS_SECRET_ACCESS_KEY=‹redacted›\nDEBUG=1\tX=2");
+        let real = r.redact("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG\nDEBUG=1").text;
+        assert_eq!(real, "AWS_SECRET_ACCESS_KEY=‹redacted›\nDEBUG=1");
+        // Other backslashes belong to the secret.
+        assert_eq!(r.redact(r"TOKEN=ab\cd ok").text, "TOKEN=‹redacted› ok");
     }
 
     #[test]

@@ -119,6 +119,7 @@ impl EngineHandle {
             Err(StoreError::IdempotentReplay(existing)) => return self.existing(&existing).await,
             Err(e) => return Err(e.into()),
         }
+        crate::transition::log_state(&approval);
         let handled = targets.iter().map(|t| t.account.clone()).collect();
         self.index().upsert(&approval, handled);
         self.spawn_deliveries(approval.clone(), targets, true);
@@ -151,6 +152,7 @@ impl EngineHandle {
             Err(StoreError::IdempotentReplay(existing)) => return self.existing(&existing).await,
             Err(e) => return Err(e.into()),
         }
+        crate::transition::log_state(&terminal);
         self.index().finish(&terminal, now);
         self.inner.callback_wake.notify_one();
         Ok(terminal)

@@ -354,6 +354,25 @@ impl EngineHandle {
         })
     }
 
+    /// [`resolve_ref`](Self::resolve_ref), then among decided approvals too: every approval is
+    /// shown with its ref, so every approval answers to it (API-2).
+    pub async fn resolve_any_ref(&self, reference: &str) -> Result<ApprovalId, EngineError> {
+        match self.resolve_ref(reference) {
+            Err(EngineError::NotFound) => {}
+            other => return other,
+        }
+        let filter = assent_core::store::ApprovalFilter {
+            id_prefix: Some(reference.to_ascii_lowercase()),
+            limit: 2,
+            ..Default::default()
+        };
+        match self.inner.store.approvals(&filter).await?.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => Err(EngineError::NotFound),
+            _ => Err(EngineError::Rejected(assent_core::lifecycle::Rejection::AmbiguousRef)),
+        }
+    }
+
     /// Live events. On `Lagged`, resume with [`EngineHandle::events_since`].
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()

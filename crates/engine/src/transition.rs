@@ -48,6 +48,13 @@ pub(crate) fn event(h: &EngineHandle, kind: EventType, a: &Approval) -> Event {
     }
 }
 
+/// One INFO line per state change: id, kind, status and reason, never the action itself (its
+/// text may hold secrets; the audit log and the console have it, redacted).
+pub(crate) fn log_state(a: &Approval) {
+    let by = a.decided_by.as_ref().map(Actor::who);
+    tracing::info!(approval = %a.id, kind = %a.kind(), status = ?a.status, reason = ?a.reason, by, "approval {:?}", a.status);
+}
+
 fn status_event(a: &Approval) -> EventType {
     match a.status {
         Status::Pending => EventType::Vote,
@@ -236,6 +243,7 @@ impl EngineHandle {
     ) -> Result<Approval, TransitionError> {
         let (commit, next) = transition_commit(self, prev, next, actor, explicit_scope)?;
         self.commit(commit).await?;
+        log_state(&next);
         if next.status.is_terminal() {
             self.index().finish(&next, self.now());
             self.spawn_finalize_approval(next.clone());

@@ -162,18 +162,17 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(routed_view(&state, &a).await)).into_response())
 }
 
-/// API-2: a full id, or a unique prefix of at least 8 characters among pending approvals.
-pub(crate) fn resolve_ref(state: &AppState, reference: &str) -> Result<ApprovalId, ApiError> {
-    state.engine.resolve_ref(reference).map_err(|e| match e {
+/// API-2: a full id, or a unique prefix of at least 8 characters (pending approvals first,
+/// then decided ones).
+pub(crate) async fn resolve_ref(state: &AppState, reference: &str) -> Result<ApprovalId, ApiError> {
+    state.engine.resolve_any_ref(reference).await.map_err(|e| match e {
         EngineError::NotFound => unknown_ref(reference),
         other => other.into(),
     })
 }
 
 fn unknown_ref(reference: &str) -> ApiError {
-    ApiError::not_found("approval").with_message(format!(
-        "no pending approval starts with `{reference}`; a decided one needs its full id"
-    ))
+    ApiError::not_found("approval").with_message(format!("no approval starts with `{reference}`"))
 }
 
 /// Finds an approval by ref (API-2) that the caller may see.
@@ -186,7 +185,7 @@ async fn find(
     // A request token sees only its own approvals, and learns nothing of others': every miss,
     // ambiguity or approval of someone else answers exactly alike (issue 9, finding 15).
     let hide = |e: ApiError| if caller.sees_all() { e } else { unknown_ref(reference) };
-    let id = resolve_ref(state, reference).map_err(hide)?;
+    let id = resolve_ref(state, reference).await.map_err(hide)?;
     let a = state.engine.approval(&id).await?.ok_or_else(|| unknown_ref(reference))?;
     if !caller.sees_all() && a.requester.principal != caller.0.id() {
         return Err(unknown_ref(reference));
@@ -261,6 +260,7 @@ pub(crate) async fn list(
         since: p.since.map(Timestamp),
         before: p.before.as_deref().map(parse_list_cursor).transpose()?,
         limit: p.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
+        id_prefix: None,
     };
     let items = state.engine.store().approvals(&filter).await?;
     let next = items.last().filter(|_| items.len() == filter.limit).map(list_cursor);
@@ -298,7 +298,7 @@ pub(crate) async fn decide(
     actor: Actor,
     body: ResolveBody,
 ) -> Result<assent_core::model::Approval, ApiError> {
-    let id = resolve_ref(state, reference)?;
+    let id = resolve_ref(state, reference).await?;
     let current = state.engine.approval(&id).await?.ok_or_else(|| ApiError::not_found("approval"))?;
     if current.kind() != body.kind {
         return Err(ApiError::new(
@@ -385,7 +385,7 @@ pub(crate) async fn audit(
 ) -> Result<Json<Page<assent_core::model::AuditEntry>>, ApiError> {
     caller.require(Scope::Admin)?;
     let approval_id = match p.approval {
-        Some(r) => Some(resolve_ref(&state, &r)?),
+        Some(r) => Some(resolve_ref(&state, &r).await?),
         None => None,
     };
     let filter = AuditFilter {

@@ -557,6 +557,7 @@ impl Store for SqlStore {
                AND (CAST($3 AS TEXT) IS NULL OR requester = $3)
                AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4)
                AND (CAST($6 AS BIGINT) IS NULL OR created_at < $6 OR (created_at = $6 AND id < $7))
+               AND (CAST($8 AS TEXT) IS NULL OR (id >= $8 AND id < $9))
              ORDER BY created_at DESC, id DESC LIMIT $5",
             )
             .bind(f.status.map(|s| s.as_str().to_owned()))
@@ -565,7 +566,10 @@ impl Store for SqlStore {
             .bind(f.since.map(|t| t.0))
             .bind(limit(if f.limit == 0 { 100 } else { f.limit }))
             .bind(f.before.as_ref().map(|(t, _)| t.0))
-            .bind(f.before.as_ref().map(|(_, id)| id.as_str().to_owned())),
+            .bind(f.before.as_ref().map(|(_, id)| id.as_str().to_owned()))
+            // A prefix as a key range: ids are lower-case base32, and `~` sorts after them all.
+            .bind(f.id_prefix.clone())
+            .bind(f.id_prefix.as_ref().map(|p| format!("{p}~"))),
         )
         .await
     }

@@ -29,7 +29,8 @@ macro_rules! store_contract_tests {
         $crate::__store_contract_cases!($factory;
             st_1_idempotent_create, st_1_cas_update, st_1_no_re_tag, st_1_vote_cas, st_1_consume_once,
             st_1_ledger_uniqueness, st_1_outbox_claim, st_1_gap_free_seq, st_1_commit_is_all_or_nothing,
-            st_1_queries, st_1_listing_pages_reach_the_oldest, st_6_retention_keeps_pending_and_unfinished_work);
+            st_1_queries, st_1_listing_pages_reach_the_oldest, st_1_approvals_are_found_by_id_prefix,
+            st_6_retention_keeps_pending_and_unfinished_work);
     };
 }
 
@@ -342,6 +343,30 @@ pub async fn st_1_listing_pages_reach_the_oldest(store: Arc<dyn Store>) {
     }
     all.reverse();
     assert_eq!(seen, all, "newest first, each exactly once");
+}
+
+/// API-2: a ref (an id prefix) finds its approval whatever its status, and only it.
+pub async fn st_1_approvals_are_found_by_id_prefix(store: Arc<dyn Store>) {
+    let (a, b) = (sample(300), sample(301));
+    for x in [&a, &b] {
+        store.commit(insert(x), T0).await.unwrap();
+    }
+    let by = |prefix: &str| {
+        let filter =
+            ApprovalFilter { id_prefix: Some(prefix.to_owned()), limit: 5, ..ApprovalFilter::default() };
+        let store = store.clone();
+        async move { store.approvals(&filter).await.unwrap().into_iter().map(|x| x.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(by(a.id.as_str()).await, std::slice::from_ref(&a.id));
+    let shared: String =
+        a.id.as_str()
+            .chars()
+            .zip(b.id.as_str().chars())
+            .take_while(|(x, y)| x == y)
+            .map(|(x, _)| x)
+            .collect();
+    assert_eq!(by(&shared).await.len(), 2, "a shared prefix matches both");
+    assert!(by("zzzzzzzz").await.is_empty());
 }
 
 /// ST-6: retention deletes old terminal approvals whose cards are final, with their ledger, and

@@ -140,9 +140,9 @@ fn lc_16_requester_outcomes_texts_and_exit_codes() {
         ("deny", "denied by @kim (Telegram): too broad", 1)
     );
     let t = requester_outcome(&expire(&a, ExpiryCause::Timeout, a.expires_at).unwrap());
-    assert_eq!((t.text.as_str(), t.exit_code), ("denied: timed out after 30m", 2));
+    assert_eq!((t.text.as_str(), t.exit_code), ("expired: nobody answered within 30m", 2));
     let n = requester_outcome(&expire(&a, ExpiryCause::NoRoute, T0).unwrap());
-    assert_eq!((n.text.as_str(), n.exit_code), ("denied: no approval route; run `assent doctor`", 2));
+    assert_eq!((n.text.as_str(), n.exit_code), ("expired: no approval route; run `assent doctor`", 2));
     let c = requester_outcome(&cancel(&a, &Actor::token("ci"), false, T0).unwrap());
     assert_eq!((c.outcome.as_str(), c.exit_code), ("deny", 3));
 }
