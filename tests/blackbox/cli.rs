@@ -44,7 +44,11 @@ fn request_timeout_exits_2() {
     let server = Server::start();
     let out = server.run(&["request", "exec", "--timeout", "10s", "--", "sleep", "1"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out after 10s"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expired: nobody answered within 10s"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -141,7 +145,7 @@ fn serve_refuses_a_bad_config_naming_file_and_line() {
     let config = dir.path().join("assent.toml");
     for (text, expect) in [
         ("[server]\nlisen = \"127.0.0.1:0\"\n", ":2: unknown field `lisen`"),
-        ("\n[channels.discord.accounts.main]\ntoken_env = \"T\"\n", "--features discord"),
+        ("\n[channels.slack.accounts.main]\ntoken_env = \"T\"\n", "--features slack"),
     ] {
         std::fs::write(&config, text).unwrap();
         let out = std::process::Command::new(crate::harness::ASSENT)
@@ -193,4 +197,136 @@ fn cli_2_ctrl_c_cancels_the_pending_request_and_exits_130() {
     assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
     let (_, after) = server.call("GET", &format!("/v1/approvals/{}", a["id"].as_str().unwrap()), None);
     assert_eq!(after["status"], "cancelled", "cancelled before exiting: {after}");
+}
+
+#[test]
+fn cli_2_usage_errors_exit_4_and_help_exits_0() {
+    let server = Server::start();
+    let out = server.run(&["approvals", "lst"]);
+    assert_eq!(out.status.code(), Some(4), "2 would mean \"expired\": {}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"), "{}", describe(&out));
+    let out = server.run(&["request", "exec", "--timeout"]);
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    let help = server.run(&["--help"]);
+    assert_eq!(help.status.code(), Some(0), "{}", describe(&help));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Exit codes"));
+}
+
+#[test]
+fn cli_a_closed_pipe_ends_the_output_quietly() {
+    let server = Server::start();
+    for n in 0..3 {
+        let out = server.run(&["request", "exec", "--no-wait", "--", "echo", &n.to_string()]);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    // `assent approvals list | head -0`: the reader is gone before the first line.
+    let mut child = server
+        .cli()
+        .args(["approvals", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+#[test]
+fn cli_connection_errors_name_the_url() {
+    let dir = TempDir::new("unreachable");
+    let out = std::process::Command::new(crate::harness::ASSENT)
+        .args(["approvals", "list", "--token", "t"])
+        .env("ASSENT_URL", "http://127.0.0.1:9")
+        .env("ASSENT_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http://127.0.0.1:9"), "{}", describe(&out));
+}
+
+#[test]
+fn cli_each_approval_state_change_is_one_info_line_without_the_command() {
+    let server = Server::start();
+    let out = server.run(&["request", "exec", "--no-wait", "--", "deploy", "--token=hunter2"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let a = server.one_pending();
+    let id = a["id"].as_str().unwrap();
+    assert_eq!(server.decide(id, "deny").0, 200);
+    let log = eventually("the log lines", || {
+        let log = std::fs::read_to_string(server.dir.path().join("serve.log")).unwrap();
+        log.contains("status=Denied").then_some(log)
+    });
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(id)).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("INFO") && l.contains("status=Pending") && l.contains("kind=exec")),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l.contains("INFO") && l.contains("status=Denied")), "{log}");
+    assert!(!log.contains("hunter2") && !log.contains("deploy"), "never the command: {log}");
+}
+
+#[test]
+fn cli_3_a_requester_whose_server_is_gone_gives_up_after_the_deadline() {
+    let mut server = Server::start();
+    let requester = server
+        .cli()
+        .args(["request", "exec", "--timeout", "10s", "--", "deploy"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.one_pending();
+    server.kill();
+    // Bounded only so a broken build fails instead of hanging: the deadline is 10 s away.
+    let mut requester = requester;
+    let waited = std::time::Instant::now();
+    while requester.try_wait().unwrap().is_none() {
+        if waited.elapsed() > std::time::Duration::from_secs(90) {
+            let _ = requester.kill();
+            panic!("the requester was still waiting 90 s after its server was killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = requester.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outcome is unknown"), "{}", describe(&out));
+}
+
+#[test]
+fn cli_the_serve_hint_names_assent_url_on_another_port() {
+    use std::io::BufRead;
+    let dir = TempDir::new("hint");
+    let mut child = std::process::Command::new(crate::harness::ASSENT)
+        .args(["serve", "--exit-on-stdin-close", "--listen", "127.0.0.1:0"])
+        .env("ASSENT_DATA_DIR", dir.path().join("data"))
+        .env_remove("ASSENT_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let hint = stdout.lines().map_while(Result::ok).find(|l| l.contains("ask for approval"));
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let hint = hint.expect("the hint line");
+    assert!(hint.contains("ask for approval: ASSENT_URL=http://127.0.0.1:"), "{hint}");
+}
+
+#[test]
+fn cli_refs_find_decided_approvals_too() {
+    let server = Server::start();
+    let out = server.run(&["request", "exec", "--no-wait", "--", "make", "it"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let a = server.one_pending();
+    let (id, reference) = (a["id"].as_str().unwrap(), a["ref"].as_str().unwrap());
+    assert_eq!(server.decide(id, "deny").0, 200);
+    let show = server.run(&["approvals", "show", reference]);
+    assert!(show.status.success(), "{}", describe(&show));
+    assert!(String::from_utf8_lossy(&show.stdout).contains(id), "{}", describe(&show));
+    let audit = server.run(&["audit", "--approval", reference]);
+    assert!(audit.status.success(), "{}", describe(&audit));
 }

@@ -105,3 +105,59 @@ fn cli_6_an_unreachable_server_is_a_deny() {
     let out = answer(&feed(child, payload.to_string().as_bytes()));
     assert_eq!(out["hookSpecificOutput"]["permissionDecision"], "deny", "{out}");
 }
+
+/// Every approval the server has, whatever its status.
+fn every_approval(server: &Server) -> Vec<Value> {
+    let (status, body) = server.call("GET", "/v1/approvals", None);
+    assert_eq!(status, 200, "{body}");
+    body["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn cli_6_malformed_or_unsupported_payloads_are_answered_at_once_without_a_card() {
+    let server = Server::start();
+    let out = answer(
+        &spawn_hook(&server, br#"{"hook_event_name":"PreToolUse","tool_name":"Bash"}"#).join().unwrap(),
+    );
+    assert_eq!(out["hookSpecificOutput"]["permissionDecision"], "deny", "{out}");
+    assert!(
+        out["hookSpecificOutput"]["permissionDecisionReason"].as_str().unwrap().contains("tool_input"),
+        "{out}"
+    );
+    let empty = json!({ "hook_event_name": "PermissionRequest", "tool_name": "Bash", "tool_input": { "command": " " } });
+    let out = answer(&spawn_hook(&server, empty.to_string().as_bytes()).join().unwrap());
+    assert_eq!(out["hookSpecificOutput"]["hookEventName"], "PermissionRequest", "{out}");
+    assert_eq!(out["hookSpecificOutput"]["decision"]["behavior"], "deny", "{out}");
+    let after = json!({ "hook_event_name": "PostToolUse", "tool_name": "Bash",
+        "tool_input": { "command": "ls" }, "tool_response": { "stdout": "a\nb" } });
+    let out = answer(&spawn_hook(&server, after.to_string().as_bytes()).join().unwrap());
+    assert!(out.get("hookSpecificOutput").is_none(), "no PreToolUse answer to a PostToolUse: {out}");
+    assert!(out["systemMessage"].as_str().unwrap().contains("PostToolUse"), "{out}");
+    assert!(every_approval(&server).is_empty(), "no card was made");
+}
+
+#[test]
+fn cli_6_write_and_edit_cards_show_the_file_and_the_change() {
+    let server = Server::start();
+    let write = json!({ "hook_event_name": "PreToolUse", "cwd": "/home/kim/shop", "tool_name": "Write",
+        "tool_input": { "file_path": "/home/kim/shop/.env", "content": "DEBUG=1\nPORT=8080" } });
+    let hook = spawn_hook(&server, write.to_string().as_bytes());
+    let a = server.one_pending();
+    let text = a.to_string();
+    assert!(text.contains("/home/kim/shop/.env") && text.contains("PORT=8080"), "{a}");
+    assert!(!text.contains("file_path"), "not a JSON blob: {a}");
+    assert!(text.contains("in /home/kim/shop"), "the working directory: {a}");
+    server.decide(a["id"].as_str().unwrap(), "deny");
+    answer(&hook.join().unwrap());
+    let edit = json!({ "hook_event_name": "PreToolUse", "tool_name": "Edit",
+        "tool_input": { "file_path": "/srv/app.py", "old_string": "debug = True", "new_string": "debug = False" } });
+    let hook = spawn_hook(&server, edit.to_string().as_bytes());
+    let a = server.one_pending();
+    let text = a.to_string();
+    assert!(
+        text.contains("/srv/app.py") && text.contains("- debug = True") && text.contains("+ debug = False"),
+        "{a}"
+    );
+    server.decide(a["id"].as_str().unwrap(), "deny");
+    answer(&hook.join().unwrap());
+}

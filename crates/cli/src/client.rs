@@ -82,7 +82,7 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        Self::finish(req.call())
+        self.finish(req.call())
     }
 
     pub(crate) fn send<T: DeserializeOwned>(
@@ -99,19 +99,21 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        Self::finish(req.send_json(body))
+        self.finish(req.send_json(body))
     }
 
     fn finish<T: DeserializeOwned>(
+        &self,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, ApiFailure> {
+        let base = &self.base;
         let mut response =
-            result.map_err(|e| ApiFailure::Unreachable(format!("cannot reach the server: {e}")))?;
+            result.map_err(|e| ApiFailure::Unreachable(format!("cannot reach the server at {base}: {e}")))?;
         let status = response.status().as_u16();
         let body: Value = response
             .body_mut()
             .read_json()
-            .map_err(|e| ApiFailure::Unreachable(format!("the server sent an unreadable answer: {e}")))?;
+            .map_err(|e| ApiFailure::Unreachable(format!("{base} sent an unreadable answer: {e}")))?;
         if (200..300).contains(&status) {
             return serde_json::from_value(body)
                 .map_err(|e| ApiFailure::Unreachable(format!("unexpected answer from the server: {e}")));

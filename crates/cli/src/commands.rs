@@ -6,7 +6,7 @@ use assent_core::{clock::parse_duration, model::ExecRequest, text::sanitize};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::{Exit, Failure, Global, client::Client, wait};
+use crate::{Exit, Failure, Global, client::Client, output::outln, wait};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RequestCommand {
@@ -57,7 +57,7 @@ pub(crate) fn request(global: &Global, cmd: RequestCommand) -> Result<Exit, Fail
     let view = wait::until_decided(&client, view)?;
     let (text, exit) = wait::outcome(&view);
     if global.json {
-        println!("{view}");
+        outln!("{view}");
     }
     eprintln!("{text}");
     Ok(exit)
@@ -249,13 +249,13 @@ pub(crate) fn approvals(global: &Global, cmd: ApprovalsCommand) -> Result<Exit, 
             }
             let (items, next) = list_pages(&client, &path, all)?;
             if global.json {
-                println!("{}", json!({ "items": items, "next": next }));
+                outln!("{}", json!({ "items": items, "next": next }));
             } else {
                 if items.is_empty() {
-                    println!("no approvals");
+                    outln!("no approvals");
                 }
                 for a in &items {
-                    println!(
+                    outln!(
                         "{}  {:<9}  {}",
                         a["ref"].as_str().unwrap_or_default(),
                         a["status"].as_str().unwrap_or_default(),
@@ -325,22 +325,18 @@ fn narrowed(default: &Value, scope: &str) -> Result<Value, Failure> {
 
 fn print_view(global: &Global, v: &Value) {
     if global.json {
-        println!("{v}");
+        outln!("{v}");
         return;
     }
-    println!("{}  {}", v["ref"].as_str().unwrap_or_default(), v["title"].as_str().unwrap_or_default());
-    println!("  status: {}", v["outcome"]["text"].as_str().unwrap_or_default());
+    outln!("{}  {}", v["ref"].as_str().unwrap_or_default(), v["title"].as_str().unwrap_or_default());
+    outln!("  status: {}", v["outcome"]["text"].as_str().unwrap_or_default());
     if let Some(text) = v["text"].as_str() {
-        println!("  {text}");
+        outln!("  {text}");
     }
     for f in v["fields"].as_array().into_iter().flatten() {
-        println!(
-            "  {}: {}",
-            f["label"].as_str().unwrap_or_default(),
-            f["value"].as_str().unwrap_or_default()
-        );
+        outln!("  {}: {}", f["label"].as_str().unwrap_or_default(), f["value"].as_str().unwrap_or_default());
     }
-    println!("  id: {}", v["id"].as_str().unwrap_or_default());
+    outln!("  id: {}", v["id"].as_str().unwrap_or_default());
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,16 +353,16 @@ pub(crate) fn grants(global: &Global, cmd: GrantsCommand) -> Result<Exit, Failur
         GrantsCommand::List => {
             let page: Value = client.get("/v1/grants")?;
             if global.json {
-                println!("{page}");
+                outln!("{page}");
             } else {
                 let items = page["items"].as_array().cloned().unwrap_or_default();
                 if items.is_empty() {
-                    println!("no active grants");
+                    outln!("no active grants");
                 }
                 // The server escapes these already; a terminal must never run what an argv hid.
                 let text = |v: &Value| sanitize(v.as_str().unwrap_or_default(), false);
                 for g in items {
-                    println!(
+                    outln!(
                         "{}  {:<7} used {:>4}×  {}\n    matches {}",
                         text(&g["id"]),
                         text(&g["kind"]),
@@ -379,7 +375,7 @@ pub(crate) fn grants(global: &Global, cmd: GrantsCommand) -> Result<Exit, Failur
         }
         GrantsCommand::Revoke { id } => {
             let v: Value = client.send("DELETE", &format!("/v1/grants/{id}"), &json!({}))?;
-            if global.json { println!("{v}") } else { println!("revoked {id}") }
+            if global.json { outln!("{v}") } else { outln!("revoked {id}") }
         }
     }
     Ok(Exit::Ok)
@@ -408,11 +404,11 @@ pub(crate) fn audit(global: &Global, args: AuditArgs) -> Result<Exit, Failure> {
         for e in &items {
             after = after.max(e["seq"].as_u64().unwrap_or(after));
             if global.json {
-                println!("{e}");
+                outln!("{e}");
             } else {
                 let who = e["actor"]["principal"].as_str().unwrap_or("-");
                 let approval = e["approval_id"].as_str().map_or("-", |s| &s[..s.len().min(8)]);
-                println!(
+                outln!(
                     "{:>6}  {:<22} {approval:<8}  {who}",
                     e["seq"],
                     e["type"].as_str().unwrap_or_default()
@@ -455,11 +451,11 @@ pub(crate) fn token(global: &Global, cmd: TokenCommand) -> Result<Exit, Failure>
     let token = assent_server::auth::new_token().map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
     let hash = assent_server::auth::hex(&assent_server::auth::sha256(token.as_bytes()));
     if global.json {
-        println!("{}", json!({ "name": name, "token": token, "sha256": hash, "scopes": scopes }));
+        outln!("{}", json!({ "name": name, "token": token, "sha256": hash, "scopes": scopes }));
     } else {
         let scopes = scopes.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
-        println!("token: {token}\n\nAdd this to assent.toml (the server keeps only the hash):\n");
-        println!("[[tokens]]\nname = \"{name}\"\nsha256 = \"{hash}\"\nscopes = [{scopes}]");
+        outln!("token: {token}\n\nAdd this to assent.toml (the server keeps only the hash):\n");
+        outln!("[[tokens]]\nname = \"{name}\"\nsha256 = \"{hash}\"\nscopes = [{scopes}]");
     }
     Ok(Exit::Ok)
 }

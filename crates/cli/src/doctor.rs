@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use assent_server::{config::LoadedConfig, platforms};
 
-use crate::{Exit, Failure, Global, client::Client, serve::load_config};
+use crate::{Exit, Failure, Global, client::Client, output::outln, serve::load_config};
 
 #[derive(Debug, Args)]
 pub(crate) struct DoctorArgs {
@@ -79,14 +79,14 @@ pub(crate) fn run(global: &Global, args: DoctorArgs) -> Result<Exit, Failure> {
     }
     let failed = checks.iter().any(|c| c.status == Status::Fail);
     if global.json {
-        println!("{}", serde_json::to_string(&checks).unwrap_or_default());
+        outln!("{}", serde_json::to_string(&checks).unwrap_or_default());
     } else {
         for c in &checks {
             let status = serde_json::to_value(c.status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            println!("{status:<4} {} — {}", c.subject, c.message);
+            outln!("{status:<4} {} — {}", c.subject, c.message);
         }
     }
     Ok(if failed { Exit::Denied } else { Exit::Ok })

@@ -7,12 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use assent_cli::claude_code::{MAX_INPUT, request_body};
+use assent_cli::claude_code::{HookEvent, MAX_INPUT, event_of, request_body};
 use assent_core::clock::parse_duration;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::{Exit, Failure, Global, client::Client, wait::is_terminal};
+use crate::{Exit, Failure, Global, client::Client, output::outln, wait::is_terminal};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum HookCommand {
@@ -24,54 +24,52 @@ pub(crate) enum HookCommand {
     },
 }
 
-/// Which answer format the host expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Event {
-    PreToolUse,
-    PermissionRequest,
-}
-
 pub(crate) fn run(global: &Global, cmd: HookCommand) -> Result<Exit, Failure> {
     let HookCommand::ClaudeCode { timeout } = cmd;
     let mut input = String::new();
     let read = std::io::stdin().take(MAX_INPUT).read_to_string(&mut input);
     let payload: Option<Value> = read.ok().and_then(|_| serde_json::from_str(&input).ok());
-    let event = match payload.as_ref().and_then(|p| p["hook_event_name"].as_str()) {
-        Some("PermissionRequest") => Event::PermissionRequest,
-        _ => Event::PreToolUse,
-    };
+    let event = payload.as_ref().map_or(HookEvent::PreToolUse, event_of);
+    if let HookEvent::Other(name) = &event {
+        // Not a question: answer at once, in the fields every hook event accepts.
+        let note = format!("assent: {name} is not an approval event; nothing to decide");
+        outln!("{}", json!({ "suppressOutput": true, "systemMessage": note }));
+        return Ok(Exit::Ok);
+    }
     let (allow, reason) = match (payload, parse_duration(&timeout)) {
         (_, Err(e)) => (false, format!("assent: --timeout {timeout}: {e}")),
         (None, _) => (false, "assent: the hook input is not valid JSON; denied".to_owned()),
-        (Some(p), Ok(limit)) => match decide(global, &p, limit) {
-            Ok(answer) => answer,
-            Err(e) => (false, format!("assent: {}; denied", e.message)),
+        (Some(p), Ok(limit)) => match request_body(&p, limit, crate::commands::host()) {
+            // Malformed: denied at once, before any card exists.
+            Err(e) => (false, format!("assent: {e}; denied")),
+            Ok(body) => match decide(global, &body, limit) {
+                Ok(answer) => answer,
+                Err(e) => (false, format!("assent: {}; denied", e.message)),
+            },
         },
     };
-    let out = match event {
-        Event::PreToolUse => json!({ "hookSpecificOutput": {
+    let out = if event == HookEvent::PermissionRequest {
+        let decision = if allow {
+            json!({ "behavior": "allow" })
+        } else {
+            json!({ "behavior": "deny", "message": reason })
+        };
+        json!({ "hookSpecificOutput": { "hookEventName": "PermissionRequest", "decision": decision } })
+    } else {
+        json!({ "hookSpecificOutput": {
             "hookEventName": "PreToolUse",
             "permissionDecision": if allow { "allow" } else { "deny" },
             "permissionDecisionReason": reason,
-        }}),
-        Event::PermissionRequest => {
-            let decision = if allow {
-                json!({ "behavior": "allow" })
-            } else {
-                json!({ "behavior": "deny", "message": reason })
-            };
-            json!({ "hookSpecificOutput": { "hookEventName": "PermissionRequest", "decision": decision } })
-        }
+        }})
     };
-    println!("{out}");
+    outln!("{out}");
     Ok(Exit::Ok)
 }
 
-fn decide(global: &Global, p: &Value, limit: Duration) -> Result<(bool, String), Failure> {
+fn decide(global: &Global, body: &Value, limit: Duration) -> Result<(bool, String), Failure> {
     let deadline = Instant::now() + limit;
     let client = Client::from_global(global)?;
-    let body = request_body(p, limit, crate::commands::host()).map_err(|m| Failure::new(Exit::Usage, m))?;
-    let mut view: Value = client.send("POST", "/v1/approvals", &body)?;
+    let mut view: Value = client.send("POST", "/v1/approvals", body)?;
     let id = view["id"].as_str().unwrap_or_default().to_owned();
     while !is_terminal(&view) {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -8,6 +8,7 @@ mod commands;
 mod doctor;
 mod hook;
 mod logging;
+mod output;
 mod serve;
 mod wait;
 
@@ -64,11 +65,14 @@ pub(crate) struct Cli {
     command: Command,
 }
 
+/// Where the CLI looks for the server unless told otherwise.
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8740";
+
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
     /// The assent server.
-    #[arg(long, env = "ASSENT_URL", default_value = "http://127.0.0.1:8740", global = true)]
+    #[arg(long, env = "ASSENT_URL", default_value = DEFAULT_SERVER, global = true)]
     pub(crate) server: String,
     /// API token. Without one, the CLI uses the local server's first-run admin token.
     #[arg(long, env = "ASSENT_TOKEN", hide_env_values = true, global = true)]
@@ -115,7 +119,19 @@ fn main() -> ExitCode {
     // matrix-sdk links rustls with aws-lc-rs, the store and ureq with ring: name the process-wide
     // provider once, before any TLS client is built, or rustls refuses to guess.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` are answers, not errors.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        // A usage error exits 4, like every other usage error (2 means "expired").
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(Exit::Usage as u8);
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Request(cmd) => commands::request(&cli.global, cmd),

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use assent_server::{ServeOptions, config::LoadedConfig};
 use clap::Args;
 
-use crate::{Exit, Failure, Global};
+use crate::{Exit, Failure, Global, output::outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -62,17 +62,20 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> Result<Exit, Failure> {
 }
 
 fn announce(server: &assent_server::RunningServer, data_dir: &std::path::Path) {
-    println!("assent is ready · data in {}", data_dir.display());
-    println!("  web console: {}", server.console_url());
+    outln!("assent is ready · data in {}", data_dir.display());
+    outln!("  web console: {}", server.console_url());
     if let Some(link) = server.login_link() {
-        println!("  log in once: {link}  (valid 15 minutes)");
+        outln!("  log in once: {link}  (valid 15 minutes)");
     }
     if let Some(path) = server.first_run_token() {
-        println!("  created the admin token in {} (the local CLI uses it)", path.display());
+        outln!("  created the admin token in {} (the local CLI uses it)", path.display());
     } else if let Some(path) = server.admin_token_path() {
-        println!("  admin token: {}", path.display());
+        outln!("  admin token: {}", path.display());
     }
-    println!("  ask for approval: assent request exec -- echo hello");
+    // On another address the CLI must be told where the server is.
+    let base = server.console_url().trim_end_matches('/').to_owned();
+    let env = if base == crate::DEFAULT_SERVER { String::new() } else { format!("ASSENT_URL={base} ") };
+    outln!("  ask for approval: {env}assent request exec -- echo hello");
     let _ = std::io::Write::flush(&mut std::io::stdout());
 }
 

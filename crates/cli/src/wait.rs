@@ -22,6 +22,10 @@ use crate::{
 const POLL_SECS: u64 = 25;
 /// The progress line is redrawn at most 4 times a second (CLI-3).
 const TICK: Duration = Duration::from_millis(250);
+/// How long past the approval's deadline the requester keeps waiting for an answer before it
+/// gives up: the server expires it at the deadline, so silence after that means the server is
+/// gone, and the outcome unknown.
+const GRACE: Duration = Duration::from_secs(15);
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 fn interrupted_flag() -> Arc<AtomicBool> {
@@ -30,6 +34,12 @@ fn interrupted_flag() -> Arc<AtomicBool> {
     // Only the first handler installs; a second call in one process is not needed.
     let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
     flag
+}
+
+/// The approval's deadline (`expires_at`, ms since the epoch) plus [`GRACE`].
+fn give_up_at(view: &Value) -> Option<std::time::SystemTime> {
+    let ms = u64::try_from(view["expires_at"].as_i64()?).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_millis(ms) + GRACE)
 }
 
 pub(crate) fn is_terminal(v: &Value) -> bool {
@@ -53,9 +63,23 @@ pub(crate) fn until_decided(client: &Client, mut view: Value) -> Result<Value, F
     }
     let mut offline_since: Option<Instant> = None;
     let mut tick = 0usize;
+    let give_up = give_up_at(&view);
     while !is_terminal(&view) {
         if interrupted.load(Ordering::SeqCst) {
             return Err(interrupt(client, &id, tty));
+        }
+        if give_up.is_some_and(|at| std::time::SystemTime::now() > at) {
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            return Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "no answer from {} about approval {reference} although its deadline has passed; \
+                     its outcome is unknown (check `assent approvals show {reference}` once the server is back)",
+                    client.base()
+                ),
+            ));
         }
         match rx.recv_timeout(TICK) {
             Ok(Ok(v)) => {
