@@ -193,7 +193,7 @@ async fn find(
     Ok(a)
 }
 
-#[utoipa::path(get, path = "/v1/approvals/{reference}", tag = "approvals", params(("reference" = String, Path, description = "Full id, or a unique 8+ character prefix of a pending approval")), responses((status = 200, body = ApprovalView), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/approvals/{reference}", tag = "approvals", params(("reference" = String, Path, description = "Full id, or a unique 8+ character prefix (pending approvals first, then decided ones)")), responses((status = 200, body = ApprovalView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
