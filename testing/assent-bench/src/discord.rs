@@ -26,7 +26,7 @@ use serenity::all::{
     HttpBuilder, Interaction, UserId,
 };
 
-use crate::{SleepySink, config, percentile};
+use crate::{SleepySink, config, percentile, wait_for};
 
 const KIM: u64 = 222_222_222_222_222_222;
 const PACE: Duration = Duration::from_millis(1100);
@@ -162,14 +162,4 @@ async fn bare_bot(fake: &FakeDiscord, rounds: usize) -> Vec<Duration> {
     shards.shutdown_all().await;
     running.abort();
     delays
-}
-
-async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..60_000 {
-        if let Some(found) = check() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("timed out")
 }

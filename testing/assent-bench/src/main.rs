@@ -66,6 +66,17 @@ async fn engine(config: EngineConfig, channels: &[FakeChannel], sink: bool) -> (
     (engine, h)
 }
 
+/// Polls `check` every millisecond until it gives a value (a minute at most).
+async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..60_000 {
+        if let Some(found) = check() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out")
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]

@@ -25,7 +25,7 @@ use teloxide_core::{
     types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, UpdateKind},
 };
 
-use crate::percentile;
+use crate::{percentile, wait_for};
 
 const KIM: i64 = 1001;
 
@@ -125,14 +125,4 @@ async fn bare_bot(fake: &FakeTelegram, rounds: usize) -> Vec<Duration> {
     }
     answering.abort();
     delays
-}
-
-async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..60_000 {
-        if let Some(found) = check() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("timed out")
 }
