@@ -74,7 +74,8 @@ fn api_1_a_request_token_sees_only_its_own_approvals_and_cannot_decide() {
     };
     let config = format!("[[tokens]]\nname = \"ci\"\nsha256 = \"{hash}\"\nscopes = [\"request\"]\n");
     let server = Server::with_config(&config);
-    assert!(!server.data_dir().join("admin.token").exists(), "configured tokens: no first-run token");
+    // No configured token can approve, so the first-run admin token stays (issue 14, item 1).
+    assert!(server.data_dir().join("admin.token").exists(), "nobody is locked out");
     let (status, mine) = server.call_as(Some(token), "POST", "/v1/approvals", Some(exec_body()));
     assert_eq!(status, 201, "{mine}");
     assert_eq!(mine["requester"], "token:ci");

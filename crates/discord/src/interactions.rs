@@ -244,9 +244,24 @@ async fn full_text(shared: &Shared, actor: &Actor, token: &str, reply: &Reply) -
     }
 }
 
-/// `text` in pieces of at most `limit` characters once fenced.
+/// `text` in pieces of at most `limit` characters once fenced: [`card::code`] turns each
+/// "```" (3 characters) into 5, so a piece of `limit * 3 / 5` characters always fits.
 fn chunks(text: &str, limit: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
-    // A fence inside grows by two characters per "```": leave room for it.
-    chars.chunks(limit * 2 / 3).map(|c| c.iter().collect()).collect()
+    chars.chunks(limit * 3 / 5).map(|c| c.iter().collect()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks;
+    use crate::card::code;
+
+    #[test]
+    fn ch_dc_3_full_text_pieces_fit_even_when_made_of_fences() {
+        for text in ["x".repeat(5000), "`".repeat(5000)] {
+            let pieces = chunks(&text, 1984);
+            assert!(pieces.iter().all(|p| code(p).chars().count() <= 1984));
+            assert_eq!(pieces.concat(), text, "nothing lost");
+        }
+    }
 }

@@ -109,6 +109,24 @@ impl Rest {
         buckets.entry(bucket).or_default().clone()
     }
 
+    /// Drops a bucket nobody waits on and nothing blocks: every interaction has a bucket of its
+    /// own, and keeping them all would grow without end.
+    fn forget_idle(&self, bucket: RatelimitingBucket, turn: &Arc<tokio::sync::Mutex<Option<Instant>>>) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Handles are only cloned under this lock: two means the map's and ours.
+        let idle = Arc::strong_count(turn) == 2
+            && turn.try_lock().is_ok_and(|until| until.is_none_or(|t| t <= Instant::now()));
+        if idle {
+            buckets.remove(&bucket);
+        }
+    }
+
+    /// How many buckets are remembered (tests).
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
     /// Waits out this bucket's block and any global one.
     async fn wait_turn(&self, blocked: Option<Instant>) {
         let global = *self.global.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -129,15 +147,32 @@ impl Rest {
         let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let body = body.map(|b| b.to_string().into_bytes());
         let turn = self.bucket(bucket);
-        let mut blocked = turn.lock().await;
+        let result = {
+            let mut blocked = turn.lock().await;
+            self.attempts(route, method, body.as_deref(), &secret_refs, &mut blocked).await
+        };
+        self.forget_idle(bucket, &turn);
+        result
+    }
+
+    /// Up to [`QUICK_ATTEMPTS`] tries of one call, holding its bucket's turn; `blocked` is the
+    /// bucket's "wait until".
+    async fn attempts(
+        &self,
+        route: Route<'_>,
+        method: LightMethod,
+        body: Option<&[u8]>,
+        secret_refs: &[&str],
+        blocked: &mut Option<Instant>,
+    ) -> Result<Vec<u8>, DiscordError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.wait_turn(*blocked).await;
             *blocked = None;
-            let request = Request::new(route, method).body(body.clone());
+            let request = Request::new(route, method).body(body.map(<[u8]>::to_vec));
             let invalid = |e: &dyn std::fmt::Display| {
-                DiscordError::invalid(scrub(&format!("building a request: {e}"), &secret_refs))
+                DiscordError::invalid(scrub(&format!("building a request: {e}"), secret_refs))
             };
             let request = request
                 .build(&self.client, &self.authorization, self.proxy.as_deref())
@@ -145,12 +180,12 @@ impl Rest {
                 .build()
                 .map_err(|e| invalid(&e))?;
             let response = self.client.execute(request).await.map_err(|e| {
-                DiscordError::network(scrub(&format!("cannot reach Discord: {e}"), &secret_refs))
+                DiscordError::network(scrub(&format!("cannot reach Discord: {e}"), secret_refs))
             })?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             let bytes = response.bytes().await.map_err(|e| {
-                DiscordError::network(scrub(&format!("reading Discord's answer: {e}"), &secret_refs))
+                DiscordError::network(scrub(&format!("reading Discord's answer: {e}"), secret_refs))
             })?;
             if headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()) == Some("0")
                 && let Some(reset) = header_secs(&headers, "x-ratelimit-reset-after")
@@ -182,7 +217,7 @@ impl Rest {
                 return Err(DiscordError::api(429, None, "rate limited", Some(wait)));
             }
             let text = error["message"].as_str().map_or_else(|| http_reason(status), str::to_owned);
-            return Err(DiscordError::api(status, error["code"].as_i64(), &scrub(&text, &secret_refs), None));
+            return Err(DiscordError::api(status, error["code"].as_i64(), &scrub(&text, secret_refs), None));
         }
     }
 }
@@ -206,7 +241,27 @@ fn route_token(route: &Route<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::proxy_of;
+    use serenity::{
+        http::{LightMethod, Route},
+        model::id::InteractionId,
+    };
+
+    use super::{Rest, proxy_of};
+
+    #[tokio::test]
+    async fn each_interactions_bucket_is_forgotten_once_idle() {
+        let callback = axum::routing::post(|| async { axum::http::StatusCode::NO_CONTENT });
+        let app = axum::Router::new().route("/api/v10/interactions/{id}/{token}/callback", callback);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let rest = Rest::new("a.b.c", Some(base));
+        for id in 1..=20 {
+            let route = Route::InteractionResponse { interaction_id: InteractionId::new(id), token: "t" };
+            rest.call(route, LightMethod::Post, Some(&serde_json::json!({ "type": 6 }))).await.unwrap();
+        }
+        assert_eq!(rest.remembered(), 0, "one bucket per interaction, none kept");
+    }
 
     #[test]
     fn the_api_url_becomes_serenitys_proxy() {
