@@ -8,9 +8,15 @@
 //! command everywhere, and typed text where the Message Content intent is granted.
 //!
 //! Events come over the gateway (serenity's client, on the replica that holds the account) or,
-//! with `public_key`, interactions are POSTed to `/hooks/discord/<id>` on any replica. REST goes
-//! through serenity's routes with this crate's rate limiting: see [`rest`](crate::rest) for why
-//! and how.
+//! with `public_key`, interactions are POSTed to `/hooks/discord/<id>` on any replica.
+//!
+//! REST goes through serenity's routes and request builder, with this crate's own rate limiting:
+//! serenity's ratelimiter ignores `HttpBuilder::proxy`, so it cannot reach an `api_url` other
+//! than discord.com, and every account turns it off so that the code tested is the code run.
+//! Requests in one bucket (serenity's route and major id) go one at a time; a bucket whose
+//! `X-RateLimit-Remaining` reached 0 waits `X-RateLimit-Reset-After`; a 429 waits its
+//! `retry_after` (on every route when `global`) for up to three quick attempts, then the
+//! engine's retry schedule takes over with the wait Discord named.
 
 mod card;
 mod endpoint;

@@ -34,7 +34,7 @@ use self::{
     state::{ChannelState, Person, Place, State, StoredMessage},
 };
 
-/// The bot's token ("Authorization: Bot <token>").
+/// The bot's token (`Authorization: Bot <token>`).
 pub const TOKEN: &str = "MTA1ODk5MjYzMDEyMzQ1Njc4OQ.GfAkEx.fake-discord-test-token_0123456789abcdef";
 /// The application's id (and its bot user's).
 pub const APPLICATION_ID: u64 = 1_058_992_630_123_456_789;
