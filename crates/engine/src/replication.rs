@@ -165,6 +165,12 @@ impl EngineHandle {
             let mine: Vec<_> =
                 targets.into_iter().filter(|t| self.capability(&t.account).is_some()).collect();
             if !mine.is_empty() {
+                // As for a local create: the accounts about to get a card handle it from now
+                // on, so a click on the card is never refused for arriving before the
+                // delivery's own bookkeeping.
+                for t in &mine {
+                    self.index().add_handler(id, &t.account);
+                }
                 self.spawn_deliveries(a, mine, false);
             }
         }
