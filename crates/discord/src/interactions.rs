@@ -77,33 +77,30 @@ impl Reply {
     /// An ephemeral follow-up: only the person who acted sees it.
     pub(crate) async fn ephemeral(&self, shared: &Shared, text: &str) -> Result<(), DiscordError> {
         let body = json!({ "content": cut(text), "flags": EPHEMERAL, "allowed_mentions": { "parse": [] } });
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let route = Route::WebhookFollowupMessages {
-                application_id: ApplicationId::new(self.application_id),
-                token: &self.token,
-            };
-            match shared.rest.call(route, LightMethod::Post, Some(&body)).await {
-                Err(e) if e.code() == Some(10015) && attempt < FOLLOWUP_ATTEMPTS => {
-                    tokio::time::sleep(FOLLOWUP_PAUSE).await;
-                }
-                other => return other,
-            }
-        }
+        self.retrying(shared, LightMethod::Post, &body).await
     }
 
     /// Fills in a deferred response ("Edit Original Interaction Response").
     async fn edit_original(&self, shared: &Shared, text: &str) -> Result<(), DiscordError> {
         let body = json!({ "content": cut(text), "allowed_mentions": { "parse": [] } });
+        self.retrying(shared, LightMethod::Patch, &body).await
+    }
+
+    /// POST is a follow-up, PATCH the original response. Either may find no webhook (10015) or
+    /// no original (10008) while Discord still processes our first response: tried again a few
+    /// times after a short pause.
+    async fn retrying(&self, shared: &Shared, method: LightMethod, body: &Value) -> Result<(), DiscordError> {
+        let application_id = ApplicationId::new(self.application_id);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let route = Route::WebhookOriginalInteractionResponse {
-                application_id: ApplicationId::new(self.application_id),
-                token: &self.token,
+            let route = match method {
+                LightMethod::Patch => {
+                    Route::WebhookOriginalInteractionResponse { application_id, token: &self.token }
+                }
+                _ => Route::WebhookFollowupMessages { application_id, token: &self.token },
             };
-            match shared.rest.call(route, LightMethod::Patch, Some(&body)).await {
+            match shared.rest.call(route, method, Some(body)).await {
                 Err(e) if matches!(e.code(), Some(10015 | 10008)) && attempt < FOLLOWUP_ATTEMPTS => {
                     tokio::time::sleep(FOLLOWUP_PAUSE).await;
                 }
