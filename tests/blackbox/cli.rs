@@ -145,7 +145,7 @@ fn serve_refuses_a_bad_config_naming_file_and_line() {
     let config = dir.path().join("assent.toml");
     for (text, expect) in [
         ("[server]\nlisen = \"127.0.0.1:0\"\n", ":2: unknown field `lisen`"),
-        ("\n[channels.slack.accounts.main]\ntoken_env = \"T\"\n", "--features slack"),
+        ("\n[channels.icq.accounts.main]\ntoken_env = \"T\"\n", "unknown platform; assent knows"),
     ] {
         std::fs::write(&config, text).unwrap();
         let out = std::process::Command::new(crate::harness::ASSENT)

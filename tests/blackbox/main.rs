@@ -15,6 +15,7 @@ mod matrix;
 mod redaction;
 mod restart;
 mod security;
+mod slack;
 mod telegram;
 mod webdriver;
 mod webhook;

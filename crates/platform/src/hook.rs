@@ -43,6 +43,11 @@ impl HookResponse {
         Self { status: http::StatusCode::OK, body: body.to_string(), content_type: "application/json" }
     }
 
+    /// `503` with a reason: the hook cannot answer now; the platform may try again.
+    pub fn unavailable(why: &str) -> Self {
+        Self { status: http::StatusCode::SERVICE_UNAVAILABLE, body: why.to_owned(), content_type: TEXT }
+    }
+
     /// `400` with a reason.
     pub fn bad_request(why: &str) -> Self {
         Self { status: http::StatusCode::BAD_REQUEST, body: why.to_owned(), content_type: TEXT }

@@ -26,6 +26,8 @@ pub fn compiled() -> Vec<Arc<dyn DynPlatform>> {
     list.push(Arc::new(assent_telegram::TelegramPlatform));
     #[cfg(feature = "discord")]
     list.push(Arc::new(assent_discord::DiscordPlatform));
+    #[cfg(feature = "slack")]
+    list.push(Arc::new(assent_slack::SlackPlatform));
     list
 }
 

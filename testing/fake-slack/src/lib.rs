@@ -217,11 +217,22 @@ impl FakeSlack {
     /// `user` clicks the button showing `label` on message `ts` in `channel`. Returns the
     /// delivery id. Panics if no such button is shown: people click what they see.
     pub fn click(&self, user: &str, channel: &str, ts: &str, label: &str) -> String {
+        self.press(user, channel, ts, label, false)
+    }
+
+    /// Like [`click`](Self::click), on the message as it was first posted: the person's Slack
+    /// client has not caught up with an edit yet and still shows the old buttons.
+    pub fn click_stale(&self, user: &str, channel: &str, ts: &str, label: &str) -> String {
+        self.press(user, channel, ts, label, true)
+    }
+
+    fn press(&self, user: &str, channel: &str, ts: &str, label: &str, stale: bool) -> String {
         let name = self.name_of(user);
         let mut s = self.lock();
         let m = s.messages.iter().find(|m| m.channel == channel && m.ts == ts && !m.deleted).cloned();
         let m = m.unwrap_or_else(|| panic!("no message {ts} in {channel}"));
-        let found = m.blocks.iter().find_map(|b| {
+        let shown = if stale { m.edits.first().unwrap_or(&m.blocks) } else { &m.blocks };
+        let found = shown.iter().find_map(|b| {
             let buttons = b["elements"].as_array()?;
             let button = buttons.iter().find(|e| e["type"] == "button" && e["text"]["text"] == label)?;
             Some((b["block_id"].as_str().unwrap_or_default().to_owned(), button.clone()))
@@ -272,26 +283,43 @@ impl FakeSlack {
 
     /// Sends a payload over Socket Mode, or signed to the Request URL.
     fn deliver(&self, kind: &str, payload: Value, http: HttpBody) -> String {
+        let id = self.lock().id("env-");
+        self.lock().sent.insert(id.clone(), (kind.to_owned(), payload.clone(), http.clone()));
+        self.send(&id, kind, payload, http, 0);
+        id
+    }
+
+    fn send(&self, id: &str, kind: &str, payload: Value, http: HttpBody, retry: u32) {
         let mut s = self.lock();
-        let id = s.id("env-");
         match s.http.clone() {
             Some(url) => {
                 drop(s);
                 let shared = self.shared.clone();
-                let delivery = id.clone();
-                self.runtime.spawn(async move { socket::post(shared, url, delivery, http, 0).await });
+                let delivery = id.to_owned();
+                self.runtime.spawn(async move { socket::post(shared, url, delivery, http, retry).await });
             }
             None => {
                 let accepts = kind == "interactive" || kind == "slash_commands";
+                let reason = if retry > 0 { "timeout" } else { "" };
                 s.outbox.push_back(json!({
                     "envelope_id": id, "type": kind, "payload": payload,
-                    "accepts_response_payload": accepts, "retry_attempt": 0, "retry_reason": "",
+                    "accepts_response_payload": accepts, "retry_attempt": retry, "retry_reason": reason,
                 }));
                 drop(s);
                 self.shared.tick();
             }
         }
-        id
+    }
+
+    /// Sends delivery `id` again, as Slack does when it saw no ack in time ("Events API":
+    /// retries carry `X-Slack-Retry-Num`, or `retry_attempt` in Socket Mode); returns the new
+    /// delivery's id. The payload, and so its `event_id`, is the same.
+    pub fn redeliver(&self, id: &str) -> String {
+        let (kind, payload, http) =
+            self.lock().sent.get(id).cloned().unwrap_or_else(|| panic!("no delivery {id}"));
+        let again = self.lock().id("env-");
+        self.send(&again, &kind, payload, http, 1);
+        again
     }
 
     /// What became of delivery `id` (deadline applied).
@@ -333,6 +361,12 @@ impl FakeSlack {
     /// The live socket gets `disconnect` ("refresh_requested") and is closed.
     pub fn disconnect_socket(&self) {
         self.lock().kick += 1;
+        self.shared.tick();
+    }
+
+    /// The live socket ends with no `disconnect` and no close frame (a network failure).
+    pub fn drop_socket(&self) {
+        self.lock().drop_socket += 1;
         self.shared.tick();
     }
 

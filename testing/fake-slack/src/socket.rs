@@ -34,7 +34,7 @@ async fn connection(shared: Arc<Shared>, mut socket: WebSocket) {
         s.sockets.0 += 1;
         s.sockets.1 += 1;
         s.sockets.2 = s.sockets.2.max(s.sockets.0);
-        s.kick
+        (s.kick, s.drop_socket)
     };
     let hello = json!({
         "type": "hello",
@@ -53,14 +53,19 @@ async fn serve(
     shared: &Shared,
     socket: &mut WebSocket,
     ticks: &mut tokio::sync::watch::Receiver<u64>,
-    kick: u64,
+    (kick, drop): (u64, u64),
 ) {
     loop {
-        let (next, kicked) = {
+        let (next, kicked, dropped) = {
             let mut s = shared.lock();
             let kicked = s.kick != kick;
-            (if kicked { None } else { s.outbox.pop_front() }, kicked)
+            let dropped = s.drop_socket != drop;
+            (if kicked || dropped { None } else { s.outbox.pop_front() }, kicked, dropped)
         };
+        if dropped {
+            // No `disconnect`, no close frame: the connection just ends.
+            return;
+        }
         if kicked {
             let bye = json!({ "type": "disconnect", "reason": "refresh_requested", "debug_info": { "host": "fake-slack" } });
             let _ = send(socket, &bye).await;
@@ -110,6 +115,7 @@ pub(crate) fn signature(timestamp: &str, body: &str) -> String {
 }
 
 /// What an HTTP-mode delivery carries.
+#[derive(Debug, Clone)]
 pub(crate) enum HttpBody {
     /// `application/x-www-form-urlencoded` (interactivity's `payload=…`, slash commands).
     Form(Vec<(String, String)>),

@@ -80,10 +80,14 @@ pub(crate) struct State {
     pub(crate) sockets: (usize, usize, usize),
     /// Bumped to make the live socket send `disconnect`.
     pub(crate) kick: u64,
+    /// Bumped to make the live socket end without a word.
+    pub(crate) drop_socket: u64,
     /// Interactivity and slash-command Request URL, and the Events API Request URL (HTTP mode).
     pub(crate) http: Option<String>,
     /// HTTP deliveries not answered 200 within 3 s: (what, status or 0).
     pub(crate) http_failures: Vec<(String, u16)>,
+    /// Every delivery made, to send again: id → (kind, payload, HTTP body).
+    pub(crate) sent: HashMap<String, (String, Value, crate::socket::HttpBody)>,
     next: u64,
 }
 

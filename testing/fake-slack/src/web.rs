@@ -108,6 +108,8 @@ pub(crate) async fn call(
             let ticket = s.id("ticket-");
             Ok(json!({ "ok": true, "url": format!("{}?ticket={ticket}", shared.socket_url()) }))
         }
+        "bots.info" => Ok(bot_info(&p)),
+        "users.info" => Ok(user_info(&s, &p)),
         "conversations.open" => open(&mut s, &p),
         "chat.postMessage" => post(&mut s, &p),
         "chat.update" => update(&mut s, &p),
@@ -131,6 +133,33 @@ fn too_many(retry_after: u64) -> Response {
 }
 
 type Answer = Result<Value, u64>;
+
+/// "bots.info": the app's bot user, with its `app_id`.
+fn bot_info(p: &Map<String, Value>) -> Value {
+    if text_param(p, "bot") != Some(BOT_ID) {
+        return fail("bot_not_found");
+    }
+    json!({ "ok": true, "bot": {
+        "id": BOT_ID, "deleted": false, "name": "assent", "updated": 1_700_000_000,
+        "app_id": crate::APP_ID, "user_id": BOT_USER,
+        "icons": { "image_36": "https://a.slack-edge.com/36.png", "image_48": "https://a.slack-edge.com/48.png", "image_72": "https://a.slack-edge.com/72.png" },
+    } })
+}
+
+/// "users.info": a person of the workspace.
+fn user_info(s: &State, p: &Map<String, Value>) -> Value {
+    let Some(id) = text_param(p, "user") else { return fail("user_not_found") };
+    match s.people.get(id) {
+        Some(name) => json!({ "ok": true, "user": {
+            "id": id, "team_id": TEAM_ID, "name": name, "deleted": false, "is_bot": false,
+            "profile": { "display_name": name, "real_name": name },
+        } }),
+        None if id == BOT_USER => {
+            json!({ "ok": true, "user": { "id": id, "team_id": TEAM_ID, "name": "assent", "deleted": false, "is_bot": true } })
+        }
+        None => fail("user_not_found"),
+    }
+}
 
 fn open(s: &mut State, p: &Map<String, Value>) -> Answer {
     let Some(users) = text_param(p, "users") else { return Ok(fail("users_list_not_supplied")) };
@@ -224,7 +253,8 @@ fn update(s: &mut State, p: &Map<String, Value>) -> Answer {
     }
     m.edits.push(std::mem::replace(&mut m.blocks, blocks));
     m.text = text;
-    Ok(json!({ "ok": true, "channel": channel, "ts": ts, "text": m.text }))
+    let message = crate::wire::message(m);
+    Ok(json!({ "ok": true, "channel": channel, "ts": ts, "text": m.text, "message": message }))
 }
 
 fn delete(s: &mut State, p: &Map<String, Value>) -> Answer {
