@@ -28,10 +28,7 @@ mod platform;
 mod socket;
 mod web;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use assent_core::{
     capability::{ApprovalCapability, Availability, PrepareOutcome, Prepared, Presentation, Transport},
@@ -134,7 +131,7 @@ pub(crate) struct Shared {
     pub(crate) identity: tokio::sync::OnceCell<web::Identity>,
     pub(crate) seen: events::Seen,
     /// DMs opened so far: user id → conversation id.
-    dms: Mutex<HashMap<String, String>>,
+    dms: tokio::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Shared {
@@ -150,7 +147,7 @@ impl Shared {
             inbound,
             identity: tokio::sync::OnceCell::new(),
             seen: events::Seen::default(),
-            dms: Mutex::new(HashMap::new()),
+            dms: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -159,16 +156,15 @@ impl Shared {
         self.identity.get_or_try_init(|| self.web.identity()).await.cloned()
     }
 
-    /// The DM with `user`, opened once (CH-SL-5).
+    /// The DM with `user`, opened once (CH-SL-5). Cards for several approvals at once wait for
+    /// the first `conversations.open` rather than each asking.
     pub(crate) async fn dm(&self, user: &str) -> Result<String, SlackError> {
-        if let Some(c) = self.dms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(user) {
+        let mut dms = self.dms.lock().await;
+        if let Some(c) = dms.get(user) {
             return Ok(c.clone());
         }
         let channel = self.web.open_dm(user).await?;
-        self.dms
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(user.to_owned(), channel.clone());
+        dms.insert(user.to_owned(), channel.clone());
         Ok(channel)
     }
 

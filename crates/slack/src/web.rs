@@ -26,8 +26,9 @@ pub const DEFAULT_API_URL: &str = "https://slack.com/api";
 const CALL_LIMIT: Duration = Duration::from_secs(20);
 /// 429s waited out inside one call before the engine's schedule takes over.
 const QUICK_RETRIES: usize = 3;
-/// "chat.postMessage": about one message per second per channel.
-const POST_INTERVAL: Duration = Duration::from_secs(1);
+/// "chat.postMessage": about one message per second per channel. A little more, so that
+/// network jitter never makes two posts reach Slack closer together than that.
+const POST_INTERVAL: Duration = Duration::from_millis(1100);
 
 /// A message's content: the `text` fallback and the blocks.
 pub(crate) type Content = SlackMessageContent;

@@ -281,6 +281,25 @@ impl FakeSlack {
         self.deliver("events_api", payload.clone(), HttpBody::Json(payload))
     }
 
+    /// Delivers `payload` as it is, for tests of what an app does with a payload Slack would not
+    /// normally send (a field missing, another workspace's team id). `kind` is the Socket Mode
+    /// envelope type: `interactive`, `slash_commands` or `events_api`. Returns the delivery id.
+    pub fn deliver_payload(&self, kind: &str, payload: Value) -> String {
+        let http = match kind {
+            "interactive" => HttpBody::Form(vec![("payload".to_owned(), payload.to_string())]),
+            "slash_commands" => HttpBody::Form(
+                payload
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                    .collect(),
+            ),
+            _ => HttpBody::Json(payload.clone()),
+        };
+        self.deliver(kind, payload, http)
+    }
+
     /// Sends a payload over Socket Mode, or signed to the Request URL.
     fn deliver(&self, kind: &str, payload: Value, http: HttpBody) -> String {
         let id = self.lock().id("env-");
@@ -335,6 +354,11 @@ impl FakeSlack {
         let mut s = self.lock();
         s.expire();
         s.envelopes.values().filter(|e| e.failed).count() + s.http_failures.len()
+    }
+
+    /// Every message in `channel`, people's and the app's, in order.
+    pub fn messages(&self, channel: &str) -> Vec<SentMessage> {
+        self.lock().messages.iter().filter(|m| m.channel == channel).map(sent).collect()
     }
 
     /// The app's messages in `channel`, ephemeral ones included, in order.
