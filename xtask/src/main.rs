@@ -23,7 +23,8 @@ commands:
             `bench server`: NF-5 CLI start, 10k long-poll waiters (memory, latency);
             `bench matrix`: a Matrix round trip on Synapse vs a bare matrix-sdk bot;
             `bench telegram`: press → answerCallbackQuery vs a bare teloxide bot;
-            `bench discord`: click → deferred update vs a bare serenity bot
+            `bench discord`: click → deferred update vs a bare serenity bot;
+            `bench slack`: click → ack in Socket Mode and HTTP mode vs bare slack-morphism apps
   soak      the NF-7 crash test with 1,000 SIGKILLs instead of CI's 200 (release build)
   fuzz      `fuzz <target>|all [--time SECONDS]`: run fuzz targets with cargo-fuzz on stable
             Rust (no sanitizer), 60 s each by default, and print their executions. Targets:

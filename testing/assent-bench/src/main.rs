@@ -9,6 +9,7 @@ mod alloc;
 mod discord;
 mod matrix;
 mod server;
+mod slack;
 mod store;
 mod telegram;
 
@@ -32,7 +33,7 @@ use async_trait::async_trait;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
-const USAGE: &str = "usage: assent-bench [store|server|matrix|telegram|discord] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  telegram a press until the fake Bot API server gets answerCallbackQuery, against a bare teloxide bot\n  discord  a click until the fake Discord gets the deferred update, against a bare serenity bot\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
+const USAGE: &str = "usage: assent-bench [store|server|matrix|telegram|discord] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  telegram a press until the fake Bot API server gets answerCallbackQuery, against a bare teloxide bot\n  discord  a click until the fake Discord gets the deferred update, against a bare serenity bot\n  slack    a click until the fake Slack gets the ack, in Socket Mode and HTTP mode, against bare slack-morphism apps\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
 
 /// A webhook receiver that takes 30 s to answer, like a slow plugin.
 struct SleepySink;
@@ -231,7 +232,8 @@ fn main() {
     let matrix = args.iter().any(|a| a == "matrix");
     let telegram = args.iter().any(|a| a == "telegram");
     let discord = args.iter().any(|a| a == "discord");
-    let known = ["--quick", "store", "server", "matrix", "telegram", "discord", "nf1", "nf2", "nf3"];
+    let slack = args.iter().any(|a| a == "slack");
+    let known = ["--quick", "store", "server", "matrix", "telegram", "discord", "slack", "nf1", "nf2", "nf3"];
     if args.iter().any(|a| !known.contains(&a.as_str())) {
         eprintln!("{USAGE}");
         std::process::exit(2);
@@ -259,6 +261,10 @@ fn main() {
     }
     if discord {
         rt.block_on(discord::run(quick));
+        return;
+    }
+    if slack {
+        rt.block_on(slack::run(quick));
         return;
     }
     let (p1, s1, l2, p3) = if quick { (1_000, 500, 1_000, 10_000) } else { (10_000, 5_000, 20_000, 100_000) };
