@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use assent_platform::{Hook, HookFuture, HookRequest, HookResponse};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
 
@@ -63,25 +64,34 @@ fn form(body: &str) -> Map<String, Value> {
     url::form_urlencoded::parse(body.as_bytes()).into_owned().map(|(k, v)| (k, Value::String(v))).collect()
 }
 
+/// "url_verification": `{"type": "url_verification", "challenge": "…"}`.
+#[derive(Debug, Deserialize)]
+struct Verification {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    challenge: Option<String>,
+}
+
 fn read(request: &HookRequest, body: &str) -> Result<Body, String> {
     let content_type = request.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if content_type.starts_with("application/json") {
-        let v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-        if v["type"] == "url_verification" {
-            return Ok(Body::Challenge(v["challenge"].as_str().unwrap_or_default().to_owned()));
+        let v: Verification = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+        if v.kind.as_deref() == Some("url_verification") {
+            return Ok(Body::Challenge(v.challenge.unwrap_or_default()));
         }
-        return Incoming::event(&v).map(|i| Body::Incoming(Box::new(i)));
+        return Incoming::event(body).map(|i| Body::Incoming(Box::new(i)));
     }
     let fields = form(body);
     if let Some(payload) = fields.get("payload").and_then(Value::as_str) {
-        let v: Value = serde_json::from_str(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
-        return Incoming::interactive(&v).map(|i| Body::Incoming(Box::new(i)));
+        return Incoming::interactive(payload).map(|i| Body::Incoming(Box::new(i)));
     }
     if fields.contains_key("ssl_check") {
         return Ok(Body::Check);
     }
     if fields.contains_key("command") {
-        return Incoming::command(&Value::Object(fields)).map(|i| Body::Incoming(Box::new(i)));
+        let json = Value::Object(fields).to_string();
+        return Incoming::command(&json).map(|i| Body::Incoming(Box::new(i)));
     }
     Err("neither an interaction, a slash command nor an event".to_owned())
 }

@@ -1,10 +1,11 @@
 //! Clicks, `/approve` and typed messages (CH-SL-4, CH-SL-7), however they arrive.
 //!
-//! [`begin`] runs from memory only: it checks the workspace and app, prechecks the click or
-//! command, and says whether to acknowledge. The caller acknowledges (the Socket Mode ack, or
-//! the HTTP 200) and only then runs [`finish`], which records the decision and answers the
+//! [`begin`] runs from memory only: it checks the workspace and app and says whether to
+//! acknowledge. The caller acknowledges (the Socket Mode ack, or the HTTP 200) and only then
+//! runs [`finish`], which prechecks the click or command, records the decision and answers the
 //! person with `chat.postEphemeral`. So a click is acknowledged only once it is certain to be
-//! carried to `resolve`: "selected" with no decision recorded cannot happen.
+//! carried to `resolve`: "selected" with no decision recorded cannot happen. The precheck comes
+//! after the ack because Slack's ack carries nothing it could say: a refusal is a message.
 
 use std::{
     collections::HashMap,
@@ -14,10 +15,8 @@ use std::{
 
 use assent_core::{
     command::TypedMessage,
-    lifecycle::Rejection,
     model::{Actor, Channel, Surface},
 };
-use assent_engine::{Accepted, TypedOutcome};
 use serde_json::{Value, json};
 
 use crate::{
@@ -72,12 +71,12 @@ impl Reply {
 
 /// What runs after the ack.
 pub(crate) enum After {
-    /// Record a click (or tell the clicker why not).
-    Settle { actor: Actor, precheck: Result<Accepted, Rejection>, reply: Reply },
+    /// Precheck and record a click (or tell the clicker why not).
+    Settle { actor: Actor, token: String, reply: Reply },
     /// "Full command": the redacted text, privately.
     FullText { actor: Actor, token: String, reply: Reply },
-    /// `/approve` or a typed `approve …`: record it and answer privately.
-    Typed { outcome: TypedOutcome, reply: Reply },
+    /// `/approve` or a typed `approve …`: precheck, record and answer privately.
+    Typed { actor: Actor, text: String, reply: Reply },
 }
 
 /// Why a delivery is not acknowledged.
@@ -116,7 +115,7 @@ fn actor(user: &str, display: String, channel: &str) -> Actor {
     Actor::platform(Channel::Slack, user.to_owned(), display, surface)
 }
 
-/// Checks and prechecks `incoming` from memory. `Ok(None)`: acknowledge, nothing to do.
+/// Checks `incoming` from memory. `Ok(None)`: acknowledge, nothing to do.
 pub(crate) fn begin(shared: &Shared, me: &Identity, incoming: Incoming) -> Result<Option<After>, Refused> {
     if let Some(source) = incoming.source()
         && (source.team_id != me.team_id || source.app_id != me.app_id)
@@ -127,14 +126,14 @@ pub(crate) fn begin(shared: &Shared, me: &Identity, incoming: Incoming) -> Resul
         )));
     }
     Ok(match incoming {
-        Incoming::Click(c) => click(shared, c),
-        Incoming::Command(c) => command(shared, c),
+        Incoming::Click(c) => click(c),
+        Incoming::Command(c) => command(c),
         Incoming::Event(e) => message(shared, me, e),
         Incoming::Other => None,
     })
 }
 
-fn click(shared: &Shared, c: Click) -> Option<After> {
+fn click(c: Click) -> Option<After> {
     let actor = actor(&c.user.id, c.user.display(), &c.channel);
     let reply = Reply { channel: c.channel, user: c.user.id, thread_ts: c.thread_ts };
     let token = c.action.value.unwrap_or_default();
@@ -144,21 +143,18 @@ fn click(shared: &Shared, c: Click) -> Option<After> {
     if !c.action.action_id.starts_with(DECIDE_ACTION) {
         return None;
     }
-    let precheck = shared.inbound.precheck_token(&token, actor.clone());
-    Some(After::Settle { actor, precheck, reply })
+    Some(After::Settle { actor, token, reply })
 }
 
-fn command(shared: &Shared, c: Command) -> Option<After> {
+fn command(c: Command) -> Option<After> {
     if c.command != "/approve" {
         return None;
     }
     let actor = actor(&c.user_id, c.user_name.unwrap_or_else(|| c.user_id.clone()), &c.channel_id);
     let reply = Reply { channel: c.channel_id, user: c.user_id, thread_ts: None };
-    let text = format!("/approve {}", c.text.trim());
-    let msg = TypedMessage { text: &text, is_edit: false, from_bot: false };
-    let outcome = shared.inbound.precheck_typed(actor, msg, None);
     // An empty `/approve` still deserves the usage text.
-    Some(After::Typed { outcome, reply })
+    let text = format!("/approve {}", c.text.trim());
+    Some(After::Typed { actor, text, reply })
 }
 
 fn message(shared: &Shared, me: &Identity, e: Event) -> Option<After> {
@@ -176,30 +172,31 @@ fn message(shared: &Shared, me: &Identity, e: Event) -> Option<After> {
         return None;
     }
     let actor = actor(&user, user.clone(), &channel);
-    let msg = TypedMessage { text: &text, is_edit: false, from_bot: false };
-    let outcome = shared.inbound.precheck_typed(actor, msg, None);
-    if matches!(outcome, TypedOutcome::Ignore) {
-        return None;
-    }
     // Answered in the thread it was typed in.
     let thread_ts = m.thread_ts.or(m.ts).filter(|_| m.channel_type.as_deref() != Some("im"));
-    Some(After::Typed { outcome, reply: Reply { channel, user, thread_ts } })
+    Some(After::Typed { actor, text, reply: Reply { channel, user, thread_ts } })
 }
 
 /// Runs what comes after the ack.
 pub(crate) async fn finish(shared: Arc<Shared>, after: After) {
     let outcome = match after {
-        After::Settle { actor, precheck, reply } => {
+        After::Settle { actor, token, reply } => {
+            let precheck = shared.inbound.precheck_token(&token, actor.clone());
             if let Some(Err(e)) = shared.inbound.settle(&actor, precheck, &reply.context()).await {
                 tracing::warn!(account = %shared.key, error = %e, "a Slack click could not be recorded");
             }
             Ok(())
         }
         After::FullText { actor, token, reply } => full_text(&shared, &actor, &token, &reply).await,
-        After::Typed { outcome, reply } => match shared.inbound.answer_typed(outcome).await {
-            Some(text) => reply.send(&shared, &text).await,
-            None => Ok(()),
-        },
+        After::Typed { actor, text, reply } => {
+            let msg = TypedMessage { text: &text, is_edit: false, from_bot: false };
+            // Anything but an `approve` command is ignored quietly.
+            let outcome = shared.inbound.precheck_typed(actor, msg, None);
+            match shared.inbound.answer_typed(outcome).await {
+                Some(text) => reply.send(&shared, &text).await,
+                None => Ok(()),
+            }
+        }
     };
     if let Err(e) = outcome {
         tracing::warn!(account = %shared.key, error = %e, "could not answer a Slack action");

@@ -6,6 +6,8 @@
 //! Only what assent needs is required, so a payload that differs elsewhere (a new field, a
 //! block type nobody modelled) still decides; one that lacks a needed field is refused, and
 //! refused before the ack, so Slack shows the person an error rather than a silent success.
+//! Payloads are read straight from their JSON text: the rest (a click's whole message, its
+//! blocks) is skipped, never built into a tree, which keeps the work before the ack small.
 
 use serde::Deserialize;
 
@@ -142,14 +144,34 @@ pub(crate) enum Incoming {
     Other,
 }
 
+/// The `type` of a payload, read alone.
+#[derive(Debug, Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn kind_of(json: &str) -> Result<Option<String>, String> {
+    let k: Kind<'_> = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    Ok(k.kind.map(|k| k.into_owned()))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventKind<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    event: Option<Kind<'a>>,
+}
+
 impl Incoming {
     /// An interactivity payload (`payload=` over HTTP, the envelope's `payload` in Socket Mode).
-    pub(crate) fn interactive(payload: &serde_json::Value) -> Result<Self, String> {
-        if payload["type"] != "block_actions" {
+    pub(crate) fn interactive(json: &str) -> Result<Self, String> {
+        if kind_of(json)?.as_deref() != Some("block_actions") {
             return Ok(Self::Other);
         }
-        let raw: RawClick = serde_json::from_value(payload.clone())
-            .map_err(|e| format!("not a block_actions payload: {e}"))?;
+        let raw: RawClick =
+            serde_json::from_str(json).map_err(|e| format!("not a block_actions payload: {e}"))?;
         let channel = raw
             .container
             .channel_id
@@ -165,20 +187,19 @@ impl Incoming {
         }))
     }
 
-    /// A slash command.
-    pub(crate) fn command(fields: &serde_json::Value) -> Result<Self, String> {
-        serde_json::from_value(fields.clone())
-            .map(Self::Command)
-            .map_err(|e| format!("not a slash command: {e}"))
+    /// A slash command, as a JSON object of its fields.
+    pub(crate) fn command(json: &str) -> Result<Self, String> {
+        serde_json::from_str(json).map(Self::Command).map_err(|e| format!("not a slash command: {e}"))
     }
 
     /// An Events API callback.
-    pub(crate) fn event(body: &serde_json::Value) -> Result<Self, String> {
-        if body["type"] != "event_callback" || body["event"]["type"] != "message" {
+    pub(crate) fn event(json: &str) -> Result<Self, String> {
+        let kinds: EventKind<'_> = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+        let message = kinds.event.and_then(|e| e.kind).is_some_and(|k| k == "message");
+        if kinds.kind.as_deref() != Some("event_callback") || !message {
             return Ok(Self::Other);
         }
-        let raw: RawEvent =
-            serde_json::from_value(body.clone()).map_err(|e| format!("not a message event: {e}"))?;
+        let raw: RawEvent = serde_json::from_str(json).map_err(|e| format!("not a message event: {e}"))?;
         Ok(Self::Event(Event {
             source: Source { team_id: raw.team_id, app_id: raw.api_app_id },
             event_id: raw.event_id,
@@ -229,7 +250,7 @@ mod tests {
             "message": { "blocks": [{ "type": "some_future_block" }] },
             "actions": [{ "type": "button", "action_id": "assent.decide.deny", "value": "tok", "block_id": "b" }],
         });
-        let Incoming::Click(click) = Incoming::interactive(&payload).unwrap() else { panic!() };
+        let Incoming::Click(click) = Incoming::interactive(&payload.to_string()).unwrap() else { panic!() };
         assert_eq!((click.channel.as_str(), click.action.value.as_deref()), ("D1", Some("tok")));
     }
 
@@ -237,6 +258,6 @@ mod tests {
     fn a_click_without_a_user_is_refused() {
         let payload = json!({ "type": "block_actions", "team": { "id": "T1" }, "api_app_id": "A1",
             "container": { "channel_id": "D1" }, "actions": [] });
-        assert!(Incoming::interactive(&payload).is_err());
+        assert!(Incoming::interactive(&payload.to_string()).is_err());
     }
 }

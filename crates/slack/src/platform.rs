@@ -131,8 +131,17 @@ impl Platform for SlackPlatform {
         inbound: Inbound,
     ) -> Option<Arc<dyn Hook>> {
         let secret = account.signing_secret.as_ref()?;
-        let shared = Shared::new(account, availability.clone(), inbound).ok()?;
-        Some(Arc::new(crate::endpoint::SlackHook::new(Arc::new(shared), secret)))
+        let shared = Arc::new(Shared::new(account, availability.clone(), inbound).ok()?);
+        // The workspace and app are learned now, so the first click waits for nothing.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let learning = shared.clone();
+            runtime.spawn(async move {
+                if let Err(e) = learning.identity().await {
+                    tracing::warn!(account = %learning.key, error = %e, "cannot learn the Slack app's identity yet");
+                }
+            });
+        }
+        Some(Arc::new(crate::endpoint::SlackHook::new(shared, secret)))
     }
 
     async fn connect(

@@ -11,7 +11,8 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::{json, value::RawValue};
 use slack_morphism::prelude::SlackApiToken;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -150,21 +151,37 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, ready: &tokio::sync::watch:
     }
 }
 
+/// A Socket Mode frame; its payload is kept as text until its type is known.
+#[derive(Debug, Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    envelope_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reason: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    payload: Option<&'a RawValue>,
+}
+
 /// Reads one frame from Slack.
 fn step(shared: &Shared, text: &str, ready: &tokio::sync::watch::Sender<bool>) -> Step {
-    let Ok(frame) = serde_json::from_str::<Value>(text) else {
-        tracing::warn!(account = %shared.key, "Slack sent a frame that is not JSON");
-        return Step::Nothing;
+    let frame: Frame<'_> = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(account = %shared.key, error = %e, "Slack sent a frame assent cannot read");
+            return Step::Nothing;
+        }
     };
-    let kind = frame["type"].as_str().unwrap_or_default();
-    let payload = &frame["payload"];
+    let kind = frame.kind.as_ref();
+    let payload = frame.payload.map_or("null", RawValue::get);
     let incoming = match kind {
         "hello" => {
             ready.send_replace(true);
             return Step::Nothing;
         }
         "disconnect" => {
-            let reason = frame["reason"].as_str().unwrap_or("no reason");
+            let reason = frame.reason.as_deref().unwrap_or("no reason");
             return Step::Reconnect(format!("Slack asked for a new connection ({reason})"));
         }
         "interactive" => Incoming::interactive(payload),
@@ -172,14 +189,14 @@ fn step(shared: &Shared, text: &str, ready: &tokio::sync::watch::Sender<bool>) -
         "events_api" => Incoming::event(payload),
         _ => return Step::Nothing,
     };
-    let Some(envelope_id) = frame["envelope_id"].as_str() else {
+    let Some(envelope_id) = frame.envelope_id else {
         tracing::warn!(account = %shared.key, kind, "a Slack envelope without an envelope_id");
         return Step::Nothing;
     };
     // The identity is learned before the connection opens.
     let Some(me) = shared.identity.get() else { return Step::Nothing };
     match incoming.map_err(Refused::Malformed).and_then(|i| events::begin(shared, me, i)) {
-        Ok(after) => Step::Ack(envelope_id.to_owned(), after.map(Box::new)),
+        Ok(after) => Step::Ack(envelope_id.into_owned(), after.map(Box::new)),
         Err(refused) => {
             // Not acknowledged: Slack tells the person it failed, never a silent success.
             tracing::warn!(account = %shared.key, kind, reason = ?refused, "a Slack envelope was refused");

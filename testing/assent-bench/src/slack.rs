@@ -3,7 +3,8 @@
 //! in the engine and every approval's callback sleeping 30 s. In the same run, bare
 //! slack-morphism apps acknowledge the same clicks through the same fake: its Socket Mode
 //! listener with a callback that returns at once, and an HTTP endpoint that verifies the
-//! signature with its `SlackEventSignatureVerifier` and answers 200. Prints both, the ratio, and
+//! signature with its `SlackEventSignatureVerifier` and answers 200. The bare apps post the very
+//! cards assent posted, so every click carries the same payload to both. Prints both, the ratio, and
 //! how far p99 is from Slack's 3 s deadline.
 //!
 //! Cards to one DM are paced at about one a second (as Slack asks), and each click comes 200 ms
@@ -50,10 +51,10 @@ pub(crate) async fn run(quick: bool) {
     for mode in [Mode::Socket, Mode::Http] {
         let fake = FakeSlack::start().await;
         fake.person(KIM, "kim");
-        let mut through_assent = assent(&fake, mode, rounds, pending).await;
+        let (mut through_assent, cards) = assent(&fake, mode, rounds, pending).await;
         let fake = FakeSlack::start().await;
         fake.person(KIM, "kim");
-        let mut bare = bare_app(&fake, mode, rounds).await;
+        let mut bare = bare_app(&fake, mode, &cards).await;
         through_assent.sort();
         bare.sort();
         let (a50, a99) = (percentile(&through_assent, 0.5), percentile(&through_assent, 0.99));
@@ -131,10 +132,14 @@ async fn engine(fake: &FakeSlack, mode: Mode, pending: usize) -> (Engine, Engine
     (engine, h, channel)
 }
 
-/// Clicks on fresh cards through assent.
-async fn assent(fake: &FakeSlack, mode: Mode, rounds: usize, pending: usize) -> Vec<Duration> {
+/// The blocks of one posted card.
+type Blocks = Vec<serde_json::Value>;
+
+/// Clicks on fresh cards through assent; the delays, and the cards' blocks.
+async fn assent(fake: &FakeSlack, mode: Mode, rounds: usize, pending: usize) -> (Vec<Duration>, Vec<Blocks>) {
     let (engine, h, channel) = engine(fake, mode, pending).await;
     let mut delays = Vec::new();
+    let mut cards = Vec::new();
     for n in 0..rounds {
         let a = h
             .create(with_callback(exec_request(&["echo", &n.to_string()])))
@@ -151,12 +156,13 @@ async fn assent(fake: &FakeSlack, mode: Mode, rounds: usize, pending: usize) -> 
         let click =
             fake.click(KIM, &card.channel, &card.ts, &label.unwrap_or_else(|| panic!("no decision button")));
         delays.push(wait_for(|| fake.delivery(&click)?.acked).await);
+        cards.push(card.blocks.clone());
         h.wait(&a.id, Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{e}"));
         tokio::time::sleep(PACE).await;
     }
     drop(channel);
     engine.shutdown(Duration::from_secs(5)).await;
-    delays
+    (delays, cards)
 }
 
 fn client(fake: &FakeSlack) -> Arc<SlackHyperClient> {
@@ -179,8 +185,8 @@ async fn ack_at_once(
 }
 
 /// A bare slack-morphism app: Socket Mode listener or signature-checking endpoint, posting
-/// cards and acknowledging their clicks at once.
-async fn bare_app(fake: &FakeSlack, mode: Mode, rounds: usize) -> Vec<Duration> {
+/// `cards` and acknowledging their clicks at once.
+async fn bare_app(fake: &FakeSlack, mode: Mode, cards: &[Blocks]) -> Vec<Duration> {
     let client = client(fake);
     let listener = match mode {
         Mode::Socket => {
@@ -222,13 +228,9 @@ async fn bare_app(fake: &FakeSlack, mode: Mode, rounds: usize) -> Vec<Duration> 
         }
     };
     let mut delays = Vec::new();
-    for n in 0..rounds {
-        let blocks: Vec<SlackBlock> = serde_json::from_value(serde_json::json!([{
-            "type": "actions", "block_id": format!("bare:{n}"),
-            "elements": [{ "type": "button", "action_id": "bare", "value": n.to_string(),
-                "text": { "type": "plain_text", "text": "Allow once" } }],
-        }]))
-        .unwrap_or_else(|e| panic!("{e}"));
+    for (n, card) in cards.iter().enumerate() {
+        let blocks: Vec<SlackBlock> =
+            serde_json::from_value(serde_json::Value::Array(card.clone())).unwrap_or_else(|e| panic!("{e}"));
         let content = SlackMessageContent::new().with_text(format!("card {n}")).with_blocks(blocks);
         let posted = session
             .chat_post_message(&SlackApiChatPostMessageRequest::new(dm.clone().into(), content))
