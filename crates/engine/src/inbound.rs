@@ -132,6 +132,16 @@ impl Inbound {
         outcome
     }
 
+    /// Like [`Inbound::settle`], for a channel that answers the person itself: it may run on a
+    /// replica that does not hold the account (an HTTP hook), where no capability could reply.
+    /// Returns the refusal, or why the decision could not be recorded; `None` once recorded.
+    pub async fn settle_reply(&self, precheck: Result<Accepted, Rejection>) -> Option<String> {
+        match precheck {
+            Err(rejection) => Some(rejection.to_string()),
+            Ok(accepted) => self.resolve(accepted).await.err().map(|e| refusal_text(&e)),
+        }
+    }
+
     /// PO-11: a "Full command" press. The full redacted text of the approval's command (and
     /// script), for an approver of this account only; the channel sends it to them privately.
     pub async fn full_text(&self, token: &str, actor: &Actor) -> Result<String, Rejection> {

@@ -17,7 +17,6 @@ use assent_core::{
     command::TypedMessage,
     model::{Actor, Channel, Surface},
 };
-use serde_json::{Value, json};
 
 use crate::{
     Shared,
@@ -35,21 +34,6 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    /// The engine's handle on the press, for `reply_private`.
-    pub(crate) fn context(&self) -> Value {
-        json!({ "slack_reply": { "channel": self.channel, "thread_ts": self.thread_ts } })
-    }
-
-    /// The reply for `user`, from a context made by [`Reply::context`].
-    pub(crate) fn from_context(context: &Value, user: &str) -> Option<Self> {
-        let r = &context["slack_reply"];
-        Some(Self {
-            channel: r["channel"].as_str()?.to_owned(),
-            user: user.to_owned(),
-            thread_ts: r["thread_ts"].as_str().map(str::to_owned),
-        })
-    }
-
     /// Ephemeral where the person acted; when Slack cannot show it there (they are not in that
     /// conversation), in their DM with the app instead.
     pub(crate) async fn send(&self, shared: &Shared, text: &str) -> Result<(), crate::SlackError> {
@@ -181,11 +165,13 @@ fn message(shared: &Shared, me: &Identity, e: Event) -> Option<After> {
 pub(crate) async fn finish(shared: Arc<Shared>, after: After) {
     let outcome = match after {
         After::Settle { actor, token, reply } => {
-            let precheck = shared.inbound.precheck_token(&token, actor.clone());
-            if let Some(Err(e)) = shared.inbound.settle(&actor, precheck, &reply.context()).await {
-                tracing::warn!(account = %shared.key, error = %e, "a Slack click could not be recorded");
+            // Answered from here, not through the engine's capability: on a replica without the
+            // account (HTTP mode) there is none.
+            let precheck = shared.inbound.precheck_token(&token, actor);
+            match shared.inbound.settle_reply(precheck).await {
+                Some(refusal) => reply.send(&shared, &refusal).await,
+                None => Ok(()),
             }
-            Ok(())
         }
         After::FullText { actor, token, reply } => full_text(&shared, &actor, &token, &reply).await,
         After::Typed { actor, text, reply } => {

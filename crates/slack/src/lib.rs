@@ -285,11 +285,10 @@ impl Transport<SlackChannel> for SlackChannel {
         self.shared.web.delete(&entry.channel, &entry.ts).await
     }
 
-    /// Ephemeral, where the person acted (CH-SL-4); without that, in their DM with the app.
-    async fn reply_private(&self, actor: &Actor, context: &Value, text: &str) -> Result<(), SlackError> {
-        if let Some(reply) = events::Reply::from_context(context, &actor.user_id) {
-            return reply.send(&self.shared, text).await;
-        }
+    /// In the person's DM with the app. Clicks and commands are answered by the crate itself,
+    /// ephemerally where the person acted (CH-SL-4); this is for what the engine tells them
+    /// otherwise.
+    async fn reply_private(&self, actor: &Actor, _context: &Value, text: &str) -> Result<(), SlackError> {
         let dm = self.shared.dm(&actor.user_id).await?;
         self.shared.say(&dm, None, text).await
     }

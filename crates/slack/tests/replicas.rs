@@ -20,7 +20,7 @@ use assent_slack::{SlackAccount, SlackChannel, SlackPlatform};
 use assent_store::{OpenOptions, SqlStore};
 use assent_testing::{T0, exec_request, postgres::PgServer, test_config};
 
-use crate::harness::{APPROVER, Endpoint, acked, key, label, routing, until};
+use crate::harness::{APPROVER, Endpoint, OUTSIDER, acked, key, label, routing, until};
 
 async fn replica(url: &str, clock: &ManualClock) -> Engine {
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(url, OpenOptions::default()).await.unwrap());
@@ -81,6 +81,12 @@ async fn st_7_an_http_click_on_the_replica_without_the_account_is_acknowledged_a
         harness::cards_in(&fake, &dm, &created.id).pop()
     })
     .await;
+    // An outsider's click there is refused, and they are told so, though that replica has no
+    // capability of the account to reply through.
+    let eve = fake.click(OUTSIDER, &card.channel, &card.ts, &label(&card, Decision::AllowOnce));
+    assert!(acked(&fake, &eve).await.acked.is_some());
+    let told = until("the outsider is told", || harness::answers(&fake, &card.channel, OUTSIDER).pop()).await;
+    assert_eq!(told.text, "You can't decide this approval.");
     let click = fake.click(APPROVER, &card.channel, &card.ts, &label(&card, Decision::AllowOnce));
     let d = acked(&fake, &click).await;
     assert!(d.acked.is_some() && !d.failed, "{d:?}");
