@@ -12,11 +12,11 @@
 //! slack-morphism provides the Web API client (pointed at `api_url`), the Block Kit models every
 //! card is checked against, and request signature verification. Two parts are this crate's own,
 //! on purpose:
-//! - **the Socket Mode connection** ([`socket`]): slack-morphism's listener acknowledges an
+//! - **the Socket Mode connection** (`socket.rs`): slack-morphism's listener acknowledges an
 //!   envelope whose payload it cannot parse, which would show a click as accepted while nothing
 //!   is recorded (the defect CH-SL-6 forbids), and always sends a slash command's ack with a
 //!   response payload. Ours acknowledges only what it will carry to the engine;
-//! - **reading payloads** ([`payload`]): only the fields assent uses are required, so a payload
+//! - **reading payloads** (`payload.rs`): only the fields assent uses are required, so a payload
 //!   that differs elsewhere still decides.
 
 mod card;
