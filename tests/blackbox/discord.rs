@@ -188,6 +188,7 @@ fn ch_dc_a_click_after_a_restart_while_pending_still_decides() {
     let server = serve(&dc, &format!("approvers = [\"{KIM}\"]"), "", "");
     let (id, reference) = server.create(exec(&["systemctl", "restart", "web"]));
     let card = dc.dm_card(KIM, &reference, |m| !m.buttons.is_empty());
+    server.card_recorded(&id, "Discord (main)");
     let before = dc.fake.gateway_sessions().1;
     let server = server.restart();
     connected(&dc, &server, before);

@@ -246,6 +246,17 @@ impl Server {
         })
     }
 
+    /// Waits until the server has recorded its card on `route` (`Discord (main)`). The fake shows
+    /// a card a moment before the server's ledger write, so a kill in between legitimately posts
+    /// the card again at restart; tests about restarts wait for the record first.
+    pub(crate) fn card_recorded(&self, id: &str, route: &str) {
+        eventually(&format!("the {route} card to be recorded"), || {
+            let (_, a) = self.call("GET", &format!("/v1/approvals/{id}"), None);
+            let routes = a["routes"].as_array().cloned().unwrap_or_default();
+            routes.iter().any(|r| r == route).then_some(())
+        });
+    }
+
     /// Waits until the chat account `account` (`telegram/main`) is attached and active.
     pub(crate) fn attached(&self, account: &str) {
         eventually(&format!("{account} to attach"), || {

@@ -263,6 +263,7 @@ fn ch_sl_a_click_after_a_restart_while_pending_still_decides() {
     let server = serve(&sl, Mode::Socket, &format!("approvers = [\"{KIM}\"]"), "");
     let (id, reference) = server.create(exec(&["systemctl", "restart", "web"]));
     let card = sl.dm_card(KIM, &reference, has_buttons);
+    server.card_recorded(&id, "Slack (main)");
     let before = sl.fake.sockets().1;
     let server = server.restart();
     connected(&sl, &server, Mode::Socket, before);

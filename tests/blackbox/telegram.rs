@@ -149,6 +149,7 @@ fn ch_tg_a_press_after_a_restart_while_pending_still_decides() {
     let server = serve(&tg, "approvers = [\"1001\"]", "");
     let (id, reference) = server.create(exec(&["systemctl", "restart", "web"]));
     let card = tg.card(KIM, &reference, |m| !m.buttons.is_empty());
+    server.card_recorded(&id, "Telegram (main)");
     let server = server.restart();
     server.attached("telegram/main");
     assert_eq!(tg.press(KIM, &card, "Allow once"), "Recording: allow once");
