@@ -1,10 +1,16 @@
 //! The web console in a real headless Chromium (CH-WEB-1..4): log in with a token, watch a card
 //! appear live, approve it, see it leave the queue; a decision made through the API removes the
-//! controls from an open detail page. A screenshot is kept under target/tmp/.
+//! controls from an open detail page. Every page is photographed at desktop and phone widths, in
+//! both colour schemes, under target/tmp/console/.
 
 use std::{path::PathBuf, time::Instant};
 
-use crate::{harness::Server, webdriver::Browser};
+use serde_json::{Value, json};
+
+use crate::{
+    harness::{Server, exec},
+    webdriver::Browser,
+};
 
 fn artifact(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console").join(name)
@@ -41,7 +47,7 @@ fn ch_web_login_live_queue_approve_and_decisions_elsewhere() {
     browser.screenshot(&artifact("detail.png"));
     browser.click(&browser.wait_for("button[data-decision='allow-once']"));
     browser.wait_gone("#decide");
-    assert!(browser.text(&browser.wait_for("#status")).contains("approved once by console:admin"));
+    assert!(browser.text(&browser.wait_for("#status")).contains("Approved once by console:admin"));
     browser.goto(&format!("{}/", server.url));
     browser.wait_for("#empty");
 
@@ -58,7 +64,7 @@ fn ch_web_login_live_queue_approve_and_decisions_elsewhere() {
     assert_eq!(server.decide(id, "deny").0, 200);
     browser.wait_gone("#decide");
     eprintln!("controls removed {} ms after the API decision", decided.elapsed().as_millis());
-    assert!(browser.text(&browser.wait_for("#status")).contains("denied by token:admin"));
+    assert!(browser.text(&browser.wait_for("#status")).contains("Denied by token:admin"));
     browser.screenshot(&artifact("decided-elsewhere.png"));
 
     // Allow always with a narrower scope, then revoke the grant from the grants page.
@@ -78,4 +84,236 @@ fn ch_web_login_live_queue_approve_and_decisions_elsewhere() {
     let (_, grants) = server.call("GET", "/v1/grants", None);
     assert_eq!(grants["items"].as_array().map(Vec::len), Some(0), "revoked: {grants}");
     eprintln!("screenshots in {}", artifact("").display());
+}
+
+/// Logs `browser` in with the server's admin token.
+fn log_in(browser: &Browser, server: &Server) {
+    browser.goto(&format!("{}/login", server.url));
+    browser.type_into(&browser.wait_for("#token"), &server.admin_token());
+    browser.click(&browser.wait_for("#login button"));
+    browser.wait_for("header nav");
+}
+
+/// What the screenshot test looks at: every kind of approval, pending and decided, and a grant.
+struct Seeded {
+    /// A command hiding a right-to-left override.
+    disguised: String,
+    /// A critical plugin action that needs two approvals.
+    critical: String,
+    binding: String,
+    denied: String,
+}
+
+fn seed(server: &Server) -> Seeded {
+    let mut body = exec(&["cp", "invoice\u{202E}fdp.exe", "/srv/www/downloads/"]);
+    body["agent_id"] = json!("claude-code");
+    body["session_key"] = json!("session-7f3a");
+    let (disguised, _) = server.create(body);
+    let plugin = json!({ "kind": "plugin", "agent_id": "release-agent", "plugin": {
+        "plugin_id": "deploybot", "title": "Deploy web to production", "severity": "critical",
+        "description": "Rolls out build 8812 to all 12 production hosts", "tool_name": "deploy" } });
+    let (critical, _) = server.create(plugin);
+    let (status, answer) = server.call("POST", "/v1/bindings", Some(json!({
+        "plugin": { "id": "standup-bot", "name": "Standup bot", "root": "/opt/plugins/standup" },
+        "conversation": { "channel": "telegram", "account": "main", "conversation": "-1001234", "thread": "42" },
+        "summary": "Runs the daily standup in this group", "detach_hint": "/standup stop",
+        "requested_by": "telegram:1001"
+    })));
+    assert_eq!(status, 201, "{answer}");
+    let binding = answer["approval"]["id"].as_str().unwrap().to_owned();
+    let mut long =
+        exec(&["terraform", "apply", "-auto-approve", "-var", "region=eu-west-1", "-var-file=prod.tfvars"]);
+    long["agent_id"] = json!("claude-code");
+    let (approved, _) = server.create(long);
+    assert_eq!(server.decide(&approved, "allow-once").0, 200);
+    let (always, _) = server.create(exec(&["npm", "publish", "--access", "public"]));
+    assert_eq!(server.decide(&always, "allow-always").0, 200);
+    let (denied, _) = server.create(exec(&["rm", "-rf", "/var/lib/postgresql"]));
+    let (_, a) = server.call("GET", &format!("/v1/approvals/{denied}"), None);
+    let (status, _) = server.call(
+        "POST",
+        &format!("/v1/approvals/{denied}/resolve"),
+        Some(json!({ "kind": a["kind"], "decision": "deny", "reason": "not on the production database" })),
+    );
+    assert_eq!(status, 200);
+    Seeded { disguised, critical, binding, denied }
+}
+
+const PHONE: u32 = 390;
+const DESKTOP: u32 = 1280;
+
+fn server_with_quorum() -> Server {
+    Server::with_config("[[policy]]\nname = \"two\"\nmatch = { kind = \"plugin\" }\nquorum = 2\n")
+}
+
+#[test]
+fn ch_web_every_page_is_photographed_at_desktop_and_phone_widths_without_sideways_scrolling() {
+    let server = server_with_quorum();
+    let seeded = seed(&server);
+    let browser = Browser::start();
+    let pages: Vec<(&str, String, &str)> = vec![
+        ("queue", "/".to_owned(), ".queue .item"),
+        ("detail-disguised", format!("/a/{}", seeded.disguised), "#suspicious"),
+        ("detail-critical", format!("/a/{}", seeded.critical), "#quorum"),
+        ("detail-binding", format!("/a/{}", seeded.binding), "#decide"),
+        ("detail-denied", format!("/a/{}", seeded.denied), "#status"),
+        ("history", "/history".to_owned(), "#history"),
+        ("history-filtered", "/history?status=denied&q=postgresql".to_owned(), "#history"),
+        ("audit", "/audit".to_owned(), "#audit"),
+        ("grants", "/grants".to_owned(), "#grants button[data-grant]"),
+        ("accounts", "/accounts".to_owned(), "#accounts"),
+    ];
+    for (scheme, widths) in [("light", &[DESKTOP, PHONE][..]), ("dark", &[DESKTOP, PHONE][..])] {
+        browser.color_scheme(scheme);
+        for &width in widths {
+            browser.viewport(width, 900, width == PHONE);
+            browser.goto(&format!("{}/login", server.url));
+            browser.wait_for("#token");
+            shoot(&browser, &format!("{scheme}-{width}/login.png"), width);
+            log_in(&browser, &server);
+            for (name, path, ready) in &pages {
+                browser.goto(&format!("{}{path}", server.url));
+                browser.wait_for(ready);
+                shoot(&browser, &format!("{scheme}-{width}/{name}.png"), width);
+            }
+            browser.click(&browser.wait_for("#logout"));
+            browser.wait_for("#token");
+        }
+    }
+    eprintln!("screenshots in {}", artifact("").display());
+}
+
+/// Saves a screenshot after checking the page fits `width` with no sideways scrolling.
+fn shoot(browser: &Browser, name: &str, width: u32) {
+    let layout = browser.script(
+        "return { inner: window.innerWidth, scroll: document.documentElement.scrollWidth, url: location.pathname };",
+    );
+    assert_eq!(layout["inner"], json!(width), "the emulated width: {layout}");
+    assert!(layout["scroll"].as_u64() <= layout["inner"].as_u64(), "{name} scrolls sideways: {layout}");
+    browser.screenshot(&artifact(name));
+}
+
+#[test]
+fn ch_web_the_detail_page_makes_a_disguised_or_critical_request_obvious() {
+    let server = server_with_quorum();
+    let seeded = seed(&server);
+    let browser = Browser::start();
+    log_in(&browser, &server);
+
+    browser.goto(&format!("{}/a/{}", server.url, seeded.disguised));
+    let warning = browser.text(&browser.wait_for("#suspicious"));
+    assert!(warning.contains("U+202E (changes text direction)"), "{warning}");
+    assert_eq!(browser.text(&browser.wait_for("#command mark.escaped")), "\\u{202E}");
+    let title = browser.text(&browser.wait_for("#title"));
+    assert_eq!(title, "Run a command", "no repeated \"Approval needed\"");
+    let fields = browser.text(&browser.wait_for("dl.fields"));
+    for expected in ["claude-code", "session-7f3a", "token:admin"] {
+        assert!(fields.contains(expected), "{expected} in {fields}");
+    }
+
+    browser.goto(&format!("{}/a/{}", server.url, seeded.critical));
+    assert_eq!(browser.text(&browser.wait_for(".detail-head .sev-critical")), "Critical");
+    assert!(browser.text(&browser.wait_for("#quorum")).contains("0 of 2 approvals"));
+
+    browser.goto(&format!("{}/a/{}", server.url, seeded.binding));
+    let fields = browser.text(&browser.wait_for("dl.fields"));
+    for expected in ["telegram:1001", "-1001234", "42", "/standup stop"] {
+        assert!(fields.contains(expected), "{expected} in {fields}");
+    }
+
+    browser.goto(&format!("{}/a/{}", server.url, seeded.denied));
+    browser.wait_gone("#decide");
+    let status = browser.text(&browser.wait_for("#status"));
+    assert!(status.starts_with("Denied by token:admin: not on the production database"), "{status}");
+    assert_eq!(browser.text(&browser.wait_for(".detail-head .status-denied")), "Denied");
+
+    // The queue says what each item is, who asked and how long is left.
+    browser.goto(&format!("{}/", server.url));
+    let item = browser.text(&browser.wait_for(&format!(".queue .item[data-id='{}']", seeded.critical)));
+    for expected in [
+        "Plugin action",
+        "Critical",
+        "Deploy web to production",
+        "release-agent",
+        "Expires in",
+        "0 of 2 approvals",
+    ] {
+        assert!(item.contains(expected), "{expected} in {item}");
+    }
+}
+
+#[test]
+fn ch_web_history_filters_searches_and_pages() {
+    let server = Server::start();
+    for i in 0..55 {
+        let (id, _) = server.create(exec(&["echo", &format!("job-{i}")]));
+        assert_eq!(server.decide(&id, if i % 5 == 0 { "deny" } else { "allow-once" }).0, 200);
+    }
+    let browser = Browser::start();
+    log_in(&browser, &server);
+    browser.goto(&format!("{}/history", server.url));
+    browser.wait_for("#history");
+    let rows = |b: &Browser| b.script("return document.querySelectorAll('#history tbody tr').length;");
+    assert_eq!(rows(&browser), json!(50), "one page");
+    assert!(browser.text(&browser.wait_for("#history tbody tr")).contains("job-54"), "newest first");
+    browser.click(&browser.wait_for("#older"));
+    browser.wait_for("#history");
+    assert_eq!(rows(&browser), json!(5), "the rest");
+    assert!(browser.find("#older").is_none());
+
+    browser.goto(&format!("{}/history", server.url));
+    browser.click(&browser.wait_for("#f-status option[value='denied']"));
+    browser.type_into(&browser.wait_for("#f-q"), "job-1");
+    browser.click(&browser.wait_for(".filters button"));
+    browser.wait_for("#history");
+    let shown = browser.text(&browser.wait_for("#history tbody"));
+    assert_eq!(rows(&browser), json!(2), "job-10 and job-15: {shown}");
+    assert!(shown.contains("job-15") && shown.contains("job-10") && shown.contains("Denied"), "{shown}");
+    assert!(browser.url().contains("status=denied"), "filters are in the URL: {}", browser.url());
+
+    // The audit log narrows to one approval, with times, actor and decision.
+    let (_, first) = server.call("GET", "/v1/approvals?status=denied&limit=1", None);
+    let reference = first["items"][0]["ref"].as_str().unwrap().to_owned();
+    browser.goto(&format!("{}/audit?approval={reference}", server.url));
+    let audit = browser.text(&browser.wait_for("#audit tbody"));
+    for expected in ["requested", "decided", "token:admin", "deny"] {
+        assert!(audit.contains(expected), "{expected} in {audit}");
+    }
+    assert!(!audit.contains("redacted"), "a requester is no secret: {audit}");
+    assert!(browser.find("#audit tbody tr time[datetime]").is_some(), "each row has its time");
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#audit tbody tr').length;"),
+        json!(2),
+        "{audit}"
+    );
+}
+
+#[test]
+fn ch_web_the_phone_layout_reaches_every_navigation_link() {
+    let server = Server::start();
+    let browser = Browser::start();
+    browser.viewport(PHONE, 844, true);
+    log_in(&browser, &server);
+    let links: Value = browser.script(
+        "return [...document.querySelectorAll('header nav a, #logout')].map(e => { \
+           const r = e.getBoundingClientRect(); \
+           return { href: e.getAttribute('href'), left: r.left, right: r.right, top: r.top, \
+                    bottom: r.bottom, hit: document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2) === e \
+                      || e.contains(document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2)) }; });",
+    );
+    let links = links.as_array().unwrap();
+    assert_eq!(links.len(), 6, "five pages and log out: {links:?}");
+    for l in links {
+        let inside = l["left"].as_f64() >= Some(0.0)
+            && l["right"].as_f64() <= Some(f64::from(PHONE))
+            && l["bottom"].as_f64() <= Some(844.0);
+        assert!(inside && l["hit"] == true, "reachable on a phone: {l}");
+    }
+    for path in ["/history", "/grants", "/audit", "/accounts", "/"] {
+        browser.click(&browser.wait_for(&format!("header nav a[href='{path}']")));
+        browser.wait_for(&format!("header nav a[href='{path}'][aria-current='page']"));
+        assert!(browser.url().ends_with(path), "{} for {path}", browser.url());
+    }
+    browser.click(&browser.wait_for("#logout"));
+    browser.wait_for("#token");
 }

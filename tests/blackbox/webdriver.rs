@@ -154,6 +154,28 @@ impl Browser {
         self.cmd("GET", &format!("/element/{element}/text"), None).as_str().unwrap_or_default().to_owned()
     }
 
+    /// Runs `script` (a function body) in the page and returns its value.
+    pub(crate) fn script(&self, script: &str) -> Value {
+        self.cmd("POST", "/execute/sync", Some(json!({ "script": script, "args": [] })))
+    }
+
+    /// Lays pages out as a screen `width` CSS pixels wide (a phone is `mobile`), through the
+    /// DevTools emulation: a window cannot be made narrower than the browser's minimum.
+    pub(crate) fn viewport(&self, width: u32, height: u32, mobile: bool) {
+        let params = json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile });
+        self.cdp("Emulation.setDeviceMetricsOverride", params);
+    }
+
+    /// Emulates `prefers-color-scheme: dark` (or light).
+    pub(crate) fn color_scheme(&self, scheme: &str) {
+        let params = json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] });
+        self.cdp("Emulation.setEmulatedMedia", params);
+    }
+
+    fn cdp(&self, cmd: &str, params: Value) {
+        self.cmd("POST", "/goog/cdp/execute", Some(json!({ "cmd": cmd, "params": params })));
+    }
+
     /// Saves a PNG screenshot of the page.
     pub(crate) fn screenshot(&self, path: &Path) {
         let png = self.cmd("GET", "/screenshot", None);

@@ -322,15 +322,18 @@ impl Store for MemoryStore {
     }
 
     async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        Ok(self
-            .lock()?
-            .audit
-            .iter()
-            .filter(|a| a.seq > f.after_seq)
-            .filter(|a| f.approval_id.as_ref().is_none_or(|id| a.approval_id.as_ref() == Some(id)))
-            .take(if f.limit == 0 { 1000 } else { f.limit })
-            .cloned()
-            .collect())
+        let store = self.lock()?;
+        let matching = |a: &&AuditEntry| {
+            a.seq > f.after_seq
+                && f.before_seq.is_none_or(|b| a.seq < b)
+                && f.approval_id.as_ref().is_none_or(|id| a.approval_id.as_ref() == Some(id))
+        };
+        let n = if f.limit == 0 { 1000 } else { f.limit };
+        Ok(if f.before_seq.is_some() {
+            store.audit.iter().rev().filter(matching).take(n).cloned().collect()
+        } else {
+            store.audit.iter().filter(matching).take(n).cloned().collect()
+        })
     }
 
     async fn session_origin(&self, session_key: &str) -> Result<Option<Origin>, StoreError> {

@@ -214,7 +214,10 @@ pub struct AuditFilter {
     pub approval_id: Option<ApprovalId>,
     /// After this seq.
     pub after_seq: u64,
-    /// At most this many, oldest first.
+    /// When set: only entries below this seq, newest first, so a page can walk back from the
+    /// newest (`u64::MAX` for the first page).
+    pub before_seq: Option<u64>,
+    /// At most this many, oldest first (newest first with `before_seq`).
     pub limit: usize,
 }
 

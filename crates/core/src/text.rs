@@ -148,6 +148,32 @@ pub fn sanitize(text: &str, code_block: bool) -> String {
     out
 }
 
+/// The characters [`sanitize`] escapes in `text` (newline and tab aside), each once, in order of
+/// appearance: what a console should flag, since an escaped `\u{202E}` is easy to read past.
+pub fn escaped_characters(text: &str) -> Vec<char> {
+    let mut found = Vec::new();
+    for c in text.chars() {
+        if ((c.is_control() && c != '\n' && c != '\t') || is_invisible(c)) && !found.contains(&c) {
+            found.push(c);
+        }
+    }
+    found
+}
+
+/// A short description of a character [`escaped_characters`] finds, naming the direction
+/// overrides and zero-width characters that disguise commands.
+pub fn describe_escaped(c: char) -> String {
+    let what = match c as u32 {
+        0x202A..=0x202E | 0x2066..=0x2069 | 0x200E | 0x200F | 0x061C => "changes text direction",
+        0x200B..=0x200D | 0x2060 | 0xFEFF => "zero-width, invisible",
+        0x00AD => "soft hyphen, invisible",
+        0x2028 | 0x2029 => "line or paragraph separator",
+        _ if c.is_control() => "control character",
+        _ => "invisible formatting character",
+    };
+    format!("U+{:04X} ({what})", c as u32)
+}
+
 /// Neutralizes mass mentions (`@everyone`, `@here`, `@room`, `<!channel>`…) so a card never pings.
 pub fn neutralize_mentions(text: &str) -> String {
     if !text.contains(['@', '<']) {
@@ -298,6 +324,16 @@ mod tests {
         assert_eq!(sanitize("a\u{2028}b", true), "a\\u{2028}b");
         assert_eq!(sanitize("a\nb\tc\u{7}", true), "a\nb\tc\\u{0007}");
         assert_eq!(sanitize("a\nb", false), "a\\u{000A}b");
+    }
+
+    #[test]
+    fn po_10_escaped_characters_are_listed_once_with_what_they_do() {
+        let found = escaped_characters("rm \u{202E}fdp\u{202E} a\nb\tc\u{7}\u{200B}");
+        assert_eq!(found, vec!['\u{202E}', '\u{7}', '\u{200B}']);
+        assert_eq!(describe_escaped('\u{202E}'), "U+202E (changes text direction)");
+        assert_eq!(describe_escaped('\u{200B}'), "U+200B (zero-width, invisible)");
+        assert_eq!(describe_escaped('\u{7}'), "U+0007 (control character)");
+        assert!(escaped_characters("plain\ttext\n").is_empty());
     }
 
     #[test]

@@ -392,6 +392,7 @@ pub(crate) async fn audit(
         approval_id,
         after_seq: p.after.unwrap_or(0),
         limit: p.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
+        ..AuditFilter::default()
     };
     let mut items = state.engine.store().audit(&filter).await?;
     for entry in &mut items {

@@ -29,15 +29,15 @@ pub(crate) struct GrantView {
     /// Everything the grant compares, in words (PO-3, PO-12).
     pub(crate) scope: String,
     source: serde_json::Value,
-    approval_id: Option<String>,
-    created_by: String,
-    created_at: Timestamp,
-    last_used_at: Option<Timestamp>,
+    pub(crate) approval_id: Option<String>,
+    pub(crate) created_by: String,
+    pub(crate) created_at: Timestamp,
+    pub(crate) last_used_at: Option<Timestamp>,
     pub(crate) use_count: u64,
     /// Not valid after this time (a `ttl:` scope).
-    expires_at: Option<Timestamp>,
+    pub(crate) expires_at: Option<Timestamp>,
     /// Only for this agent session (a `session` scope).
-    session_key: Option<String>,
+    pub(crate) session_key: Option<String>,
 }
 
 pub(crate) fn grant_views(state: &AppState, grants: &[assent_core::model::Grant]) -> Vec<GrantView> {

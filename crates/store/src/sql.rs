@@ -649,12 +649,21 @@ impl Store for SqlStore {
     }
 
     async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        self.bodies(sqlx::query(
-            "SELECT body FROM audit WHERE seq > $1 AND (CAST($2 AS TEXT) IS NULL OR approval_id = $2) ORDER BY seq LIMIT $3",
+        let sql = if f.before_seq.is_some() {
+            "SELECT body FROM audit WHERE seq > $1 AND seq < $4 AND (CAST($2 AS TEXT) IS NULL OR approval_id = $2) \
+             ORDER BY seq DESC LIMIT $3"
+        } else {
+            "SELECT body FROM audit WHERE seq > $1 AND seq < $4 AND (CAST($2 AS TEXT) IS NULL OR approval_id = $2) \
+             ORDER BY seq LIMIT $3"
+        };
+        self.bodies(
+            sqlx::query(sql)
+                .bind(int(f.after_seq))
+                .bind(f.approval_id.as_ref().map(|id| id.as_str().to_owned()))
+                .bind(limit(if f.limit == 0 { 1000 } else { f.limit }))
+                .bind(int(f.before_seq.unwrap_or(u64::MAX))),
         )
-        .bind(int(f.after_seq))
-        .bind(f.approval_id.as_ref().map(|id| id.as_str().to_owned()))
-        .bind(limit(if f.limit == 0 { 1000 } else { f.limit }))).await
+        .await
     }
 
     async fn session_origin(&self, session_key: &str) -> Result<Option<Origin>, StoreError> {

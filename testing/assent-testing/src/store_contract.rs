@@ -264,6 +264,13 @@ pub async fn st_1_gap_free_seq(store: Arc<dyn Store>) {
     assert_eq!(store.latest_event_seq().await.unwrap(), 80);
     let audit = store.audit(&AuditFilter { limit: 1000, ..AuditFilter::default() }).await.unwrap();
     assert_eq!(audit.iter().map(|a| a.seq).collect::<Vec<_>>(), (1..=40).collect::<Vec<u64>>());
+    // The console's pages walk back from the newest.
+    let newest = AuditFilter { before_seq: Some(u64::MAX), limit: 3, ..AuditFilter::default() };
+    let page = store.audit(&newest).await.unwrap();
+    assert_eq!(page.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![40, 39, 38]);
+    let older = AuditFilter { before_seq: Some(38), limit: 2, ..AuditFilter::default() };
+    let page = store.audit(&older).await.unwrap();
+    assert_eq!(page.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![37, 36]);
 }
 
 /// A commit that fails any check writes nothing: no events, no audit, no entries.

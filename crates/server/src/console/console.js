@@ -11,8 +11,22 @@ function countdowns() {
   for (const el of document.querySelectorAll("[data-expires]")) {
     const left = Math.max(0, Math.floor((Number(el.dataset.expires) - now) / 1000));
     const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
-    el.textContent = (h ? h + "h " : "") + (h || m ? m + "m " : "") + s + "s";
+    el.textContent = left === 0 ? "a moment (expiring)" : (h ? h + "h " : "") + (h || m ? m + "m " : "") + s + "s";
   }
+  for (const el of document.querySelectorAll("time[data-ts]")) relative(el, now);
+}
+
+// "3 min ago" beside the local date and time; the UTC text the server wrote stays as the tooltip.
+function relative(el, now) {
+  const at = new Date(Number(el.dataset.ts));
+  if (!el.title) el.title = el.textContent;
+  const secs = Math.round((now - at.getTime()) / 1000);
+  const abs = Math.abs(secs);
+  const unit = abs < 60 ? [abs, "s"] : abs < 3600 ? [Math.round(abs / 60), " min"]
+    : abs < 86400 ? [Math.round(abs / 3600), " h"] : null;
+  const local = at.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  el.textContent = unit ? (secs >= 0 ? unit[0] + unit[1] + " ago" : "in " + unit[0] + unit[1]) : local;
+  if (unit) el.title = local;
 }
 
 async function refresh(section) {
