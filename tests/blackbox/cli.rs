@@ -266,6 +266,7 @@ fn cli_each_approval_state_change_is_one_info_line_without_the_command() {
     );
     assert!(lines.iter().any(|l| l.contains("INFO") && l.contains("status=Denied")), "{log}");
     assert!(!log.contains("hunter2") && !log.contains("deploy"), "never the command: {log}");
+    assert!(!log.contains('\u{1b}'), "a log written to a file has no colour codes: {log:?}");
 }
 
 #[test]

@@ -178,4 +178,70 @@ mod tests {
         let link = super::older_link("/history", &[("q", "a b&c".into()), ("kind", String::new())], "1-x");
         assert!(link.contains("href=\"/history?q=a%20b%26c&amp;before=1-x\""), "{link}");
     }
+
+    /// The colour pairs the stylesheet puts text on, in both schemes, meet WCAG AA (4.5:1).
+    #[test]
+    fn console_colours_meet_aa_contrast_in_both_schemes() {
+        let css = include_str!("console.css");
+        let dark_at = css.find("@media (prefers-color-scheme: dark)").unwrap();
+        let light = variables(&css[..dark_at]);
+        let mut dark = light.clone();
+        dark.extend(variables(&css[dark_at..]));
+        let pairs = [
+            ("text", "bg"),
+            ("text", "surface"),
+            ("muted", "bg"),
+            ("muted", "surface"),
+            ("muted", "code-bg"),
+            ("link", "bg"),
+            ("link", "surface"),
+            ("top-text", "top-bg"),
+            ("top-link", "top-bg"),
+            ("on-button", "allow"),
+            ("on-button", "always"),
+            ("on-button", "deny"),
+            ("ok-text", "ok-bg"),
+            ("bad-text", "bad-bg"),
+            ("off-text", "off-bg"),
+            ("wait-text", "wait-bg"),
+            ("info-text", "info-bg"),
+            ("warn-text", "warn-bg"),
+            ("crit-text", "crit-bg"),
+            ("mark-text", "mark-bg"),
+            ("ok-text", "surface"),
+            ("bad-text", "surface"),
+            ("wait-text", "bg"),
+            ("off-text", "surface"),
+        ];
+        for (scheme, vars) in [("light", &light), ("dark", &dark)] {
+            for (fg, bg) in pairs {
+                let ratio = contrast(&vars[fg], &vars[bg]);
+                assert!(ratio >= 4.5, "{scheme}: --{fg} on --{bg} is {ratio:.2}:1");
+            }
+        }
+    }
+
+    /// `--name: #rrggbb;` declarations in a piece of the stylesheet.
+    fn variables(css: &str) -> std::collections::HashMap<String, String> {
+        css.split(';')
+            .filter_map(|decl| {
+                let (name, value) = decl.trim().rsplit_once("--")?.1.split_once(':')?;
+                let value = value.trim();
+                (value.starts_with('#') && value.len() == 7)
+                    .then(|| (name.trim().to_owned(), value.to_owned()))
+            })
+            .collect()
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let luminance = |hex: &str| {
+            let channel = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+                if c <= 0.039_28 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
+            };
+            0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+        };
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
 }
