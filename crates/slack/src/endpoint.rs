@@ -120,7 +120,8 @@ impl Hook for SlackHook {
             };
             match events::begin(&self.shared, &me, *incoming) {
                 Ok(after) => {
-                    if let Some(after) = after {
+                    // The 200 is the ack; nothing after this line can fail before it is sent.
+                    if let Some(after) = after.and_then(|a| events::acked(&self.shared, a)) {
                         tokio::spawn(events::finish(self.shared.clone(), after));
                     }
                     HookResponse::ok()

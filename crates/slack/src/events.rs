@@ -59,8 +59,9 @@ pub(crate) enum After {
     Settle { actor: Actor, token: String, reply: Reply },
     /// "Full command": the redacted text, privately.
     FullText { actor: Actor, token: String, reply: Reply },
-    /// `/approve` or a typed `approve …`: precheck, record and answer privately.
-    Typed { actor: Actor, text: String, reply: Reply },
+    /// `/approve` or a typed `approve …`: precheck, record and answer privately. `event_id`
+    /// is remembered once the delivery is acknowledged (a typed message's retries share it).
+    Typed { actor: Actor, text: String, reply: Reply, event_id: Option<String> },
 }
 
 /// Why a delivery is not acknowledged.
@@ -82,8 +83,14 @@ pub(crate) struct Seen {
 const SEEN_FOR: Duration = Duration::from_secs(3600);
 
 impl Seen {
-    /// True the first time `id` is seen.
-    fn first(&self, id: &str) -> bool {
+    /// True if `id` was acknowledged already.
+    fn handled(&self, id: &str) -> bool {
+        let ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.get(id).is_some_and(|at| at.elapsed() < SEEN_FOR)
+    }
+
+    /// Remembers `id` as acknowledged; false if it already was.
+    fn mark(&self, id: &str) -> bool {
         let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         if ids.len() > 10_000 {
@@ -138,11 +145,13 @@ fn command(c: Command) -> Option<After> {
     let reply = Reply { channel: c.channel_id, user: c.user_id, thread_ts: None };
     // An empty `/approve` still deserves the usage text.
     let text = format!("/approve {}", c.text.trim());
-    Some(After::Typed { actor, text, reply })
+    Some(After::Typed { actor, text, reply, event_id: None })
 }
 
 fn message(shared: &Shared, me: &Identity, e: Event) -> Option<After> {
-    if !shared.seen.first(&e.event_id) {
+    // Only peeked here: the id is remembered once the ack is out, so a delivery whose ack was
+    // lost is handled when Slack sends it again.
+    if shared.seen.handled(&e.event_id) {
         tracing::debug!(account = %shared.key, event = %e.event_id, "a retried Slack event, already handled");
         return None;
     }
@@ -158,7 +167,20 @@ fn message(shared: &Shared, me: &Identity, e: Event) -> Option<After> {
     let actor = actor(&user, user.clone(), &channel);
     // Answered in the thread it was typed in.
     let thread_ts = m.thread_ts.or(m.ts).filter(|_| m.channel_type.as_deref() != Some("im"));
-    Some(After::Typed { actor, text, reply: Reply { channel, user, thread_ts } })
+    let reply = Reply { channel, user, thread_ts };
+    Some(After::Typed { actor, text, reply, event_id: Some(e.event_id) })
+}
+
+/// Called once the ack is out: remembers an event's id and gives back what to do, or `None`
+/// when another delivery of the same event was acknowledged first.
+pub(crate) fn acked(shared: &Shared, after: After) -> Option<After> {
+    if let After::Typed { event_id: Some(id), .. } = &after
+        && !shared.seen.mark(id)
+    {
+        tracing::debug!(account = %shared.key, event = %id, "a retried Slack event, already handled");
+        return None;
+    }
+    Some(after)
 }
 
 /// Runs what comes after the ack.
@@ -174,7 +196,7 @@ pub(crate) async fn finish(shared: Arc<Shared>, after: After) {
             }
         }
         After::FullText { actor, token, reply } => full_text(&shared, &actor, &token, &reply).await,
-        After::Typed { actor, text, reply } => {
+        After::Typed { actor, text, reply, .. } => {
             let msg = TypedMessage { text: &text, is_edit: false, from_bot: false };
             // Anything but an `approve` command is ignored quietly.
             let outcome = shared.inbound.precheck_typed(actor, msg, None);
@@ -213,5 +235,22 @@ async fn full_text(
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    /// CH-SL-8: an event is remembered only once acknowledged, so a delivery whose ack was lost
+    /// (the socket died first) is still handled when Slack retries it, and only once.
+    #[test]
+    fn ch_sl_8_an_unacknowledged_event_is_not_remembered() {
+        let seen = Seen::default();
+        assert!(!seen.handled("Ev1"), "read, not yet acknowledged");
+        assert!(!seen.handled("Ev1"), "the retry of a lost ack is still handled");
+        assert!(seen.mark("Ev1"), "acknowledged once");
+        assert!(seen.handled("Ev1"), "a later retry is a duplicate");
+        assert!(!seen.mark("Ev1"), "a second ack of the same event does nothing");
     }
 }

@@ -129,8 +129,8 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, ready: &tokio::sync::watch:
                             // Unacknowledged: Slack sends it again on the next connection.
                             return format!("the ack could not be sent: {e}");
                         }
-                        if let Some(after) = after {
-                            tokio::spawn(events::finish(shared.clone(), *after));
+                        if let Some(after) = after.and_then(|a| events::acked(shared, *a)) {
+                            tokio::spawn(events::finish(shared.clone(), after));
                         }
                     }
                 }
