@@ -21,6 +21,8 @@ commands:
             NF-2 lifecycles/s and NF-3 bytes per pending approval (`bench nf2`: one of them);
             `bench store`: SQLite NF-2 vs a raw floor, NF-4, NF-6;
             `bench server`: NF-5 CLI start, 10k long-poll waiters (memory, latency);
+            `bench hot`: requests a grant or a refusal answers, beside GET /v1/health;
+            `bench scaling`: NF-2 and memory at 1k/10k/100k pending and 1/10/100 accounts;
             `bench matrix`: a Matrix round trip on Synapse vs a bare matrix-sdk bot;
             `bench telegram`: press → answerCallbackQuery vs a bare teloxide bot;
             `bench discord`: click → deferred update vs a bare serenity bot;
@@ -183,7 +185,7 @@ fn soak() -> Result<(), String> {
 
 fn bench(rest: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
-    if rest.iter().any(|a| a == "server") {
+    if rest.iter().any(|a| a == "server" || a == "hot") {
         // The server figures are taken from outside, on the real release binary.
         run("build assent (release)", cargo().args(["build", "--release", "--locked", "-p", "assent"]))?;
         let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());

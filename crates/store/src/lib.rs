@@ -1,9 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+mod group;
 mod migrations;
 mod private;
 mod replicas;
+mod rows;
 mod sql;
+mod writes;
 
 use std::{
     fs::File,
@@ -47,11 +50,16 @@ pub struct OpenOptions {
     pub durability: Durability,
     /// Connections in the pool (readers, for SQLite).
     pub max_connections: u32,
+    /// Group commit: commits queued behind the one in progress share its transaction, each in
+    /// its own savepoint. `None` is the backend's default: on for SQLite, whose one writer
+    /// serializes commits anyway; off for PostgreSQL, which commits on concurrent connections
+    /// and already merges their WAL flushes.
+    pub group_commit: Option<bool>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        Self { migrate: true, durability: Durability::Normal, max_connections: 8 }
+        Self { migrate: true, durability: Durability::Normal, max_connections: 8, group_commit: None }
     }
 }
 
@@ -233,6 +241,10 @@ impl SqlStore {
             store.checkpoints = Some(tokio::spawn(checkpoints(readers)).abort_handle());
         }
         store.migrate(options.migrate).await?;
+        if options.group_commit.unwrap_or(backend == Backend::Sqlite) {
+            let notify = backend == Backend::Postgres;
+            store.group = Some(group::GroupCommit::start(store.writer.clone(), notify));
+        }
         Ok(store)
     }
 }

@@ -7,7 +7,9 @@
 
 mod alloc;
 mod discord;
+mod hot;
 mod matrix;
+mod scaling;
 mod server;
 mod slack;
 mod store;
@@ -33,7 +35,7 @@ use async_trait::async_trait;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
-const USAGE: &str = "usage: assent-bench [store|server|matrix|telegram|discord] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  telegram a press until the fake Bot API server gets answerCallbackQuery, against a bare teloxide bot\n  discord  a click until the fake Discord gets the deferred update, against a bare serenity bot\n  slack    a click until the fake Slack gets the ack, in Socket Mode and HTTP mode, against bare slack-morphism apps\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
+const USAGE: &str = "usage: assent-bench [store|server|hot|scaling|matrix|telegram|discord|slack] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  telegram a press until the fake Bot API server gets answerCallbackQuery, against a bare teloxide bot\n  discord  a click until the fake Discord gets the deferred update, against a bare serenity bot\n  slack    a click until the fake Slack gets the ack, in Socket Mode and HTTP mode, against bare slack-morphism apps\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  scaling  heap per pending approval and NF-2 with 1k/10k/100k pending and 1/10/100 accounts\n  hot      the real binary ($ASSENT_BIN): requests a grant or a refusal answers, 32 keep-alive clients, beside GET /v1/health and bare SQLite\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
 
 /// A webhook receiver that takes 30 s to answer, like a slow plugin.
 struct SleepySink;
@@ -116,17 +118,21 @@ async fn nf1(pending: usize, samples: usize) {
     engine.shutdown(Duration::from_millis(10)).await;
 }
 
-/// Runs `lifecycles` full lifecycles (create, deliver to the fake's 3 approvers, resolve,
-/// finalize all 3 cards) in waves, so the harness never polls per approval: create a wave, wait
-/// until its cards are delivered, resolve them all, wait until every card is final.
+/// Runs `lifecycles` full lifecycles (create, deliver to the 3 approvers of every fake account,
+/// resolve, finalize every card) in waves, so the harness never polls per approval: create a
+/// wave, wait until its cards are delivered, resolve them all, wait until every card is final.
+/// Cards and finalizations already counted by the fakes (approvals left pending) are ignored.
 pub(crate) async fn lifecycle_waves(
     h: &EngineHandle,
-    fake: &FakeChannel,
+    fakes: &[FakeChannel],
     lifecycles: usize,
     wave: usize,
 ) -> Duration {
     let keyring = test_keyring();
-    let account = fake.key();
+    let account = fakes[0].key();
+    let sent = || fakes.iter().map(FakeChannel::message_count).sum::<usize>();
+    let finalized = || fakes.iter().map(FakeChannel::finalized_count).sum::<usize>();
+    let (sent_before, finalized_before) = (sent(), finalized());
     let wave = wave.min(lifecycles).max(1);
     let start = Instant::now();
     for w in 0..lifecycles.div_ceil(wave) {
@@ -139,21 +145,21 @@ pub(crate) async fn lifecycle_waves(
         }
         let ids: Vec<_> =
             tasks.join_all().await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect();
-        let delivered = (w * wave + ids.len()) * 3;
-        wait_until(|| fake.message_count() >= delivered).await;
+        let done = w * wave + ids.len();
+        wait_until(|| sent() >= sent_before + done * 3 * fakes.len()).await;
         let mut tasks = tokio::task::JoinSet::new();
         for id in &ids {
             let token = keyring.sign(Kind::Exec, TokenAction::Decide(Decision::AllowOnce), id, &account);
-            let acc = h.precheck_token(&account, &token, fake.actor("42")).unwrap_or_else(|r| panic!("{r}"));
+            let acc =
+                h.precheck_token(&account, &token, fakes[0].actor("42")).unwrap_or_else(|r| panic!("{r}"));
             let h = h.clone();
             tasks.spawn(async move { h.resolve(acc).await.map(|_| ()) });
         }
         for r in tasks.join_all().await {
             r.unwrap_or_else(|e| panic!("{e}"));
         }
-        // `on_finalized` fires once per approval when all 3 of its cards are final.
-        let finalized = w * wave + ids.len();
-        wait_until(|| fake.finalized_count() >= finalized).await;
+        // `on_finalized` fires once per approval and account, when all its cards there are final.
+        wait_until(|| finalized() >= finalized_before + done * fakes.len()).await;
     }
     start.elapsed()
 }
@@ -168,7 +174,7 @@ async fn wait_until(f: impl Fn() -> bool) {
 async fn nf2(lifecycles: usize) {
     let fake = FakeChannel::new(Channel::Telegram, "main", &["41", "42", "43"]);
     let (engine, h) = engine(config(), std::slice::from_ref(&fake), false).await;
-    let elapsed = lifecycle_waves(&h, &fake, lifecycles, 1_000).await;
+    let elapsed = lifecycle_waves(&h, std::slice::from_ref(&fake), lifecycles, 1_000).await;
     println!(
         "NF-2 lifecycles on MemoryStore (create, deliver to 3 targets, resolve, finalize all 3): {lifecycles} in {:.2} s = {:.0}/s (budget: ≥ 50,000/s)",
         elapsed.as_secs_f64(),
@@ -227,14 +233,13 @@ async fn nf3(pending: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let store = args.iter().any(|a| a == "store");
-    let server = args.iter().any(|a| a == "server");
-    let matrix = args.iter().any(|a| a == "matrix");
-    let telegram = args.iter().any(|a| a == "telegram");
-    let discord = args.iter().any(|a| a == "discord");
-    let slack = args.iter().any(|a| a == "slack");
-    let known = ["--quick", "store", "server", "matrix", "telegram", "discord", "slack", "nf1", "nf2", "nf3"];
-    if args.iter().any(|a| !known.contains(&a.as_str())) {
+    let figures = ["nf1", "nf2", "nf3"];
+    let commands = ["store", "server", "hot", "scaling", "matrix", "telegram", "discord", "slack"];
+    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--quick").collect();
+    let command = words.iter().copied().find(|w| commands.contains(w));
+    if words.iter().any(|w| !figures.contains(w) && !commands.contains(w))
+        || (command.is_some() && words.len() > 1)
+    {
         eprintln!("{USAGE}");
         std::process::exit(2);
     }
@@ -243,33 +248,19 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    if store {
-        rt.block_on(store::run(quick));
-        return;
-    }
-    if server {
-        rt.block_on(server::run(quick));
-        return;
-    }
-    if matrix {
-        rt.block_on(matrix::run(quick));
-        return;
-    }
-    if telegram {
-        rt.block_on(telegram::run(quick));
-        return;
-    }
-    if discord {
-        rt.block_on(discord::run(quick));
-        return;
-    }
-    if slack {
-        rt.block_on(slack::run(quick));
-        return;
+    match command {
+        Some("store") => return rt.block_on(store::run(quick)),
+        Some("server") => return rt.block_on(server::run(quick)),
+        Some("hot") => return rt.block_on(hot::run(quick)),
+        Some("scaling") => return rt.block_on(scaling::run(quick)),
+        Some("matrix") => return rt.block_on(matrix::run(quick)),
+        Some("telegram") => return rt.block_on(telegram::run(quick)),
+        Some("discord") => return rt.block_on(discord::run(quick)),
+        Some("slack") => return rt.block_on(slack::run(quick)),
+        _ => {}
     }
     let (p1, s1, l2, p3) = if quick { (1_000, 500, 1_000, 10_000) } else { (10_000, 5_000, 20_000, 100_000) };
-    let only: Vec<&str> = args.iter().map(String::as_str).filter(|a| a.starts_with("nf")).collect();
-    let wanted = |figure: &str| only.is_empty() || only.contains(&figure);
+    let wanted = |figure: &str| words.is_empty() || words.contains(&figure);
     println!("assent engine benchmarks (release build, 2 worker threads, MemoryStore + FakeChannel)");
     // NF-3 first: it needs the allocation counter, which the others run without.
     if wanted("nf3") {

@@ -21,7 +21,7 @@ use tokio::{
 };
 
 /// Where `cargo xtask bench server` put the release binary.
-fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     std::env::var_os("ASSENT_BIN").map(PathBuf::from).unwrap_or_else(|| {
         panic!("set ASSENT_BIN to a release `assent` binary (`cargo xtask bench server` does)")
     })
@@ -35,7 +35,7 @@ pub(crate) async fn run(quick: bool) {
     long_polls(&bin, waiters, samples).await;
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -43,7 +43,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
@@ -84,17 +84,22 @@ fn nf5(bin: &Path, runs: usize) {
 }
 
 /// A running `assent serve` on a fresh data dir.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    addr: String,
-    token: String,
+    pub(crate) addr: String,
+    pub(crate) token: String,
     dir: PathBuf,
 }
 
 impl Served {
-    fn start(bin: &Path) -> Self {
+    /// Starts `assent serve` with `config` (TOML, may be empty) as its data dir's assent.toml.
+    pub(crate) fn start(bin: &Path, config: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("assent-bench-server-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        if !config.is_empty() {
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(dir.join("assent.toml"), config).unwrap_or_else(|e| panic!("{e}"));
+        }
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--exit-on-stdin-close"])
             .env("ASSENT_DATA_DIR", &dir)
@@ -154,13 +159,13 @@ async fn http(addr: &str, token: &str, method: &str, path: &str, body: Option<&s
     (status, body)
 }
 
-fn id_of(body: &str) -> String {
+pub(crate) fn id_of(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     v["id"].as_str().unwrap_or_else(|| panic!("no id in {body}")).to_owned()
 }
 
 async fn long_polls(bin: &Path, waiters: usize, samples: usize) {
-    let server = Arc::new(Served::start(bin));
+    let server = Arc::new(Served::start(bin, ""));
     let idle = server.rss_kib();
     // One approval per waiter, created 32 at a time.
     let gate = Arc::new(Semaphore::new(32));

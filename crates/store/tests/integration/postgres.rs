@@ -12,6 +12,16 @@ mod contract {
     });
 }
 
+/// The same contract with group commit on (off by default on PostgreSQL).
+mod contract_grouped {
+    use super::*;
+    store_contract_tests!(async {
+        let url = PgServer::shared().fresh_database();
+        let options = OpenOptions { group_commit: Some(true), ..OpenOptions::default() };
+        Arc::new(SqlStore::open(&url, options).await.unwrap()) as Arc<dyn Store>
+    });
+}
+
 #[tokio::test]
 async fn st_1_postgres_is_a_real_server() {
     let url = PgServer::shared().fresh_database();

@@ -153,3 +153,33 @@ async fn st_7_st_8_two_replicas_share_one_database() {
     b.shutdown(Duration::from_secs(5)).await;
     a.shutdown(Duration::from_secs(5)).await;
 }
+
+/// ST-8 with group commit on PostgreSQL: a batch's commits still reach the other replicas'
+/// commit feeds, with the batch's last event sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn st_8_grouped_commits_still_notify_the_other_replicas() {
+    use futures::StreamExt as _;
+    let url = PgServer::shared().fresh_database();
+    let options = OpenOptions { group_commit: Some(true), ..OpenOptions::default() };
+    let writer = Arc::new(SqlStore::open(&url, options).await.unwrap());
+    let reader = SqlStore::open(&url, OpenOptions::default()).await.unwrap();
+    let mut feed = reader.commit_feed().await.unwrap().expect("PostgreSQL has a commit feed");
+    let clock = ManualClock::new(T0);
+    let engine = Engine::builder(writer.clone(), test_config()).clock(Arc::new(clock)).start().await.unwrap();
+    let h = engine.handle();
+    let creates: Vec<_> = (0..8)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move { h.create(exec_request(&["echo", &i.to_string()])).await.unwrap() })
+        })
+        .collect();
+    for c in creates {
+        c.await.unwrap();
+    }
+    let last = writer.latest_event_seq().await.unwrap();
+    let mut heard = 0;
+    while heard < last {
+        heard = tokio::time::timeout(Duration::from_secs(10), feed.next()).await.unwrap().unwrap();
+    }
+    assert_eq!(heard, last, "the feed names the last committed event");
+}

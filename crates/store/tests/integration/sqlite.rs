@@ -13,6 +13,15 @@ mod contract {
     });
 }
 
+/// The same contract with group commit off: one transaction per commit.
+mod contract_one_transaction_per_commit {
+    use super::*;
+    store_contract_tests!(async {
+        let options = OpenOptions { group_commit: Some(false), ..OpenOptions::default() };
+        Arc::new(SqlStore::open_sqlite(&temp_db(), options).await.unwrap()) as Arc<dyn Store>
+    });
+}
+
 #[tokio::test]
 async fn st_3_a_second_server_on_the_same_file_is_refused() {
     let path = temp_db();

@@ -1,0 +1,243 @@
+//! Group commit (ST-3, NF-2). SQLite has one writer, so commits queue for it anyway; instead of
+//! one transaction each, the writer task takes every commit waiting in the queue and runs them
+//! in one transaction, each in its own savepoint:
+//!
+//! - a commit whose checks fail (a stale version, a taken key) is rolled back to its savepoint
+//!   alone, and its caller gets that error, exactly as if it had run by itself;
+//! - every caller is answered only after the shared transaction is durable, so an acknowledged
+//!   commit survives a crash (NF-7); if the transaction fails, every caller is told so and
+//!   nothing of the batch is kept.
+//!
+//! The queue is a task, not a leader chosen among callers: a caller that gives up (an HTTP client
+//! that disconnects) must not strand the commits of everyone behind it.
+//!
+//! On by default for SQLite. PostgreSQL can use it too (`OpenOptions::group_commit`), but runs
+//! its writers on concurrent connections and already merges their WAL flushes, so it is off
+//! there unless asked for (docs/benchmarks.md has both measured).
+
+use assent_core::{
+    clock::Timestamp,
+    store::{Commit, Committed, StoreError},
+};
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    rows::Tx,
+    writes::{apply, finish},
+};
+
+/// Most commits in one transaction, so the first caller of a burst never waits for a long one.
+const MAX_BATCH: usize = 128;
+
+type Answer = oneshot::Sender<Result<Committed, StoreError>>;
+
+struct Job {
+    commit: Commit,
+    now: Timestamp,
+    answer: Answer,
+}
+
+/// The handle of the writer task; the task ends when the store (its only sender) drops.
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer task on `writer`. `notify`: tell other replicas of each batch
+    /// (PostgreSQL's `assent_events` channel, ST-8).
+    pub(crate) fn start(writer: AnyPool, notify: bool) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(run(writer, notify, jobs));
+        Self { queue }
+    }
+
+    /// Commits `commit` with whatever else is queued; returns once it is durable.
+    pub(crate) async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Job { commit, now, answer })
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".to_owned()))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer stopped before answering".to_owned()))?
+    }
+}
+
+async fn run(writer: AnyPool, notify: bool, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit_batch(&writer, notify, std::mem::take(&mut batch)).await;
+    }
+}
+
+fn unavailable(e: &sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+async fn commit_batch(writer: &AnyPool, notify: bool, mut jobs: Vec<Job>) {
+    let mut tx = match writer.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let error = unavailable(&e);
+            return jobs.into_iter().for_each(|job| drop(job.answer.send(Err(error.clone()))));
+        }
+    };
+    let results = if jobs.len() == 1 {
+        // Alone: the plain transaction, no savepoint to pay for; a failure discards it whole.
+        let job = jobs.remove(0);
+        match apply(&mut tx, job.commit, job.now).await {
+            Ok(committed) => vec![(job.answer, Ok(committed))],
+            failed @ Err(_) => return drop(job.answer.send(finish(tx, failed).await)),
+        }
+    } else {
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match in_savepoint(&mut tx, job.commit, job.now).await {
+                Ok(result) => results.push((job.answer, result)),
+                Err(e) => {
+                    // The savepoint itself failed: the transaction's state is unknown, so none
+                    // of the batch may be kept.
+                    results.push((job.answer, Ok(Committed::default())));
+                    return discard(tx, results, &unavailable(&e)).await;
+                }
+            }
+        }
+        results
+    };
+    let last_seq = results.iter().filter_map(|(_, r)| r.as_ref().ok()?.events.last()).map(|e| e.seq).max();
+    if notify && let Some(seq) = last_seq {
+        // ST-8: PostgreSQL delivers the notice only on COMMIT, with the batch.
+        let notified = sqlx::query("SELECT pg_notify('assent_events', $1)")
+            .bind(seq.to_string())
+            .execute(&mut *tx)
+            .await;
+        if let Err(e) = notified {
+            return discard(tx, results, &unavailable(&e)).await;
+        }
+    }
+    match tx.commit().await {
+        Ok(()) => results.into_iter().for_each(|(answer, result)| drop(answer.send(result))),
+        Err(e) => answer_lost(results, &unavailable(&e)),
+    }
+}
+
+/// Rolls the batch back and tells every caller.
+async fn discard(tx: Tx, results: Vec<(Answer, Result<Committed, StoreError>)>, error: &StoreError) {
+    let _ = tx.rollback().await;
+    answer_lost(results, error);
+}
+
+/// A commit that failed its own checks keeps its own error; the rest were lost with the batch.
+fn answer_lost(results: Vec<(Answer, Result<Committed, StoreError>)>, error: &StoreError) {
+    for (answer, result) in results {
+        let _ = answer.send(Err(result.err().unwrap_or_else(|| error.clone())));
+    }
+}
+
+/// One commit inside the shared transaction. The outer error means the savepoint statements
+/// failed; the inner result is the commit's own.
+async fn in_savepoint(
+    tx: &mut Tx,
+    commit: Commit,
+    now: Timestamp,
+) -> Result<Result<Committed, StoreError>, sqlx::Error> {
+    sqlx::query("SAVEPOINT assent_commit").execute(&mut **tx).await?;
+    let result = apply(tx, commit, now).await;
+    if result.is_err() {
+        sqlx::query("ROLLBACK TO assent_commit").execute(&mut **tx).await?;
+    }
+    sqlx::query("RELEASE assent_commit").execute(&mut **tx).await?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use assent_core::{
+        model::{AuditEntry, AuditType, Event, EventType},
+        store::{ApprovalWrite, AuditFilter, Store},
+    };
+    use assent_testing::{T0, store_contract::sample};
+
+    use super::*;
+    use crate::{OpenOptions, SqlStore};
+
+    async fn store() -> SqlStore {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "assent-group-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        SqlStore::open_sqlite(&dir.join("a.db"), OpenOptions::default()).await.unwrap()
+    }
+
+    fn job(commit: Commit) -> (Job, oneshot::Receiver<Result<Committed, StoreError>>) {
+        let (answer, answered) = oneshot::channel();
+        (Job { commit, now: T0, answer }, answered)
+    }
+
+    /// One approval update with an event and an audit entry; `expected` is the version it
+    /// compares against (1 is right for a fresh sample).
+    fn vote(bits: u128, expected: u64) -> Commit {
+        let mut next = sample(bits);
+        next.version = 2;
+        let event = Event {
+            seq: 0,
+            kind: EventType::Vote,
+            at: T0,
+            approval_kind: Some(next.kind()),
+            approval_id: Some(next.id.clone()),
+            data: serde_json::Value::Null,
+        };
+        Commit {
+            audit: vec![AuditEntry::new(AuditType::Vote, T0).approval(&next.id)],
+            events: vec![event],
+            approval: Some(ApprovalWrite::Update { approval: next, expected_version: expected }),
+            ..Commit::default()
+        }
+    }
+
+    /// Issue 15: in one shared transaction, a commit that fails its own check is rolled back
+    /// alone (what it wrote before the check too), the others are kept, and the sequences have
+    /// no gap where it was.
+    #[tokio::test]
+    async fn a_failed_commit_in_a_batch_fails_alone_and_leaves_no_gap() {
+        let store = store().await;
+        for bits in 1..=3 {
+            let insert = ApprovalWrite::Insert { approval: sample(bits), idempotency: None };
+            store.commit(Commit { approval: Some(insert), ..Commit::default() }, T0).await.unwrap();
+        }
+        let notice = Commit { notice_key: Some("notice:x".to_owned()), ..Commit::default() };
+        store.commit(notice, T0).await.unwrap();
+        // The second updates its approval first, then fails on a notice key already taken.
+        let mut late_failure = vote(2, 1);
+        late_failure.notice_key = Some("notice:x".to_owned());
+        let (first, first_answer) = job(vote(1, 1));
+        let (second, second_answer) = job(late_failure);
+        let (third, third_answer) = job(vote(3, 1));
+        commit_batch(&store.writer, false, vec![first, second, third]).await;
+        let first = first_answer.await.unwrap().unwrap();
+        assert_eq!(second_answer.await.unwrap(), Err(StoreError::Conflict("notice already sent")));
+        let third = third_answer.await.unwrap().unwrap();
+        assert_eq!((first.events[0].seq, third.events[0].seq), (1, 2), "no gap where the failed one was");
+        assert_eq!(store_version(&store, 2).await, 1, "the failed commit's own update was rolled back");
+        assert_eq!((store_version(&store, 1).await, store_version(&store, 3).await), (2, 2));
+        let audit = store.audit(&AuditFilter::default()).await.unwrap();
+        assert_eq!(audit.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    async fn store_version(store: &SqlStore, bits: u128) -> u64 {
+        store.approval(&sample(bits).id).await.unwrap().unwrap().version
+    }
+}

@@ -1,0 +1,44 @@
+//! Row plumbing shared by reads and writes: the transaction type, error mapping, JSON bodies
+//! and integer conversions.
+
+use assent_core::store::StoreError;
+use serde::{Serialize, de::DeserializeOwned};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
+
+/// A write transaction.
+pub(crate) type Tx = Transaction<'static, Any>;
+
+pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Maps a unique-constraint violation to `Conflict(what)`, anything else to `Unavailable`.
+pub(crate) fn unique(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => unavailable(e),
+    }
+}
+
+pub(crate) fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Unavailable(format!("cannot encode a record: {e}")))
+}
+
+pub(crate) fn parse<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
+    let body: String = row.try_get("body").map_err(unavailable)?;
+    serde_json::from_str(&body)
+        .map_err(|e| StoreError::Unavailable(format!("a stored record does not decode: {e}")))
+}
+
+pub(crate) fn parse_all<T: DeserializeOwned>(rows: &[AnyRow]) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(parse).collect()
+}
+
+pub(crate) type Query<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+pub(crate) fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

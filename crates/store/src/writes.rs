@@ -1,0 +1,336 @@
+//! Everything a write does inside its transaction: the approval's compare-and-set, ledger,
+//! grant, binding and callback rows, gap-free audit and event sequences, outbox claims and
+//! retention.
+
+use std::time::Duration;
+
+use assent_core::{
+    clock::Timestamp,
+    id::ApprovalId,
+    model::Approval,
+    store::{
+        ApprovalWrite, BindingWrite, CallbackJob, CallbackState, CallbackWrite, Commit, Committed,
+        EntryWrite, GrantWrite, IDEMPOTENCY_WINDOW, IdempotencyRecord, StoreError,
+    },
+};
+use sqlx::Row;
+
+use crate::rows::{Tx, int, json, limit, parse_all, unavailable, unique};
+
+/// Commits on success, rolls back on error.
+pub(crate) async fn finish<T>(tx: Tx, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match result {
+        Ok(v) => {
+            tx.commit().await.map_err(unavailable)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn next_seq(tx: &mut Tx, counter: &'static str, n: usize) -> Result<i64, StoreError> {
+    // The row lock on the counter serializes committers, so seq order is commit order and a
+    // rolled-back transaction leaves no gap (LC-15).
+    let row = sqlx::query("UPDATE counters SET value = value + $1 WHERE name = $2 RETURNING value")
+        .bind(limit(n))
+        .bind(counter)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    let last: i64 = row.try_get("value").map_err(unavailable)?;
+    Ok(last - limit(n) + 1)
+}
+
+async fn insert_approval(
+    tx: &mut Tx,
+    a: &Approval,
+    idem: Option<&IdempotencyRecord>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if let Some(rec) = idem {
+        let found =
+            sqlx::query("SELECT digest, approval_id, at FROM idempotency WHERE principal = $1 AND key = $2")
+                .bind(&rec.principal)
+                .bind(&rec.key)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        if let Some(row) = found {
+            let at: i64 = row.try_get("at").map_err(unavailable)?;
+            if Timestamp(at) + IDEMPOTENCY_WINDOW > now {
+                let digest: String = row.try_get("digest").map_err(unavailable)?;
+                if digest != rec.digest {
+                    return Err(StoreError::IdempotencyConflict);
+                }
+                let id: String = row.try_get("approval_id").map_err(unavailable)?;
+                let id = ApprovalId::parse(&id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                return Err(StoreError::IdempotentReplay(id));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO idempotency (principal, key, digest, approval_id, at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (principal, key) DO UPDATE SET digest = excluded.digest, approval_id = excluded.approval_id, at = excluded.at",
+        )
+        .bind(&rec.principal)
+        .bind(&rec.key)
+        .bind(&rec.digest)
+        .bind(a.id.as_str())
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await
+        .map_err(unique("idempotency key in use"))?;
+    }
+    sqlx::query(
+        "INSERT INTO approvals (id, status, kind, requester, created_at, expires_at, version, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(a.id.as_str())
+    .bind(a.status.as_str())
+    .bind(a.kind().as_str())
+    .bind(&a.requester.principal)
+    .bind(a.created_at.0)
+    .bind(a.expires_at.0)
+    .bind(int(a.version))
+    .bind(json(a)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(unique("approval id exists"))?;
+    Ok(())
+}
+
+async fn update_approval(tx: &mut Tx, a: &Approval, expected: u64) -> Result<(), StoreError> {
+    // ST-4: CAS on version; a terminal row only accepts its own status, so nothing is re-tagged.
+    let done = sqlx::query(
+        "UPDATE approvals SET status = $1, expires_at = $2, version = $3, body = $4
+         WHERE id = $5 AND version = $6 AND (status = 'pending' OR status = $1)",
+    )
+    .bind(a.status.as_str())
+    .bind(a.expires_at.0)
+    .bind(int(a.version))
+    .bind(json(a)?)
+    .bind(a.id.as_str())
+    .bind(int(expected))
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Conflict("approval version")) }
+}
+
+async fn write_entry(tx: &mut Tx, w: &EntryWrite) -> Result<(), StoreError> {
+    let (EntryWrite::Insert(e) | EntryWrite::Update(e)) = w;
+    let open = i64::from(e.needs_finalizing());
+    let next = e.next_attempt_at.map(|t| t.0);
+    match w {
+        EntryWrite::Insert(_) => sqlx::query(
+            "INSERT INTO entries (entry_id, approval_id, channel, account, target_key, open, next_attempt_at, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(e.entry_id.as_str())
+        .bind(e.approval_id.as_str())
+        .bind(e.channel.as_str())
+        .bind(&e.account)
+        .bind(&e.target_key)
+        .bind(open)
+        .bind(next)
+        .bind(json(e)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(unique("ledger entry exists"))?,
+        EntryWrite::Update(_) => {
+            sqlx::query("UPDATE entries SET open = $1, next_attempt_at = $2, body = $3 WHERE entry_id = $4")
+                .bind(open)
+                .bind(next)
+                .bind(json(e)?)
+                .bind(e.entry_id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?
+        }
+    };
+    Ok(())
+}
+
+async fn write_grant(tx: &mut Tx, w: &GrantWrite) -> Result<(), StoreError> {
+    let (GrantWrite::Insert(g) | GrantWrite::Update(g)) = w;
+    let q = match w {
+        GrantWrite::Insert(_) => {
+            "INSERT INTO grants (kind, revoked, created_at, body, id) VALUES ($1, $2, $3, $4, $5)"
+        }
+        GrantWrite::Update(_) => {
+            "UPDATE grants SET kind = $1, revoked = $2, created_at = $3, body = $4 WHERE id = $5"
+        }
+    };
+    sqlx::query(q)
+        .bind(g.kind.as_str())
+        .bind(i64::from(g.revoked_at.is_some()))
+        .bind(g.created_at.0)
+        .bind(json(g)?)
+        .bind(g.id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(unique("grant exists"))?;
+    Ok(())
+}
+
+async fn write_binding(tx: &mut Tx, w: &BindingWrite) -> Result<(), StoreError> {
+    match w {
+        BindingWrite::Upsert(b) => sqlx::query(
+            "INSERT INTO bindings (key, body) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET body = excluded.body",
+        )
+        .bind(&b.key)
+        .bind(json(&**b)?),
+        BindingWrite::Remove(key) => sqlx::query("DELETE FROM bindings WHERE key = $1").bind(key),
+    }
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+fn state_name(s: CallbackState) -> &'static str {
+    match s {
+        CallbackState::Pending => "pending",
+        CallbackState::Done => "done",
+        CallbackState::Failed => "failed",
+    }
+}
+
+pub(crate) async fn write_callback(tx: &mut Tx, w: &CallbackWrite) -> Result<(), StoreError> {
+    let (CallbackWrite::Insert(j) | CallbackWrite::Update(j)) = w;
+    let q = match w {
+        CallbackWrite::Insert(_) => {
+            "INSERT INTO callbacks (state, next_attempt_at, body, key) VALUES ($1, $2, $3, $4)"
+        }
+        CallbackWrite::Update(_) => {
+            "UPDATE callbacks SET state = $1, next_attempt_at = $2, body = $3 WHERE key = $4"
+        }
+    };
+    sqlx::query(q)
+        .bind(state_name(j.state))
+        .bind(j.next_attempt_at.0)
+        .bind(json(j)?)
+        .bind(&j.key)
+        .execute(&mut **tx)
+        .await
+        .map_err(unique("callback job exists"))?;
+    Ok(())
+}
+
+pub(crate) async fn apply(tx: &mut Tx, c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+    match &c.approval {
+        Some(ApprovalWrite::Insert { approval, idempotency }) => {
+            insert_approval(tx, approval, idempotency.as_ref(), now).await?
+        }
+        Some(ApprovalWrite::Update { approval, expected_version }) => {
+            update_approval(tx, approval, *expected_version).await?
+        }
+        None => {}
+    }
+    for w in &c.entries {
+        write_entry(tx, w).await?;
+    }
+    for w in &c.grants {
+        write_grant(tx, w).await?;
+    }
+    for w in &c.bindings {
+        write_binding(tx, w).await?;
+    }
+    for w in &c.callbacks {
+        write_callback(tx, w).await?;
+    }
+    if let Some(key) = &c.notice_key {
+        sqlx::query("INSERT INTO notice_keys (key) VALUES ($1)")
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(unique("notice already sent"))?;
+    }
+    if let Some((key, origin)) = &c.session_origin {
+        sqlx::query(
+            "INSERT INTO sessions (session_key, origin) VALUES ($1, $2)
+             ON CONFLICT (session_key) DO UPDATE SET origin = excluded.origin",
+        )
+        .bind(key)
+        .bind(json(origin)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if !c.audit.is_empty() {
+        let first = next_seq(tx, "audit", c.audit.len()).await?;
+        for (i, mut a) in c.audit.into_iter().enumerate() {
+            a.seq = u64::try_from(first + limit(i)).unwrap_or_default();
+            sqlx::query("INSERT INTO audit (seq, at, approval_id, body) VALUES ($1, $2, $3, $4)")
+                .bind(int(a.seq))
+                .bind(a.at.0)
+                .bind(a.approval_id.as_ref().map(|id| id.as_str().to_owned()))
+                .bind(json(&a)?)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        }
+    }
+    let mut events = Vec::with_capacity(c.events.len());
+    if !c.events.is_empty() {
+        let first = next_seq(tx, "events", c.events.len()).await?;
+        for (i, mut e) in c.events.into_iter().enumerate() {
+            e.seq = u64::try_from(first + limit(i)).unwrap_or_default();
+            sqlx::query("INSERT INTO events (seq, at, body) VALUES ($1, $2, $3)")
+                .bind(int(e.seq))
+                .bind(e.at.0)
+                .bind(json(&e)?)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+            events.push(e);
+        }
+    }
+    Ok(Committed { events })
+}
+
+pub(crate) async fn claim(
+    tx: &mut Tx,
+    select: &'static str,
+    now: Timestamp,
+    lease: Duration,
+    n: usize,
+) -> Result<Vec<CallbackJob>, StoreError> {
+    let rows =
+        sqlx::query(select).bind(now.0).bind(limit(n)).fetch_all(&mut **tx).await.map_err(unavailable)?;
+    let mut jobs: Vec<CallbackJob> = parse_all(&rows)?;
+    for job in &mut jobs {
+        job.next_attempt_at = now + lease;
+        write_callback(tx, &CallbackWrite::Update(job.clone())).await?;
+    }
+    Ok(jobs)
+}
+
+pub(crate) async fn purge(tx: &mut Tx, before: Timestamp) -> Result<u64, StoreError> {
+    // Terminal approvals whose cards are all final; the rest waits for the next run.
+    const DOOMED: &str = "SELECT id FROM approvals a WHERE a.status <> 'pending' AND a.created_at < $1
+        AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.approval_id = a.id AND e.open = 1)";
+    let rows = sqlx::query(DOOMED).bind(before.0).fetch_all(&mut **tx).await.map_err(unavailable)?;
+    let ids: Vec<String> =
+        rows.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>().map_err(unavailable)?;
+    for id in &ids {
+        for q in [
+            "DELETE FROM entries WHERE approval_id = $1",
+            "DELETE FROM approvals WHERE id = $1",
+            "DELETE FROM notice_keys WHERE key = 'notice:' || $1",
+            "DELETE FROM callbacks WHERE key LIKE $1 || ':%' AND state <> 'pending'",
+        ] {
+            sqlx::query(q).bind(id).execute(&mut **tx).await.map_err(unavailable)?;
+        }
+    }
+    for q in [
+        "DELETE FROM audit WHERE at < $1",
+        "DELETE FROM events WHERE at < $1",
+        "DELETE FROM idempotency WHERE at < $1",
+    ] {
+        sqlx::query(q).bind(before.0).execute(&mut **tx).await.map_err(unavailable)?;
+    }
+    Ok(ids.len() as u64)
+}
