@@ -13,7 +13,7 @@
 //!
 //! On by default for SQLite. PostgreSQL can use it too (`OpenOptions::group_commit`), but runs
 //! its writers on concurrent connections and already merges their WAL flushes, so it is off
-//! there unless asked for (docs/benchmarks.md has both measured).
+//! there unless asked for (not measured there yet; docs/benchmarks.md).
 
 use assent_core::{
     clock::Timestamp,
