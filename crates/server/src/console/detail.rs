@@ -135,7 +135,7 @@ fn fields(state: &AppState, a: &Approval, v: &ApprovalView) -> String {
         rows.push(("Reason given", esc(reason)));
     }
     if v.required > 1 {
-        rows.push(("Approvals", quorum(v.votes, v.required)));
+        rows.push(("Approvals", format!("<span id=\"quorum\">{}</span>", quorum(v.votes, v.required))));
     }
     let mut out = String::from("<dl class=\"fields\">");
     for (label, value) in rows {

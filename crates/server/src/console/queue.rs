@@ -7,7 +7,7 @@ use axum::{extract::State, http::StatusCode, response::Response};
 
 use super::{
     Page, html,
-    render::{alarming, esc, heading, hidden_badge, kind_badge, preview, quorum, severity_badge},
+    render::{critical, esc, heading, hidden_badge, kind_badge, preview, quorum, severity_badge},
     unavailable,
 };
 use crate::{AppState, views::ApprovalView};
@@ -48,6 +48,8 @@ fn queue_html(state: &AppState, (items, more): &(Vec<Approval>, usize)) -> Strin
 
 fn item(state: &AppState, a: &Approval) -> String {
     let v = ApprovalView::new(a, &state.keyring, &state.redactor, state.engine.now());
+    // A critical action, or text hiding characters, is set apart.
+    let hidden = hidden_badge(a);
     let agent = a
         .agent_id
         .as_deref()
@@ -64,13 +66,12 @@ fn item(state: &AppState, a: &Approval) -> String {
         id = v.id,
         kind = kind_badge(v.kind),
         severity = severity_badge(a),
-        hidden = hidden_badge(a),
-        alarm = if alarming(a) { " alarming" } else { "" },
+        alarm = if critical(a) || !hidden.is_empty() { " alarming" } else { "" },
         title = esc(&heading(a, &state.redactor)),
         text = esc(&preview(&v.text, 160)),
         requester = esc(&v.requester),
         exp = v.expires_at.as_millis(),
-        quorum = quorum(v.votes, v.required).replace(" id=\"quorum\"", ""),
+        quorum = quorum(v.votes, v.required),
         reference = v.reference,
     )
 }

@@ -81,10 +81,9 @@ pub(crate) fn hidden_badge(a: &Approval) -> String {
     }
 }
 
-/// Whether the queue should set an item apart: a critical action or disguised text.
-pub(crate) fn alarming(a: &Approval) -> bool {
+/// A plugin action its plugin called critical.
+pub(crate) fn critical(a: &Approval) -> bool {
     matches!(&a.action, Action::Plugin(p) if p.severity == Severity::Critical)
-        || !escaped_characters(raw_text(a)).is_empty()
 }
 
 /// The status in a word or two, as a coloured badge.
@@ -107,7 +106,7 @@ pub(crate) fn quorum(votes: usize, required: u8) -> String {
         return String::new();
     }
     format!(
-        "<span class=\"quorum\" id=\"quorum\"><progress value=\"{votes}\" max=\"{required}\" \
+        "<span class=\"quorum\"><progress value=\"{votes}\" max=\"{required}\" \
          aria-label=\"Approvals\"></progress> {votes} of {required} approvals</span>"
     )
 }
