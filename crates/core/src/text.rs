@@ -3,6 +3,8 @@
 //! Order matters: redact first, then sanitize, then fit to a budget, so a secret is never half
 //! shown by a cut and an invisible character never hides part of a command.
 
+use std::sync::Arc;
+
 use regex::{Regex, RegexSet};
 
 /// What a hidden value is replaced with.
@@ -61,9 +63,16 @@ pub struct InvalidPattern {
 }
 
 /// Replaces secrets with [`REDACTED`] in display text.
+///
+/// Cheap to clone: clones share the compiled patterns. A cloned `Regex` gets a pool of scratch
+/// space of its own, and the server clones its state for every request, so unshared patterns
+/// once cost each waiting long poll ~46 KiB.
 #[derive(Debug, Clone)]
-pub struct Redactor {
-    patterns: Vec<Regex>,
+pub struct Redactor(Arc<Patterns>);
+
+#[derive(Debug)]
+struct Patterns {
+    each: Vec<Regex>,
     /// All patterns in one automaton: most text has no secret, and one pass proves it.
     any: Option<RegexSet>,
 }
@@ -80,7 +89,7 @@ pub struct Redacted {
 impl Default for Redactor {
     fn default() -> Self {
         // The built-in patterns are constants covered by tests, so they always compile.
-        Self::new(&[]).unwrap_or(Self { patterns: Vec::new(), any: None })
+        Self::new(&[]).unwrap_or_else(|_| Self(Arc::new(Patterns { each: Vec::new(), any: None })))
     }
 }
 
@@ -96,17 +105,17 @@ impl Redactor {
         }
         // A set that fails to build (size limits) only disables the shortcut.
         let any = RegexSet::new(patterns.iter().map(Regex::as_str)).ok();
-        Ok(Self { patterns, any })
+        Ok(Self(Arc::new(Patterns { each: patterns, any })))
     }
 
     /// Redacts `text`.
     pub fn redact(&self, text: &str) -> Redacted {
-        if self.any.as_ref().is_some_and(|set| !set.is_match(text)) {
+        if self.0.any.as_ref().is_some_and(|set| !set.is_match(text)) {
             return Redacted { text: text.to_owned(), hidden: 0 };
         }
         let mut current = text.to_owned();
         let mut hidden = 0;
-        for re in &self.patterns {
+        for re in &self.0.each {
             let mut count = 0;
             let replaced = re.replace_all(&current, |caps: &regex::Captures<'_>| {
                 count += 1;
@@ -272,6 +281,15 @@ pub fn group_thousands(n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cloned_redactor_shares_its_compiled_patterns() {
+        // The server clones its state, redactor included, for every request and long poll.
+        let r = Redactor::new(&["secret-[0-9]+".to_owned()]).unwrap();
+        let c = r.clone();
+        assert!(Arc::ptr_eq(&r.0, &c.0));
+        assert_eq!(c.redact("x secret-42").hidden, 1);
+    }
+
     use super::*;
 
     #[test]
