@@ -37,6 +37,9 @@ struct Inner {
     ledger_keys: HashSet<LedgerKey>,
     /// Entries that still need a final action (LC-12's persisted queue).
     unfinalized: BTreeSet<EntryId>,
+    /// The part of `unfinalized` whose approval is terminal: what the finalizer may act on.
+    /// Kept apart so a pass costs what is due, not every card of every pending approval.
+    finalizable: BTreeSet<EntryId>,
     grants: BTreeMap<GrantId, Grant>,
     bindings: HashMap<String, Binding>,
     audit: Vec<AuditEntry>,
@@ -131,10 +134,15 @@ fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
     }
     for w in commit.entries {
         let (EntryWrite::Insert(e) | EntryWrite::Update(e)) = w;
+        let terminal = inner.approvals.get(&e.approval_id).is_some_and(|a| a.status.is_terminal());
         if e.needs_finalizing() {
             inner.unfinalized.insert(e.entry_id.clone());
+            if terminal {
+                inner.finalizable.insert(e.entry_id.clone());
+            }
         } else {
             inner.unfinalized.remove(&e.entry_id);
+            inner.finalizable.remove(&e.entry_id);
         }
         if inner.ledger_keys.insert(ledger_key(&e)) {
             inner.entries_by_approval.entry(e.approval_id.clone()).or_default().push(e.entry_id.clone());
@@ -191,6 +199,14 @@ fn put_approval(inner: &mut Inner, approval: Approval) {
     }
     if approval.status == Status::Pending {
         inner.deadlines.insert((approval.expires_at, approval.id.clone()));
+    } else {
+        // Its open cards become the finalizer's work.
+        let Inner { entries_by_approval, unfinalized, finalizable, .. } = inner;
+        for e in entries_by_approval.get(&approval.id).into_iter().flatten() {
+            if unfinalized.contains(e) {
+                finalizable.insert(e.clone());
+            }
+        }
     }
     inner.approvals.insert(approval.id.clone(), approval);
 }
@@ -213,15 +229,13 @@ impl Store for MemoryStore {
 
     async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Approval>, StoreError> {
         let inner = self.lock()?;
-        let mut due: Vec<Approval> = inner
-            .approvals
-            .values()
-            .filter(|a| a.status == Status::Pending && a.expires_at <= now)
-            .cloned()
-            .collect();
-        due.sort_by_key(|a| a.expires_at);
-        due.truncate(limit);
-        Ok(due)
+        Ok(inner
+            .deadlines
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter_map(|(_, id)| inner.approvals.get(id).cloned())
+            .take(limit)
+            .collect())
     }
 
     async fn approvals(&self, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
@@ -275,12 +289,11 @@ impl Store for MemoryStore {
 
     async fn finalize_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Entry>, StoreError> {
         let inner = self.lock()?;
-        let terminal = |id: &ApprovalId| inner.approvals.get(id).is_some_and(|a| a.status.is_terminal());
         Ok(inner
-            .unfinalized
+            .finalizable
             .iter()
             .filter_map(|id| inner.entries.get(id))
-            .filter(|e| e.next_attempt_at.is_none_or(|t| t <= now) && terminal(&e.approval_id))
+            .filter(|e| e.next_attempt_at.is_none_or(|t| t <= now))
             .take(limit)
             .cloned()
             .collect())

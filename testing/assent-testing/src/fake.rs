@@ -4,7 +4,7 @@
 //! calls a real channel makes (precheck → ack → resolve).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
@@ -151,7 +151,8 @@ struct State {
     next_delays: BTreeMap<Op, Vec<Duration>>,
     notices: Vec<(Origin, String)>,
     private_replies: Vec<(String, String)>,
-    anchors: Vec<u64>,
+    /// A set: a bench binds hundreds of thousands of cards.
+    anchors: BTreeSet<u64>,
     duplicates: Vec<String>,
     delivery_errors: Vec<String>,
     finalized: Vec<ApprovalId>,
@@ -219,7 +220,7 @@ impl FakeChannel {
                 busy: BTreeMap::new(),
                 notices: Vec::new(),
                 private_replies: Vec::new(),
-                anchors: Vec::new(),
+                anchors: BTreeSet::new(),
                 duplicates: Vec::new(),
                 delivery_errors: Vec::new(),
                 finalized: Vec::new(),
@@ -355,7 +356,7 @@ impl FakeChannel {
 
     /// Message ids with a live anchor.
     pub fn anchors(&self) -> Vec<u64> {
-        self.lock().anchors.clone()
+        self.lock().anchors.iter().copied().collect()
     }
 
     /// Dedupe keys reported by `on_duplicate_skipped`.
@@ -715,14 +716,12 @@ impl Interactions<FakeChannel> for FakeChannel {
     async fn bind(&self, entry: &FakeEntry) -> Result<Option<FakeAnchor>, FakeError> {
         self.misbehave(Op::Bind).await?;
         let mut s = self.lock();
-        if !s.anchors.contains(&entry.message_id) {
-            s.anchors.push(entry.message_id);
-        }
+        s.anchors.insert(entry.message_id);
         Ok(Some(FakeAnchor { message_id: entry.message_id }))
     }
 
     async fn unbind(&self, anchor: &FakeAnchor) -> Result<(), FakeError> {
-        self.lock().anchors.retain(|m| *m != anchor.message_id);
+        self.lock().anchors.remove(&anchor.message_id);
         Ok(())
     }
 

@@ -72,7 +72,8 @@ fn update(next: &Approval, expected: u64) -> Commit {
     }
 }
 
-fn entry(approval: &ApprovalId, bits: u128, target: &str) -> Entry {
+/// A delivered card of `approval` with id `bits`, waiting for its final action.
+pub fn entry(approval: &ApprovalId, bits: u128, target: &str) -> Entry {
     Entry {
         entry_id: EntryId::from_bits(bits),
         approval_id: approval.clone(),
@@ -326,6 +327,16 @@ pub async fn st_1_queries(store: Arc<dyn Store>) {
     let acct = assent_core::model::AccountKey::new(Channel::Telegram, "main");
     assert_eq!(store.open_entries(&acct).await.unwrap().len(), 1);
     assert_eq!(store.pending().await.unwrap().len(), 1);
+    // A card that lands after the decision is due at once; a final one never again.
+    let late = entry(&b.id, 83, "user:2");
+    store.commit(Commit { entries: vec![EntryWrite::Insert(late)], ..Commit::default() }, T0).await.unwrap();
+    let due: Vec<_> = store.finalize_due(T0, 10).await.unwrap().into_iter().map(|e| e.entry_id).collect();
+    assert_eq!(due, vec![EntryId::from_bits(83)]);
+    let mut done = store.entry(&EntryId::from_bits(83)).await.unwrap().unwrap();
+    done.state = EntryState::Finalized;
+    store.commit(Commit { entries: vec![EntryWrite::Update(done)], ..Commit::default() }, T0).await.unwrap();
+    assert!(store.finalize_due(T0, 10).await.unwrap().is_empty(), "a final card is never due");
+    assert_eq!(store.finalize_due(T0 + Duration::from_secs(30), 10).await.unwrap().len(), 1);
 }
 
 /// API-2: a listing is walked page by page with a `(created_at, id)` cursor, ties on one
