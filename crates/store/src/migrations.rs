@@ -2,8 +2,9 @@
 //! and syntax both accept are used (`TEXT`, `BIGINT`, partial indexes, `ON CONFLICT`).
 
 /// Migrations in order; the position + 1 is the version. Never edit a released one: append.
-pub(crate) const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE approvals (
+pub(crate) const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE approvals (
         id TEXT PRIMARY KEY,
         status TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -13,9 +14,9 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[&[
         version BIGINT NOT NULL,
         body TEXT NOT NULL
     )",
-    "CREATE INDEX approvals_pending_deadline ON approvals (expires_at) WHERE status = 'pending'",
-    "CREATE INDEX approvals_created ON approvals (created_at)",
-    "CREATE TABLE idempotency (
+        "CREATE INDEX approvals_pending_deadline ON approvals (expires_at) WHERE status = 'pending'",
+        "CREATE INDEX approvals_created ON approvals (created_at)",
+        "CREATE TABLE idempotency (
         principal TEXT NOT NULL,
         key TEXT NOT NULL,
         digest TEXT NOT NULL,
@@ -23,7 +24,7 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[&[
         at BIGINT NOT NULL,
         PRIMARY KEY (principal, key)
     )",
-    "CREATE TABLE entries (
+        "CREATE TABLE entries (
         entry_id TEXT PRIMARY KEY,
         approval_id TEXT NOT NULL,
         channel TEXT NOT NULL,
@@ -34,31 +35,40 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[&[
         body TEXT NOT NULL,
         UNIQUE (approval_id, channel, account, target_key)
     )",
-    "CREATE INDEX entries_open ON entries (next_attempt_at) WHERE open = 1",
-    "CREATE INDEX entries_account ON entries (channel, account) WHERE open = 1",
-    "CREATE TABLE grants (
+        "CREATE INDEX entries_open ON entries (next_attempt_at) WHERE open = 1",
+        "CREATE INDEX entries_account ON entries (channel, account) WHERE open = 1",
+        "CREATE TABLE grants (
         id TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
         revoked BIGINT NOT NULL,
         created_at BIGINT NOT NULL,
         body TEXT NOT NULL
     )",
-    "CREATE TABLE bindings (key TEXT PRIMARY KEY, body TEXT NOT NULL)",
-    "CREATE TABLE audit (seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, approval_id TEXT, body TEXT NOT NULL)",
-    "CREATE INDEX audit_approval ON audit (approval_id, seq)",
-    "CREATE TABLE events (seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, body TEXT NOT NULL)",
-    "CREATE TABLE callbacks (
+        "CREATE TABLE bindings (key TEXT PRIMARY KEY, body TEXT NOT NULL)",
+        "CREATE TABLE audit (seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, approval_id TEXT, body TEXT NOT NULL)",
+        "CREATE INDEX audit_approval ON audit (approval_id, seq)",
+        "CREATE TABLE events (seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, body TEXT NOT NULL)",
+        "CREATE TABLE callbacks (
         key TEXT PRIMARY KEY,
         state TEXT NOT NULL,
         next_attempt_at BIGINT NOT NULL,
         body TEXT NOT NULL
     )",
-    "CREATE INDEX callbacks_due ON callbacks (next_attempt_at) WHERE state = 'pending'",
-    "CREATE TABLE notice_keys (key TEXT PRIMARY KEY)",
-    "CREATE TABLE sessions (session_key TEXT PRIMARY KEY, origin TEXT NOT NULL)",
-    "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
-    "INSERT INTO counters (name, value) VALUES ('audit', 0), ('events', 0)",
-]];
+        "CREATE INDEX callbacks_due ON callbacks (next_attempt_at) WHERE state = 'pending'",
+        "CREATE TABLE notice_keys (key TEXT PRIMARY KEY)",
+        "CREATE TABLE sessions (session_key TEXT PRIMARY KEY, origin TEXT NOT NULL)",
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        "INSERT INTO counters (name, value) VALUES ('audit', 0), ('events', 0)",
+    ],
+    &[
+        // 2: the finalizer's queue. `finalizable` marks open cards of terminal approvals, so a pass
+        // reads what is due rather than every card of every pending approval.
+        "ALTER TABLE entries ADD COLUMN finalizable BIGINT NOT NULL DEFAULT 0",
+        "UPDATE entries SET finalizable = 1
+     WHERE open = 1 AND approval_id IN (SELECT id FROM approvals WHERE status <> 'pending')",
+        "CREATE INDEX entries_finalizable ON entries (next_attempt_at) WHERE finalizable = 1",
+    ],
+];
 
 /// The schema version this binary writes.
 pub(crate) fn latest() -> i64 {

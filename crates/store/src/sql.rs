@@ -254,13 +254,16 @@ impl Store for SqlStore {
     }
 
     async fn finalize_due(&self, now: Timestamp, n: usize) -> Result<Vec<Entry>, StoreError> {
-        self.bodies(sqlx::query(
-            "SELECT e.body AS body FROM entries e JOIN approvals a ON a.id = e.approval_id
-             WHERE e.open = 1 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= $1) AND a.status <> 'pending'
+        self.bodies(
+            sqlx::query(
+                "SELECT body FROM entries
+             WHERE finalizable = 1 AND (next_attempt_at IS NULL OR next_attempt_at <= $1)
              LIMIT $2",
+            )
+            .bind(now.0)
+            .bind(limit(n)),
         )
-        .bind(now.0)
-        .bind(limit(n))).await
+        .await
     }
 
     async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError> {

@@ -31,17 +31,59 @@ pub(crate) async fn finish<T>(tx: Tx, result: Result<T, StoreError>) -> Result<T
     }
 }
 
-async fn next_seq(tx: &mut Tx, counter: &'static str, n: usize) -> Result<i64, StoreError> {
-    // The row lock on the counter serializes committers, so seq order is commit order and a
-    // rolled-back transaction leaves no gap (LC-15).
-    let row = sqlx::query("UPDATE counters SET value = value + $1 WHERE name = $2 RETURNING value")
-        .bind(limit(n))
-        .bind(counter)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    let last: i64 = row.try_get("value").map_err(unavailable)?;
-    Ok(last - limit(n) + 1)
+/// Reserves `audit` audit and `events` event sequence numbers in one statement and returns the
+/// first of each (unused when its count is 0).
+async fn next_seqs(tx: &mut Tx, audit: usize, events: usize) -> Result<(i64, i64), StoreError> {
+    // The row lock on a counter serializes committers, so seq order is commit order and a
+    // rolled-back transaction leaves no gap (LC-15). A counter not needed is not locked.
+    let query = match (audit, events) {
+        (0, 0) => return Ok((0, 0)),
+        (n, 0) => {
+            sqlx::query("UPDATE counters SET value = value + $1 WHERE name = 'audit' RETURNING name, value")
+                .bind(limit(n))
+        }
+        (0, n) => {
+            sqlx::query("UPDATE counters SET value = value + $1 WHERE name = 'events' RETURNING name, value")
+                .bind(limit(n))
+        }
+        (a, e) => sqlx::query(
+            "UPDATE counters SET value = value + CASE name WHEN 'audit' THEN $1 ELSE $2 END
+             WHERE name IN ('audit', 'events') RETURNING name, value",
+        )
+        .bind(limit(a))
+        .bind(limit(e)),
+    };
+    let rows = query.fetch_all(&mut **tx).await.map_err(unavailable)?;
+    let (mut first_audit, mut first_event) = (0, 0);
+    for row in rows {
+        let name: String = row.try_get("name").map_err(unavailable)?;
+        let last: i64 = row.try_get("value").map_err(unavailable)?;
+        match name.as_str() {
+            "audit" => first_audit = last - limit(audit) + 1,
+            _ => first_event = last - limit(events) + 1,
+        }
+    }
+    Ok((first_audit, first_event))
+}
+
+/// Rows per multi-row insert: well under both databases' limits on bound values.
+const ROWS_PER_INSERT: usize = 200;
+
+/// `INSERT INTO {table} ({columns}) VALUES (…), (…)` for `rows` rows: one statement for all.
+/// Only constant names and placeholders go into it; every value is bound.
+fn insert_rows(table: &str, columns: &[&str], rows: usize) -> sqlx::AssertSqlSafe<String> {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..columns.len() {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * columns.len() + c + 1));
+        }
+        sql.push(')');
+    }
+    sqlx::AssertSqlSafe(sql)
 }
 
 async fn insert_approval(
@@ -116,17 +158,30 @@ async fn update_approval(tx: &mut Tx, a: &Approval, expected: u64) -> Result<(),
     .execute(&mut **tx)
     .await
     .map_err(unavailable)?;
-    if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Conflict("approval version")) }
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict("approval version"));
+    }
+    if a.status.is_terminal() {
+        // Its open cards join the finalizer's queue.
+        sqlx::query("UPDATE entries SET finalizable = 1 WHERE approval_id = $1 AND open = 1")
+            .bind(a.id.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 async fn write_entry(tx: &mut Tx, w: &EntryWrite) -> Result<(), StoreError> {
     let (EntryWrite::Insert(e) | EntryWrite::Update(e)) = w;
     let open = i64::from(e.needs_finalizing());
     let next = e.next_attempt_at.map(|t| t.0);
+    // `finalizable`: open, and its approval is terminal (as written earlier in this commit).
     match w {
         EntryWrite::Insert(_) => sqlx::query(
-            "INSERT INTO entries (entry_id, approval_id, channel, account, target_key, open, next_attempt_at, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO entries (entry_id, approval_id, channel, account, target_key, open, next_attempt_at, body, finalizable)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                     $6 * (SELECT COUNT(*) FROM approvals WHERE id = $2 AND status <> 'pending'))",
         )
         .bind(e.entry_id.as_str())
         .bind(e.approval_id.as_str())
@@ -140,11 +195,16 @@ async fn write_entry(tx: &mut Tx, w: &EntryWrite) -> Result<(), StoreError> {
         .await
         .map_err(unique("ledger entry exists"))?,
         EntryWrite::Update(_) => {
-            sqlx::query("UPDATE entries SET open = $1, next_attempt_at = $2, body = $3 WHERE entry_id = $4")
-                .bind(open)
-                .bind(next)
-                .bind(json(e)?)
-                .bind(e.entry_id.as_str())
+            sqlx::query(
+                "UPDATE entries SET open = $1, next_attempt_at = $2, body = $3,
+                 finalizable = $1 * (SELECT COUNT(*) FROM approvals WHERE id = $5 AND status <> 'pending')
+                 WHERE entry_id = $4",
+            )
+            .bind(open)
+            .bind(next)
+            .bind(json(e)?)
+            .bind(e.entry_id.as_str())
+            .bind(e.approval_id.as_str())
                 .execute(&mut **tx)
                 .await
                 .map_err(unavailable)?
@@ -259,34 +319,31 @@ pub(crate) async fn apply(tx: &mut Tx, c: Commit, now: Timestamp) -> Result<Comm
         .await
         .map_err(unavailable)?;
     }
-    if !c.audit.is_empty() {
-        let first = next_seq(tx, "audit", c.audit.len()).await?;
-        for (i, mut a) in c.audit.into_iter().enumerate() {
-            a.seq = u64::try_from(first + limit(i)).unwrap_or_default();
-            sqlx::query("INSERT INTO audit (seq, at, approval_id, body) VALUES ($1, $2, $3, $4)")
-                .bind(int(a.seq))
-                .bind(a.at.0)
-                .bind(a.approval_id.as_ref().map(|id| id.as_str().to_owned()))
-                .bind(json(&a)?)
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?;
-        }
+    // Audit and event rows: one statement reserves their sequence numbers, one inserts each
+    // table's rows (a commit has a handful; every statement is a round trip to the database).
+    let (first_audit, first_event) = next_seqs(tx, c.audit.len(), c.events.len()).await?;
+    let mut audit = c.audit;
+    for (i, a) in audit.iter_mut().enumerate() {
+        a.seq = u64::try_from(first_audit + limit(i)).unwrap_or_default();
     }
-    let mut events = Vec::with_capacity(c.events.len());
-    if !c.events.is_empty() {
-        let first = next_seq(tx, "events", c.events.len()).await?;
-        for (i, mut e) in c.events.into_iter().enumerate() {
-            e.seq = u64::try_from(first + limit(i)).unwrap_or_default();
-            sqlx::query("INSERT INTO events (seq, at, body) VALUES ($1, $2, $3)")
-                .bind(int(e.seq))
-                .bind(e.at.0)
-                .bind(json(&e)?)
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?;
-            events.push(e);
+    for chunk in audit.chunks(ROWS_PER_INSERT) {
+        let mut q = sqlx::query(insert_rows("audit", &["seq", "at", "approval_id", "body"], chunk.len()));
+        for a in chunk {
+            let approval = a.approval_id.as_ref().map(|id| id.as_str().to_owned());
+            q = q.bind(int(a.seq)).bind(a.at.0).bind(approval).bind(json(a)?);
         }
+        q.execute(&mut **tx).await.map_err(unavailable)?;
+    }
+    let mut events = c.events;
+    for (i, e) in events.iter_mut().enumerate() {
+        e.seq = u64::try_from(first_event + limit(i)).unwrap_or_default();
+    }
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut q = sqlx::query(insert_rows("events", &["seq", "at", "body"], chunk.len()));
+        for e in chunk {
+            q = q.bind(int(e.seq)).bind(e.at.0).bind(json(e)?);
+        }
+        q.execute(&mut **tx).await.map_err(unavailable)?;
     }
     Ok(Committed { events })
 }

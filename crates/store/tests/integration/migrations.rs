@@ -1,6 +1,16 @@
+use std::time::Duration;
+
+use assent_core::{
+    clock::Timestamp,
+    id::EntryId,
+    model::Status,
+    store::{ApprovalWrite, Commit, EntryWrite, Store},
+};
 use assent_store::{OpenError, OpenOptions, SqlStore};
 #[cfg(feature = "postgres")]
 use assent_testing::postgres::PgServer;
+use assent_testing::store_contract;
+use sqlx::Connection;
 
 use crate::temp_db;
 
@@ -8,11 +18,11 @@ use crate::temp_db;
 async fn st_5_a_newer_schema_is_refused_on_sqlite() {
     let path = temp_db();
     let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     store.pretend_schema_version(99).await.unwrap();
     drop(store);
     let err = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap_err();
-    assert!(matches!(err, OpenError::SchemaTooNew { found: 99, supported: 1 }), "{err}");
+    assert!(matches!(err, OpenError::SchemaTooNew { found: 99, supported: 2 }), "{err}");
     assert!(err.to_string().starts_with("schema_too_new"));
 }
 
@@ -21,7 +31,7 @@ async fn st_5_no_migrate_fails_while_migrations_are_pending() {
     let path = temp_db();
     let no = OpenOptions { migrate: false, ..OpenOptions::default() };
     let err = SqlStore::open_sqlite(&path, no).await.unwrap_err();
-    assert!(matches!(err, OpenError::MigrationsPending { pending: 1 }), "{err}");
+    assert!(matches!(err, OpenError::MigrationsPending { pending: 2 }), "{err}");
     drop(SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap());
     SqlStore::open_sqlite(&path, no).await.expect("nothing pending any more");
 }
@@ -32,8 +42,48 @@ async fn st_5_migrations_are_idempotent_and_refuse_newer_schemas_on_postgres() {
     let url = PgServer::shared().fresh_database();
     let a = SqlStore::open(&url, OpenOptions::default()).await.unwrap();
     let b = SqlStore::open(&url, OpenOptions::default()).await.unwrap();
-    assert_eq!(b.schema_version().await.unwrap(), 1, "a second replica applies nothing twice");
+    assert_eq!(b.schema_version().await.unwrap(), 2, "a second replica applies nothing twice");
     a.pretend_schema_version(7).await.unwrap();
     let err = SqlStore::open(&url, OpenOptions::default()).await.unwrap_err();
     assert!(matches!(err, OpenError::SchemaTooNew { found: 7, .. }), "{err}");
+}
+
+/// Migration 2 (the finalizer's queue) on a database written by version 1: the open card of an
+/// approval decided before the upgrade is still finalized, and one of a pending approval waits.
+#[tokio::test]
+async fn st_5_a_version_1_database_keeps_its_finalization_queue() {
+    let path = temp_db();
+    let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
+    let t0 = Timestamp(1_700_000_000_000);
+    let (decided, pending) = (store_contract::sample(1), store_contract::sample(2));
+    for (a, bits) in [(&decided, 11), (&pending, 12)] {
+        let commit = Commit {
+            approval: Some(ApprovalWrite::Insert { approval: a.clone(), idempotency: None }),
+            entries: vec![EntryWrite::Insert(store_contract::entry(&a.id, bits, &format!("user:{bits}")))],
+            ..Commit::default()
+        };
+        store.commit(commit, t0).await.unwrap();
+    }
+    let mut denied = decided.clone();
+    (denied.status, denied.version) = (Status::Denied, 2);
+    let update = ApprovalWrite::Update { approval: denied, expected_version: 1 };
+    store.commit(Commit { approval: Some(update), ..Commit::default() }, t0).await.unwrap();
+    drop(store);
+
+    // Back to version 1, as an older assent left it.
+    let url = format!("sqlite://{}", path.display());
+    let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+    for statement in [
+        "DROP INDEX entries_finalizable",
+        "ALTER TABLE entries DROP COLUMN finalizable",
+        "DELETE FROM schema_migrations WHERE version = 2",
+    ] {
+        sqlx::query(statement).execute(&mut raw).await.unwrap();
+    }
+    raw.close().await.unwrap();
+
+    let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 2);
+    let due = store.finalize_due(t0 + Duration::from_secs(1), 10).await.unwrap();
+    assert_eq!(due.iter().map(|e| e.entry_id.clone()).collect::<Vec<_>>(), vec![EntryId::from_bits(11)]);
 }
