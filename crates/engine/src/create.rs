@@ -2,9 +2,10 @@
 //! in the background.
 
 use assent_core::{
+    clock::Timestamp,
     id::IdGenExt,
     lifecycle::{ExpiryCause, approve_by_grant, expire},
-    model::{Action, Approval, AuditEntry, AuditType, EventType, Kind, NewApproval, Quorum, Status},
+    model::{Action, Approval, AuditEntry, AuditType, EventType, Grant, Kind, NewApproval, Quorum, Status},
     routing::resolve_origin,
     store::{ApprovalWrite, Commit, GrantWrite, IdempotencyRecord, StoreError},
 };
@@ -93,7 +94,8 @@ impl EngineHandle {
             let mut approved = approve_by_grant(&approval, now);
             approved.grant_id = Some(grant_id.clone());
             approved.version = 1;
-            self.use_grant(&mut commit, &grant_id, &approved, now).await?;
+            let stored = grants.into_iter().find(|g| g.id == grant_id);
+            use_grant(&mut commit, stored, &approved, now);
             return self.insert_terminal(commit, approved).await;
         }
 
@@ -157,23 +159,17 @@ impl EngineHandle {
         self.inner.callback_wake.notify_one();
         Ok(terminal)
     }
+}
 
-    async fn use_grant(
-        &self,
-        commit: &mut Commit,
-        grant_id: &assent_core::id::GrantId,
-        approval: &Approval,
-        now: assent_core::clock::Timestamp,
-    ) -> Result<(), EngineError> {
-        let mut a = AuditEntry::new(AuditType::GrantUsed, now).approval(&approval.id);
-        a.grant_id = Some(grant_id.clone());
-        commit.audit.push(a);
-        // Config grants are not stored; only stored grants count uses.
-        if let Some(mut g) = self.inner.store.grant(grant_id).await? {
-            g.use_count += 1;
-            g.last_used_at = Some(now);
-            commit.grants.push(GrantWrite::Update(g));
-        }
-        Ok(())
+/// Audits a grant's use and counts it. `stored` is the grant as just read with the active
+/// ones; config grants are not stored and count no uses.
+fn use_grant(commit: &mut Commit, stored: Option<Grant>, approval: &Approval, now: Timestamp) {
+    let mut a = AuditEntry::new(AuditType::GrantUsed, now).approval(&approval.id);
+    a.grant_id = approval.grant_id.clone();
+    commit.audit.push(a);
+    if let Some(mut g) = stored {
+        g.use_count += 1;
+        g.last_used_at = Some(now);
+        commit.grants.push(GrantWrite::Update(g));
     }
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use assent_core::{
-    capability::{CapabilityError, DynApprovalCapability, Handle, PrepareOutcome, RetryKind},
+    capability::{CapabilityError, DynApprovalCapability, Erased, Handle, PrepareOutcome, RetryKind},
     card::{CardContext, CardView},
     id::IdGenExt,
     lifecycle::{ExpiryCause, expire},
@@ -19,7 +19,10 @@ use assent_core::{
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::{EngineHandle, backoff, guarded, guarded_sync, transition::event};
+use crate::{
+    EngineHandle, backoff, guarded, guarded_sync,
+    transition::{event, event_data, event_with},
+};
 
 /// Longest time a transient delivery failure is retried (RT-12).
 const RETRY_WINDOW: Duration = Duration::from_secs(300);
@@ -186,13 +189,15 @@ impl EngineHandle {
             Err(_) => Vec::new(),
         };
         let mut seen_keys: Vec<String> = Vec::new();
+        let mut rendered = Rendered::default();
         for target in targets {
             let target_key = target.to.key();
             if existing.contains(&target_key) {
                 continue; // Already has a card (restart or re-attach).
             }
             let Some(_claim) = self.claim(format!("dlv:{}:{account}:{target_key}", a.id)) else { continue };
-            if let Err(e) = self.deliver_target(a, &cap, &target, &mut seen_keys, delivered).await {
+            let done = self.deliver_target(a, &cap, &target, &mut seen_keys, &mut rendered, delivered).await;
+            if let Err(e) = done {
                 self.delivery_failed(a, &cap, &target, &e).await;
             }
         }
@@ -204,6 +209,7 @@ impl EngineHandle {
         cap: &Arc<dyn DynApprovalCapability>,
         target: &PlannedTarget,
         seen_keys: &mut Vec<String>,
+        rendered: &mut Rendered,
         delivered: &Mutex<Vec<Delivered>>,
     ) -> Result<(), CapabilityError> {
         let prepared = match guarded(cap.transport().prepare(target)).await? {
@@ -221,13 +227,11 @@ impl EngineHandle {
             return Ok(());
         }
         seen_keys.push(prepared.dedupe_key.clone());
-        let account = cap.account();
-        let view = self.card(a, &account, target.buttons);
-        let payload = guarded_sync(|| cap.presentation().render(&view))?;
+        let payload = rendered.payload(self, a, cap, target.buttons)?;
         let deadline = self.now() + RETRY_WINDOW.min(self.now().until(a.expires_at));
         let mut attempt = 0;
         let native = loop {
-            match guarded(cap.transport().deliver(&prepared, &payload)).await {
+            match guarded(cap.transport().deliver(&prepared, payload)).await {
                 Ok(native) => break native,
                 Err(e) => {
                     let RetryKind::Transient { retry_after } = e.retry_kind() else { return Err(e) };
@@ -252,7 +256,8 @@ impl EngineHandle {
             surface: target.surface,
         });
         if let Some(native_ref) = native {
-            self.record_entry(a, cap, target, native_ref).await;
+            let data = rendered.event_data(self, a).clone();
+            self.record_entry(a, cap, target, native_ref, data).await;
         }
         Ok(())
     }
@@ -263,6 +268,7 @@ impl EngineHandle {
         cap: &Arc<dyn DynApprovalCapability>,
         target: &PlannedTarget,
         native_ref: serde_json::Value,
+        mut data: serde_json::Value,
     ) {
         let now = self.now();
         let mut entry = Entry {
@@ -291,9 +297,9 @@ impl EngineHandle {
             .approval(&a.id)
             .account(target.account.clone())
             .details(json!({ "surface": target.surface, "target": target.to.key() }));
-        let mut ev = event(self, EventType::Delivered, a);
-        ev.data["account"] = json!(target.account.to_string());
-        ev.data["surface"] = json!(target.surface);
+        data["account"] = json!(target.account.to_string());
+        data["surface"] = json!(target.surface);
+        let ev = event_with(self, EventType::Delivered, a, data);
         let commit = Commit {
             entries: vec![EntryWrite::Insert(entry.clone())],
             audit: vec![audit],
@@ -405,6 +411,38 @@ impl EngineHandle {
 
     pub(crate) fn is_pending(&self, id: &assent_core::id::ApprovalId) -> bool {
         matches!(self.index().lookup(id), crate::index::Lookup::Pending(_))
+    }
+}
+
+/// What one account's deliveries of an approval share: the card, rendered once per button
+/// setting rather than once per target, and the redacted event text.
+#[derive(Default)]
+struct Rendered {
+    payloads: Vec<(bool, Erased)>,
+    event_data: Option<serde_json::Value>,
+}
+
+impl Rendered {
+    fn payload(
+        &mut self,
+        h: &EngineHandle,
+        a: &Approval,
+        cap: &Arc<dyn DynApprovalCapability>,
+        buttons: bool,
+    ) -> Result<&Erased, CapabilityError> {
+        let at = match self.payloads.iter().position(|(b, _)| *b == buttons) {
+            Some(at) => at,
+            None => {
+                let view = h.card(a, &cap.account(), buttons);
+                self.payloads.push((buttons, guarded_sync(|| cap.presentation().render(&view))?));
+                self.payloads.len() - 1
+            }
+        };
+        Ok(&self.payloads[at].1)
+    }
+
+    fn event_data(&mut self, h: &EngineHandle, a: &Approval) -> &serde_json::Value {
+        self.event_data.get_or_insert_with(|| event_data(h, a))
     }
 }
 

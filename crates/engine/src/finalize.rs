@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use assent_core::{
     capability::{CapabilityError, DynApprovalCapability, FinalAction},
+    card::CardView,
     id::ApprovalId,
     model::{AccountKey, Approval, AuditEntry, AuditType, Entry, EntryState, FinalActionKind},
     store::{Commit, EntryWrite},
@@ -117,10 +118,22 @@ impl EngineHandle {
     }
 
     async fn finalize_group(&self, approval: &Approval, claimed: Vec<(Entry, InflightGuard)>) {
+        // One final card per account, shared by all its cards there.
+        let mut views: Vec<(AccountKey, CardView)> = Vec::new();
+        for (entry, _) in &claimed {
+            let account = entry.account_key();
+            if !views.iter().any(|(k, _)| *k == account) {
+                let view = self.card(approval, &account, false);
+                views.push((account, view));
+            }
+        }
+        let views = &views;
         let outcomes = join_all(claimed.iter().map(|(entry, _)| async move {
-            match self.capability(&entry.account_key()) {
-                None => Outcome::Unattached,
-                Some(cap) => match self.apply_final_action(approval, entry, &cap).await {
+            let account = entry.account_key();
+            let view = views.iter().find(|(k, _)| *k == account).map(|(_, v)| v);
+            match (self.capability(&account), view) {
+                (None, _) | (_, None) => Outcome::Unattached,
+                (Some(cap), Some(view)) => match self.apply_final_action(view, entry, &cap).await {
                     Ok(kind) => Outcome::Finalized(kind),
                     Err(e) => Outcome::Failed(e),
                 },
@@ -195,14 +208,13 @@ impl EngineHandle {
     /// clear_actions; `Leave` → nothing. Anchors are unbound afterwards.
     async fn apply_final_action(
         &self,
-        approval: &Approval,
+        view: &CardView,
         entry: &Entry,
         cap: &Arc<dyn DynApprovalCapability>,
     ) -> Result<FinalActionKind, CapabilityError> {
         // The card's turn: a progress edit in flight goes first, none is sent after.
         let _turn = self.final_turn(entry).await;
-        let view = self.card(approval, &entry.account_key(), false);
-        let action = guarded_sync(|| cap.presentation().finish(&view, &entry.native_ref))?;
+        let action = guarded_sync(|| cap.presentation().finish(view, &entry.native_ref))?;
         let kind = match action {
             FinalAction::Update(payload) => {
                 guarded(cap.transport().update(&entry.native_ref, &payload)).await?;
@@ -211,7 +223,7 @@ impl EngineHandle {
             FinalAction::Delete => match guarded(cap.transport().delete(&entry.native_ref)).await {
                 Ok(()) => FinalActionKind::Delete,
                 Err(_) => {
-                    let payload = guarded_sync(|| cap.presentation().render(&view))?;
+                    let payload = guarded_sync(|| cap.presentation().render(view))?;
                     guarded(cap.transport().update(&entry.native_ref, &payload)).await?;
                     FinalActionKind::Update
                 }

@@ -38,14 +38,12 @@ pub(crate) fn event_data(h: &EngineHandle, a: &Approval) -> Value {
 }
 
 pub(crate) fn event(h: &EngineHandle, kind: EventType, a: &Approval) -> Event {
-    Event {
-        seq: 0,
-        kind,
-        at: h.now(),
-        approval_kind: Some(a.kind()),
-        approval_id: Some(a.id.clone()),
-        data: event_data(h, a),
-    }
+    event_with(h, kind, a, event_data(h, a))
+}
+
+/// An event of `a` whose data was rendered already (shared by several events).
+pub(crate) fn event_with(h: &EngineHandle, kind: EventType, a: &Approval, data: Value) -> Event {
+    Event { seq: 0, kind, at: h.now(), approval_kind: Some(a.kind()), approval_id: Some(a.id.clone()), data }
 }
 
 /// One INFO line per state change: id, kind, status and reason, never the action itself (its

@@ -5,7 +5,7 @@ use std::time::Duration;
 use assent_core::{
     clock::Timestamp,
     id::ApprovalId,
-    model::{Action, Actor, Decision, ExecRequest, Kind, NewApproval, Origin, PluginRequest, Status},
+    model::{Action, Actor, Decision, ExecRequest, Kind, NewApproval, Origin, PluginRequest, Reason, Status},
     policy::GrantScope,
     store::{ApprovalFilter, AuditFilter},
 };
@@ -130,6 +130,11 @@ fn view(state: &AppState, a: &assent_core::model::Approval) -> ApprovalView {
 /// The view plus where its cards went, for a requester waiting on it.
 async fn routed_view(state: &AppState, a: &assent_core::model::Approval) -> ApprovalView {
     let mut v = view(state, a);
+    // A grant answers at creation, so its approval never had a card: skip the read (the hot
+    // path of most requests).
+    if a.reason == Some(Reason::Grant) {
+        return v;
+    }
     let entries = state.engine.store().entries(&a.id).await.unwrap_or_default();
     for e in entries {
         let label = format!("{} ({})", e.channel.label(), e.account);
