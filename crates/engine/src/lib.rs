@@ -298,9 +298,11 @@ impl EngineHandle {
     }
 
     async fn load_index(&self) -> Result<(), EngineError> {
-        let pending = self.inner.store.pending().await?;
+        // Two reads on two connections at once (NF-4).
+        let store = &self.inner.store;
+        let (pending, entries) = tokio::try_join!(store.pending(), store.entries_of_pending())?;
         let mut handled: BTreeMap<ApprovalId, Vec<AccountKey>> = BTreeMap::new();
-        for e in self.inner.store.entries_of_pending().await? {
+        for e in entries {
             let accounts = handled.entry(e.approval_id.clone()).or_default();
             if !accounts.contains(&e.account_key()) {
                 accounts.push(e.account_key());

@@ -25,8 +25,8 @@ pub(crate) fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 pub(crate) fn parse<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
-    let body: String = row.try_get("body").map_err(unavailable)?;
-    serde_json::from_str(&body)
+    let body: &str = row.try_get("body").map_err(unavailable)?;
+    serde_json::from_str(body)
         .map_err(|e| StoreError::Unavailable(format!("a stored record does not decode: {e}")))
 }
 

@@ -11,6 +11,7 @@ use assent_core::{
     store::{ApprovalFilter, AuditFilter, CallbackJob, Commit, Committed, Store, StoreError},
 };
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 use sqlx::{AnyPool, Row};
 
@@ -18,7 +19,7 @@ use crate::{
     Backend, OpenError,
     group::GroupCommit,
     migrations,
-    rows::{Query, Tx, int, limit, parse, parse_all, unavailable},
+    rows::{Query, Tx, int, limit, parse, unavailable},
     writes::{apply, claim, finish, purge},
 };
 
@@ -52,8 +53,14 @@ impl Drop for SqlStore {
 impl SqlStore {
     /// Runs a read returning `body` columns and decodes them.
     async fn bodies<T: DeserializeOwned>(&self, q: Query<'_>) -> Result<Vec<T>, StoreError> {
-        let rows = q.fetch_all(&self.pool).await.map_err(unavailable)?;
-        parse_all(&rows)
+        // Each row is decoded as it arrives, while the database's own thread reads the next:
+        // a start-up read of 100k pending approvals keeps both cores busy (NF-4).
+        let mut rows = q.fetch(&self.pool);
+        let mut out = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(unavailable)? {
+            out.push(parse(&row)?);
+        }
+        Ok(out)
     }
 
     /// Runs a read returning at most one `body` and decodes it.
