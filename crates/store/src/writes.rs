@@ -54,6 +54,9 @@ async fn next_seqs(tx: &mut Tx, audit: usize, events: usize) -> Result<(i64, i64
         .bind(limit(e)),
     };
     let rows = query.fetch_all(&mut **tx).await.map_err(unavailable)?;
+    if rows.len() != usize::from(audit > 0) + usize::from(events > 0) {
+        return Err(StoreError::Unavailable("the audit and event counters are missing".to_owned()));
+    }
     let (mut first_audit, mut first_event) = (0, 0);
     for row in rows {
         let name: String = row.try_get("name").map_err(unavailable)?;
