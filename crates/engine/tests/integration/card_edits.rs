@@ -25,6 +25,17 @@ fn assert_final(fake: &FakeChannel, id: &ApprovalId, phase: Phase) {
     );
 }
 
+/// Waits until the engine has recorded `id`'s card. A card is clickable once it is bound,
+/// just before its ledger entry is written, and a vote in between has no card to show its
+/// progress on.
+async fn recorded(bed: &TestBed, id: &ApprovalId) {
+    until("the card is recorded", || {
+        let (store, id) = (bed.store.clone(), id.clone());
+        async move { !store.entries(&id).await.unwrap().is_empty() }
+    })
+    .await;
+}
+
 /// Waits until every card of `ids` on `fake` is finalized and no edit is still on its way.
 async fn settled(fake: &FakeChannel, ids: &[ApprovalId]) {
     eventually("every card is finalized and no edit is in flight", &mut || {
@@ -40,6 +51,7 @@ async fn a_progress_edit_held_while_the_deciding_vote_lands_leaves_the_final_car
     let bed = TestBed::with(Arc::new(MemoryStore::new()), quorum_two(), &[fake.clone()]).await;
     let a = bed.handle.create(exec_request(&["deploy"])).await.unwrap();
     let msg = card(&fake, &a.id).await;
+    recorded(&bed, &a.id).await;
     // The platform holds the progress edit (a slow API, a rate-limit wait) for 2 s.
     fake.slow_next(Op::Update, Duration::from_secs(2), 1);
     fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await.resolution.unwrap().unwrap();
@@ -61,6 +73,7 @@ async fn fifty_quorum_votes_racing_the_sweepers_expiry_end_on_expired_cards() {
     let mut cards = Vec::new();
     for id in &ids {
         cards.push(card(&fake, id).await);
+        recorded(&bed, id).await;
     }
     // Every progress edit is held long enough for the expiry to overtake it.
     fake.slow_next(Op::Update, Duration::from_millis(500), 50);
