@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::{
     EngineHandle, backoff, guarded, guarded_sync,
+    index::Lookup,
     transition::{event, event_data, event_with},
 };
 
@@ -315,6 +316,12 @@ impl EngineHandle {
             }
         }
         self.index().add_handler(&a.id, &target.account);
+        // The card was clickable once bound, before this commit: a quorum vote in between found
+        // no card to show its progress on, so show it now (LC-6).
+        let voted = matches!(self.index().lookup(&a.id), Lookup::Pending(p) if !p.voters.is_empty());
+        if voted {
+            self.spawn_progress_update(a);
+        }
         // CAP-9: an account detached while this card was in flight missed it when it unbound its
         // anchors; unbind here. The commit came first, so either detach saw the entry or we see
         // the detach (or both, and the second unbind is harmless).
