@@ -118,17 +118,23 @@ impl Browser {
 
     /// Waits up to 10 s for `css` to appear.
     pub(crate) fn wait_for(&self, css: &str) -> String {
-        self.poll(&format!("`{css}` to appear"), || self.find(css))
+        self.wait_for_up_to(css, Duration::from_secs(10))
+    }
+
+    /// Waits up to `limit` for `css` to appear.
+    pub(crate) fn wait_for_up_to(&self, css: &str, limit: Duration) -> String {
+        self.poll(&format!("`{css}` to appear"), limit, || self.find(css))
     }
 
     /// Waits up to 10 s for `css` to be gone.
     pub(crate) fn wait_gone(&self, css: &str) {
-        self.poll(&format!("`{css}` to go away"), || self.find(css).is_none().then_some(()));
+        let gone = || self.find(css).is_none().then_some(());
+        self.poll(&format!("`{css}` to go away"), Duration::from_secs(10), gone);
     }
 
-    /// Polls `f` for up to 10 s; on timeout, fails with the page's URL and HTML.
-    fn poll<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    /// Polls `f` for up to `limit`; on timeout, fails with the page's URL and HTML.
+    fn poll<T>(&self, what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(v) = f() {
                 return v;
@@ -170,6 +176,20 @@ impl Browser {
     pub(crate) fn color_scheme(&self, scheme: &str) {
         let params = json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] });
         self.cdp("Emulation.setEmulatedMedia", params);
+    }
+
+    /// Holds back, before they are sent, the page's requests whose URL matches `pattern` (`*`
+    /// wildcards), until [`Browser::release_requests`].
+    pub(crate) fn hold_requests(&self, pattern: &str) {
+        self.cdp(
+            "Fetch.enable",
+            json!({ "patterns": [{ "urlPattern": pattern, "requestStage": "Request" }] }),
+        );
+    }
+
+    /// Sends the requests [`Browser::hold_requests`] held back.
+    pub(crate) fn release_requests(&self) {
+        self.cdp("Fetch.disable", json!({}));
     }
 
     fn cdp(&self, cmd: &str, params: Value) {

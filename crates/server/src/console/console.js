@@ -78,10 +78,29 @@ function wire(root) {
   }
 }
 
-function follow() {
+// Says on the page whether live updates are flowing; tests wait for body[data-live=connected].
+function live(connected) {
+  document.body.dataset.live = connected ? "connected" : "reconnecting";
+  let note = document.getElementById("live-lost");
+  if (!connected && !note) {
+    note = document.createElement("p");
+    note.id = "live-lost";
+    note.className = "error";
+    note.setAttribute("role", "status");
+    note.textContent = "Live updates lost: reconnecting… This page may be out of date until then.";
+    document.getElementById("main").prepend(note);
+  }
+  if (note) note.hidden = connected;
+}
+
+// Follows /v1/events. The first stream resumes from the seq the page was rendered at, so nothing
+// that changed while the page loaded is missed. The browser retries a dropped stream by itself
+// (sending Last-Event-ID); one it gave up on is retried here from "now", and the live sections
+// are re-read once it opens, which also covers a server that restarted with fewer events.
+function follow(since) {
   const sections = document.querySelectorAll("[data-live]");
   if (!sections.length) return;
-  const source = new EventSource("/v1/events");
+  const source = new EventSource("/v1/events" + (since ? "?since=" + since : ""));
   const onEvent = (message) => {
     const event = JSON.parse(message.data);
     for (const s of sections) {
@@ -89,10 +108,29 @@ function follow() {
     }
   };
   for (const type of EVENTS) source.addEventListener(type, onEvent);
-  source.addEventListener("open", () => document.body.dataset.live = "connected");
+  source.addEventListener("open", () => {
+    live(true);
+    if (!since) for (const s of sections) refresh(s);
+  });
+  source.addEventListener("error", () => {
+    live(false);
+    if (source.readyState === EventSource.CLOSED) setTimeout(resume, 3000);
+  });
+}
+
+// Waits for the server to answer again, then follows from "now". Console sessions live in the
+// server's memory, so after a restart the answer is the login page: go there.
+async function resume() {
+  try {
+    const r = await fetch("/fragments/queue", { credentials: "same-origin" });
+    if (r.redirected && new URL(r.url).pathname === "/login") location.assign("/login");
+    else follow(null);
+  } catch {
+    setTimeout(resume, 3000);
+  }
 }
 
 wire(document);
 countdowns();
 setInterval(countdowns, 1000);
-follow();
+follow(document.querySelector("[data-live]")?.dataset.since);

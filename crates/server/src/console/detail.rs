@@ -191,13 +191,14 @@ async fn detail(state: &AppState, id: &str) -> Option<Approval> {
 }
 
 pub(super) async fn page(State(state): State<AppState>, page: Page, Path(id): Path<String>) -> Response {
+    let since = super::live_since(&state).await;
     let Some(a) = detail(&state, &id).await else {
         let body = "<h1>No such approval</h1><p>Nothing starts with that ref. <a href=\"/history\">Search the history</a>.</p>";
         return page.render(StatusCode::NOT_FOUND, "/", "Not found", body);
     };
     let body = format!(
         "<p class=\"crumbs\"><a href=\"{back}\">← {back_label}</a></p>\
-         <section id=\"detail\" data-live=\"detail\" data-id=\"{}\">{}</section>",
+         <section id=\"detail\" data-live=\"detail\" data-id=\"{}\"{since}>{}</section>",
         a.id,
         detail_html(&state, &a),
         back = if a.status == Status::Pending { "/" } else { "/history" },

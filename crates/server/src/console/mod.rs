@@ -78,6 +78,14 @@ impl Page {
     }
 }
 
+/// ` data-since="N"` for a live section: the newest event's seq, read *before* the section's
+/// content. The page's event stream resumes from there, so a change made between reading the
+/// content and connecting the stream still arrives. Empty when the store cannot say; the stream
+/// then starts from the newest event at connect time.
+async fn live_since(state: &AppState) -> String {
+    state.engine.latest_event_seq().await.map(|seq| format!(" data-since=\"{seq}\"")).unwrap_or_default()
+}
+
 fn html(status: StatusCode, body: String) -> Response {
     let mut r = (status, Html(body)).into_response();
     let h = r.headers_mut();

@@ -77,13 +77,14 @@ fn item(state: &AppState, a: &Approval) -> String {
 }
 
 pub(super) async fn page(State(state): State<AppState>, page: Page) -> Response {
+    let since = super::live_since(&state).await;
     let list = match pending(&state).await {
         Ok(items) => queue_html(&state, &items),
         Err(e) => unavailable(&e),
     };
     let body = format!(
         "<h1>Pending</h1><p class=\"lede\">Requests waiting for a decision, the soonest to expire first.</p>\
-         <section id=\"queue\" data-live=\"queue\" aria-live=\"polite\">{list}</section>"
+         <section id=\"queue\" data-live=\"queue\"{since} aria-live=\"polite\">{list}</section>"
     );
     page.render(StatusCode::OK, "/", "Pending", &body)
 }
