@@ -118,22 +118,25 @@ impl EngineHandle {
     }
 
     async fn finalize_group(&self, approval: &Approval, claimed: Vec<(Entry, InflightGuard)>) {
-        // One final card per account, shared by all its cards there.
+        // One final card per account, shared by all its cards there: `slots` says whose.
         let mut views: Vec<(AccountKey, CardView)> = Vec::new();
-        for (entry, _) in &claimed {
-            let account = entry.account_key();
-            if !views.iter().any(|(k, _)| *k == account) {
-                let view = self.card(approval, &account, false);
-                views.push((account, view));
-            }
-        }
+        let slots: Vec<usize> = claimed
+            .iter()
+            .map(|(entry, _)| {
+                let account = entry.account_key();
+                views.iter().position(|(k, _)| *k == account).unwrap_or_else(|| {
+                    let view = self.card(approval, &account, false);
+                    views.push((account, view));
+                    views.len() - 1
+                })
+            })
+            .collect();
         let views = &views;
-        let outcomes = join_all(claimed.iter().map(|(entry, _)| async move {
-            let account = entry.account_key();
-            let view = views.iter().find(|(k, _)| *k == account).map(|(_, v)| v);
-            match (self.capability(&account), view) {
-                (None, _) | (_, None) => Outcome::Unattached,
-                (Some(cap), Some(view)) => match self.apply_final_action(view, entry, &cap).await {
+        let outcomes = join_all(claimed.iter().zip(slots).map(|((entry, _), slot)| async move {
+            let (account, view) = &views[slot];
+            match self.capability(account) {
+                None => Outcome::Unattached,
+                Some(cap) => match self.apply_final_action(view, entry, &cap).await {
                     Ok(kind) => Outcome::Finalized(kind),
                     Err(e) => Outcome::Failed(e),
                 },
