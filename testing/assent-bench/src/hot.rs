@@ -8,7 +8,8 @@
 //! - the same through `assent request` (process start to exit code);
 //!
 //! beside two floors in the same run: the same HTTP load on `GET /v1/health`, and bare SQLite
-//! commits (one per request, the least a durable answer costs).
+//! commits (one per request, the least a durable answer costs). Then the grant hit once more on
+//! servers started with 1k, 10k and 100k approvals pending, for the scaling table.
 
 use std::{
     path::Path,
@@ -221,6 +222,18 @@ async fn sqlite_floor(commits: usize) -> Load {
     }
 }
 
+/// The grant hit again on a server that starts with `pending` approvals already waiting: a
+/// grant hit reads grants, not the queue, so its cost should not grow with it (the scaling table).
+async fn hit_with_pending(bin: &Path, pending: usize, per_client: usize) -> (Load, u64) {
+    let dir = Served::fresh_dir("");
+    crate::store::seed_pending(&dir.join("assent.db"), pending).await;
+    let server = Served::launch(bin, dir);
+    grant(&server).await;
+    let hit =
+        load(&server.addr, &server.token, ("POST", "/v1/approvals", GRANTED), per_client, granted).await;
+    (hit, server.rss_kib())
+}
+
 pub(crate) async fn run(quick: bool) {
     let bin = binary();
     let (per_client, runs) = if quick { (100, 64) } else { (500, 320) };
@@ -258,4 +271,14 @@ pub(crate) async fn run(quick: bool) {
         no.rate / health.rate * 100.0,
         ms(hit.p99),
     );
+    let levels: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000, 100_000] };
+    for &pending in levels {
+        let (at, rss) = hit_with_pending(&bin, pending, per_client).await;
+        println!(
+            "  {}; server RSS {} MiB ({:.0}% of the rate with none pending)",
+            at.line(&format!("grant hit with {pending} approvals pending")),
+            rss / 1024,
+            at.rate / hit.rate * 100.0
+        );
+    }
 }

@@ -94,12 +94,23 @@ pub(crate) struct Served {
 impl Served {
     /// Starts `assent serve` with `config` (TOML, may be empty) as its data dir's assent.toml.
     pub(crate) fn start(bin: &Path, config: &str) -> Self {
+        Self::launch(bin, Self::fresh_dir(config))
+    }
+
+    /// An empty data dir for the next server, holding `config` (TOML, may be empty) as its
+    /// assent.toml; its `assent.db` may be seeded before [`Served::launch`].
+    pub(crate) fn fresh_dir(config: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("assent-bench-server-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         if !config.is_empty() {
-            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
             std::fs::write(dir.join("assent.toml"), config).unwrap_or_else(|e| panic!("{e}"));
         }
+        dir
+    }
+
+    /// Starts `assent serve` on `dir`, which it removes when dropped.
+    pub(crate) fn launch(bin: &Path, dir: PathBuf) -> Self {
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--exit-on-stdin-close"])
             .env("ASSENT_DATA_DIR", &dir)
@@ -123,7 +134,7 @@ impl Served {
     }
 
     /// Resident set size of the server process.
-    fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
