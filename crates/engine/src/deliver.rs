@@ -85,6 +85,14 @@ impl EngineHandle {
         for t in targets {
             by_account.entry(t.account.clone()).or_default().push(t);
         }
+        if by_account.is_empty() {
+            // Nothing to send (the console alone, or no route at all): no delivery task to
+            // wait for, so the outcome is known now.
+            if fresh {
+                self.settle(&a, &snapshot(&delivered)).await;
+            }
+            return;
+        }
         // Deliveries run in their own task: the notice and no-route checks below write to the
         // store too, and must never wait on a store transaction held by a suspended delivery
         // in the same task (with SQLite's single writer that is a deadlock).
@@ -122,11 +130,20 @@ impl EngineHandle {
                 }
             }
         }
-        let all = snapshot(&delivered);
-        if all.is_empty() {
+        if !noticed {
+            self.settle(&a, &snapshot(&delivered)).await;
+        } else if snapshot(&delivered).is_empty() {
             self.expire_no_route(&a).await;
-        } else if !noticed {
-            self.send_notice(&a, &all).await;
+        }
+    }
+
+    /// Once every delivery is over: no route means expiry (LC-7), else the origin hears where
+    /// the card went (RT-9).
+    async fn settle(&self, a: &Approval, delivered: &[Delivered]) {
+        if delivered.is_empty() {
+            self.expire_no_route(a).await;
+        } else {
+            self.send_notice(a, delivered).await;
         }
     }
 
