@@ -285,9 +285,10 @@ fn ch_web_the_detail_page_makes_a_disguised_or_critical_request_obvious() {
 #[test]
 fn ch_web_history_filters_searches_and_pages() {
     let server = Server::start();
-    for i in 0..55 {
+    // 60 decided: every sixth denied (10), so exactly one page (50) approved.
+    for i in 0..60 {
         let (id, _) = server.create(exec(&["echo", &format!("job-{i}")]));
-        assert_eq!(server.decide(&id, if i % 5 == 0 { "deny" } else { "allow-once" }).0, 200);
+        assert_eq!(server.decide(&id, if i % 6 == 0 { "deny" } else { "allow-once" }).0, 200);
     }
     let browser = Browser::start();
     log_in(&browser, &server);
@@ -295,11 +296,17 @@ fn ch_web_history_filters_searches_and_pages() {
     browser.wait_for("#history");
     let rows = |b: &Browser| b.script("return document.querySelectorAll('#history tbody tr').length;");
     assert_eq!(rows(&browser), json!(50), "one page");
-    assert!(browser.text(&browser.wait_for("#history tbody tr")).contains("job-54"), "newest first");
+    assert!(browser.text(&browser.wait_for("#history tbody tr")).contains("job-59"), "newest first");
     browser.click(&browser.wait_for("#older"));
     browser.wait_for("#history");
-    assert_eq!(rows(&browser), json!(5), "the rest");
+    assert_eq!(rows(&browser), json!(10), "the rest");
     assert!(browser.find("#older").is_none());
+
+    // A page that is exactly full offers no "Older" leading nowhere.
+    browser.goto(&format!("{}/history?status=approved", server.url));
+    browser.wait_for("#history");
+    assert_eq!(rows(&browser), json!(50), "every approved one");
+    assert!(browser.find("#older").is_none(), "nothing older is approved");
 
     browser.goto(&format!("{}/history", server.url));
     browser.click(&browser.wait_for("#f-status option[value='denied']"));
@@ -307,9 +314,23 @@ fn ch_web_history_filters_searches_and_pages() {
     browser.click(&browser.wait_for(".filters button"));
     browser.wait_for("#history");
     let shown = browser.text(&browser.wait_for("#history tbody"));
-    assert_eq!(rows(&browser), json!(2), "job-10 and job-15: {shown}");
-    assert!(shown.contains("job-15") && shown.contains("job-10") && shown.contains("Denied"), "{shown}");
+    assert_eq!(rows(&browser), json!(2), "job-12 and job-18: {shown}");
+    assert!(shown.contains("job-18") && shown.contains("job-12") && shown.contains("Denied"), "{shown}");
     assert!(browser.url().contains("status=denied"), "filters are in the URL: {}", browser.url());
+
+    // A hand-edited link says what is wrong with it instead of showing something else.
+    for (path, named) in [
+        ("/history?before=yesterday", "before=yesterday"),
+        ("/history?status=maybe", "status=maybe"),
+        ("/history?status=pending", "Pending page"),
+        ("/history?kind=shell", "kind=shell"),
+        ("/audit?before=abc", "before=abc"),
+    ] {
+        browser.goto(&format!("{}{path}", server.url));
+        let error = browser.text(&browser.wait_for("#filter-error"));
+        assert!(error.contains(named), "{path}: {error}");
+        assert!(browser.find("#history, #audit").is_none(), "{path} shows no list");
+    }
 
     // The audit log narrows to one approval, with times, actor and decision.
     let (_, first) = server.call("GET", "/v1/approvals?status=denied&limit=1", None);

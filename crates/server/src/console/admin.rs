@@ -30,7 +30,10 @@ const AUDIT_PAGE: usize = 100;
 pub(super) struct AuditQuery {
     #[serde(default)]
     approval: String,
-    before: Option<u64>,
+    /// The seq of the last entry of the previous page; text, so that a bad one gets this page's
+    /// own error instead of the framework's plain-text 400.
+    #[serde(default)]
+    before: String,
 }
 
 pub(super) async fn audit_page(
@@ -49,6 +52,21 @@ pub(super) async fn audit_page(
          <button type=\"submit\" class=\"primary\">Filter</button></form>",
         esc(&q.approval)
     );
+    let before = match q.before.trim() {
+        "" => u64::MAX,
+        b => match b.parse() {
+            Ok(seq) => seq,
+            Err(_) => {
+                let _ = write!(
+                    body,
+                    "<p class=\"error\" id=\"filter-error\">`before={}` is not a position in the audit \
+                     log; it comes from an Older link. <a href=\"/audit\">Show the newest</a>.</p>",
+                    esc(b)
+                );
+                return page.render(StatusCode::BAD_REQUEST, "/audit", "Audit", &body);
+            }
+        },
+    };
     let reference = q.approval.trim();
     let approval_id = if reference.is_empty() {
         None
@@ -63,14 +81,17 @@ pub(super) async fn audit_page(
     };
     let filter = AuditFilter {
         approval_id,
-        before_seq: Some(q.before.unwrap_or(u64::MAX)),
-        limit: AUDIT_PAGE,
+        before_seq: Some(before),
+        // One more than shown: "Older" is offered only when there is something older.
+        limit: AUDIT_PAGE + 1,
         ..AuditFilter::default()
     };
     let mut entries = match state.engine.store().audit(&filter).await {
         Ok(entries) => entries,
         Err(e) => return unavailable_page(&page, "/audit", "Audit", &e),
     };
+    let older = entries.len() > AUDIT_PAGE;
+    entries.truncate(AUDIT_PAGE);
     body.push_str(
         "<table class=\"list\" id=\"audit\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th>\
          <th scope=\"col\">Approval</th><th scope=\"col\">Who</th><th scope=\"col\">Decision</th>\
@@ -80,9 +101,7 @@ pub(super) async fn audit_page(
         body.push_str(&audit_row(&state.redactor, e));
     }
     body.push_str("</tbody></table>");
-    if entries.len() == AUDIT_PAGE
-        && let Some(last) = entries.last()
-    {
+    if older && let Some(last) = entries.last() {
         body.push_str(&older_link("/audit", &[("approval", q.approval.clone())], &last.seq.to_string()));
     }
     page.render(StatusCode::OK, "/audit", "Audit", &body)

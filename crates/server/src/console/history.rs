@@ -58,6 +58,28 @@ impl HistoryQuery {
         Some((Timestamp(ms.parse().ok()?), ApprovalId::parse(id).ok()?))
     }
 
+    /// What is wrong with a hand-edited or truncated link, rather than silently showing
+    /// something other than what it asks for.
+    fn problem(&self) -> Option<String> {
+        if !self.status.is_empty() && !self.status().is_some_and(Status::is_terminal) {
+            return Some(format!(
+                "`status={}` is not an outcome: use approved, denied, expired or cancelled \
+                 (pending requests are on the Pending page).",
+                self.status
+            ));
+        }
+        if !self.kind.is_empty() && self.kind().is_none() {
+            return Some(format!("`kind={}` is not a kind: use exec, plugin or binding.", self.kind));
+        }
+        if !self.before.is_empty() && self.cursor().is_none() {
+            return Some(format!(
+                "`before={}` is not a position in the history; it comes from an Older link.",
+                self.before
+            ));
+        }
+        None
+    }
+
     /// Agent and search compare against what the console shows (redacted), so a search cannot
     /// probe for a hidden secret.
     fn matches(&self, a: &Approval, v: &ApprovalView, title: &str) -> bool {
@@ -94,19 +116,26 @@ async fn find(state: &AppState, q: &HistoryQuery) -> Result<Found, assent_core::
         };
         let batch = state.engine.store().approvals(&filter).await?;
         let full_batch = batch.len() == BATCH;
+        // Once the page is full, the rest of the batch only says whether an older page would
+        // show anything, so "Older" is not offered for an empty page.
+        let mut older_match = false;
         for a in batch {
-            scanned += 1;
-            cursor = Some((a.created_at, a.id.clone()));
             let v = ApprovalView::new(&a, &state.keyring, &state.redactor, state.engine.now());
             let title = heading(&a, &state.redactor);
-            if q.matches(&a, &v, &title) {
-                found.rows.push((a, v, title));
-                if found.rows.len() == PAGE {
+            if found.rows.len() == PAGE {
+                if q.matches(&a, &v, &title) {
+                    older_match = true;
                     break;
                 }
+                continue;
+            }
+            scanned += 1;
+            cursor = Some((a.created_at, a.id.clone()));
+            if q.matches(&a, &v, &title) {
+                found.rows.push((a, v, title));
             }
         }
-        let more = full_batch || found.rows.len() == PAGE;
+        let more = older_match || full_batch;
         if !more {
             return Ok(found);
         }
@@ -185,13 +214,22 @@ pub(super) async fn page(
     page: Page,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
+    let mut body = format!("<h1>History</h1>{}", filters(&q));
+    if let Some(problem) = q.problem() {
+        let _ = write!(
+            body,
+            "<p class=\"error\" id=\"filter-error\">{} <a href=\"/history\">Show the newest</a>.</p>",
+            esc(&problem)
+        );
+        return page.render(StatusCode::BAD_REQUEST, "/history", "History", &body);
+    }
     let found = match find(&state, &q).await {
         Ok(found) => found,
         Err(e) => return unavailable_page(&page, "/history", "History", &e),
     };
-    let mut body = format!("<h1>History</h1>{}", filters(&q));
     if found.rows.is_empty() && !found.cut {
-        body.push_str("<p class=\"empty\" id=\"empty\">No decided approvals match.</p>");
+        let older = if q.before.is_empty() { "" } else { " older" };
+        let _ = write!(body, "<p class=\"empty\" id=\"empty\">No{older} decided approvals match.</p>");
     } else {
         body.push_str(
             "<table class=\"list\" id=\"history\"><thead><tr><th scope=\"col\">Approval</th><th scope=\"col\">Agent</th>\
