@@ -90,6 +90,20 @@ fn winner_decision(a: &Approval) -> Option<(String, Decision)> {
 }
 
 impl PendingIndex {
+    /// The index of the store's pending approvals at start-up (LC-13), built in bulk: one hash
+    /// table sized up front, and the ordered ids sorted once rather than inserted one by one
+    /// (NF-4, 100k pending). `handled` holds the accounts with a card of each approval.
+    pub(crate) fn load(pending: &[Approval], mut handled: HashMap<ApprovalId, Vec<AccountKey>>) -> Self {
+        let mut index = Self::default();
+        index.pending.reserve(pending.len());
+        for a in pending.iter().filter(|a| !a.status.is_terminal()) {
+            let summary = PendingSummary::of(a, handled.remove(&a.id).unwrap_or_default());
+            index.pending.insert(a.id.clone(), summary);
+        }
+        index.by_id = index.pending.keys().cloned().collect();
+        index
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }

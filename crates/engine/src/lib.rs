@@ -21,7 +21,7 @@ mod system;
 mod transition;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     future::Future,
     sync::{
         Arc, Mutex, MutexGuard, RwLock,
@@ -301,17 +301,15 @@ impl EngineHandle {
         // Two reads on two connections at once (NF-4).
         let store = &self.inner.store;
         let (pending, entries) = tokio::try_join!(store.pending(), store.entries_of_pending())?;
-        let mut handled: BTreeMap<ApprovalId, Vec<AccountKey>> = BTreeMap::new();
+        let mut handled: HashMap<ApprovalId, Vec<AccountKey>> = HashMap::new();
         for e in entries {
             let accounts = handled.entry(e.approval_id.clone()).or_default();
             if !accounts.contains(&e.account_key()) {
                 accounts.push(e.account_key());
             }
         }
-        let mut index = self.index();
-        for a in &pending {
-            index.upsert(a, handled.remove(&a.id).unwrap_or_default());
-        }
+        let loaded = index::PendingIndex::load(&pending, handled);
+        *self.index() = loaded;
         Ok(())
     }
 

@@ -339,6 +339,7 @@ async fn lc_13_restart_keeps_pending_approvals_and_delivers_missing_cards() {
     let msg = card(&fake, &a.id).await;
     let bed = bed.restart(&[fake.clone(), late_account.clone()]).await;
     assert_eq!(bed.handle.pending_count(), 1, "nothing cancelled by shutdown");
+    assert_eq!(bed.handle.resolve_ref(a.short_ref()).unwrap(), a.id, "its ref resolves after a restart");
     card(&late_account, &a.id).await;
     assert_eq!(fake.messages_for(&a.id).len(), 2, "existing cards are not sent again");
     let res = fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await.resolution.unwrap().unwrap();
