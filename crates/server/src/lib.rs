@@ -21,6 +21,7 @@ mod extract;
 mod grants;
 mod hooks;
 mod limits;
+mod listener;
 mod metrics;
 mod openapi;
 mod origins;
@@ -171,7 +172,7 @@ pub struct RunningServer {
     engine: Engine,
     handle: EngineHandle,
     stop: CancellationToken,
-    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    http: tokio::task::JoinHandle<()>,
     first_run_token: Option<PathBuf>,
     admin_token_path: Option<PathBuf>,
     login_code: Option<String>,
@@ -359,12 +360,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
         tokio::spawn(reload_tokens_on_hangup(state.clone(), path, data_dir.clone(), stop.clone()));
     }
     let app = router::router(state);
-    let stopped = stop.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { stopped.cancelled().await })
-            .await
-    });
+    let http = tokio::spawn(listener::serve(listener, app, stop.clone()));
     tracing::info!(%addr, "assent is listening");
     Ok(RunningServer {
         addr,

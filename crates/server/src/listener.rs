@@ -1,0 +1,86 @@
+//! The accept loop: every connection goes straight to hyper's HTTP/1.1 server.
+//!
+//! `axum::serve` first sniffs each connection for HTTP/2. The bytes it reads ahead are handed
+//! to hyper separately, so hyper reads the request head in two steps and its read buffer grows
+//! from 8 to 16 KiB, which a long poll then keeps for minutes (10,000 waiters held 80 MiB more).
+//! assent speaks HTTP/1.1 only (TLS and HTTP/2 belong to a proxy in front), so it skips the
+//! sniffing.
+//!
+//! Also unlike `axum::serve`, a client gets 30 s to send a request's head: hyper enforces that
+//! only when given a timer, and without it a slow client could hold a connection forever.
+
+use std::{convert::Infallible, io, net::SocketAddr, pin::pin, time::Duration};
+
+use axum::{Router, extract::ConnectInfo, response::Response};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower_service::Service;
+
+/// How long a client may take to send a request's head (a keep-alive connection's next one too).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `app` on `listener` until `stop` is cancelled, then lets every open connection finish
+/// the request it is serving (keep-alive ends) and returns once they all have.
+pub(crate) async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(connection) => connection,
+            Err(error) => {
+                accept_failed(error).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        let service = service_fn(move |request| handle(app.clone(), peer, request));
+        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let mut connection = pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::trace!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+/// One request: tagged with the peer's address (rate limits key on it), then routed.
+fn handle(
+    mut app: Router,
+    peer: SocketAddr,
+    mut request: hyper::Request<Incoming>,
+) -> impl Future<Output = Result<Response, Infallible>> + Send + use<> {
+    request.extensions_mut().insert(ConnectInfo(peer));
+    // A `Router` is always ready (its `poll_ready` returns `Ready(Ok(()))` without work), so
+    // calling it without polling readiness first is what `tower`'s `oneshot` would do anyway.
+    app.call(request)
+}
+
+/// A failed accept: a connection that died in the backlog is skipped at once; anything else
+/// (out of file descriptors, most often) is logged and retried after a pause, as a busy loop
+/// would only make it worse.
+async fn accept_failed(error: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(error.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::error!(%error, "cannot accept a connection; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
