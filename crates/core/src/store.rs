@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     clock::Timestamp,
     id::{ApprovalId, EntryId, GrantId},
-    model::{AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin, Status},
+    model::{
+        AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin, PendingFacts, Status,
+    },
 };
 
 /// How long an idempotency key is remembered (LC-2).
@@ -263,8 +265,13 @@ pub trait Store: Send + Sync {
     async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError>;
     /// One approval.
     async fn approval(&self, id: &ApprovalId) -> Result<Option<Approval>, StoreError>;
-    /// All pending approvals (start-up index).
+    /// All pending approvals (the console's queue).
     async fn pending(&self) -> Result<Vec<Approval>, StoreError>;
+    /// What the start-up index keeps of every pending approval (LC-13). A store that keeps
+    /// approvals encoded should decode only the facts (NF-4: 100k of them at start).
+    async fn pending_facts(&self) -> Result<Vec<PendingFacts>, StoreError> {
+        Ok(self.pending().await?.iter().map(PendingFacts::of).collect())
+    }
     /// Pending approvals with `expires_at <= now`, oldest deadline first.
     async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Approval>, StoreError>;
     /// Listing.

@@ -10,7 +10,7 @@ use assent_core::{
     clock::Timestamp,
     id::ApprovalId,
     lifecycle::{Rejection, rejection_for_terminal},
-    model::{AccountKey, Actor, Approval, Decision, Kind, Status},
+    model::{AccountKey, Actor, Approval, Decision, Kind, PendingFacts, Status},
 };
 
 const RECENT_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -32,19 +32,16 @@ pub(crate) struct PendingSummary {
 }
 
 impl PendingSummary {
-    pub(crate) fn of(a: &Approval, handled_by: Vec<AccountKey>) -> Self {
+    fn of(facts: PendingFacts, handled_by: Vec<AccountKey>) -> Self {
         Self {
-            kind: a.kind(),
-            expires_at: a.expires_at,
-            allowed: a.allowed_decisions.clone(),
-            voters: a.quorum.votes.iter().map(|v| (v.actor.principal.clone(), v.decision)).collect(),
-            requester: a.requester.principal.clone(),
-            prevent_self: a.prevent_self_approval,
+            kind: facts.kind,
+            expires_at: facts.expires_at,
+            allowed: facts.allowed,
+            voters: facts.voters,
+            requester: facts.requester,
+            prevent_self: facts.prevent_self,
             handled_by,
-            binding_requester: a.binding().and_then(|b| {
-                let user = b.requested_by.clone()?;
-                Some((AccountKey::new(b.conversation.channel, b.conversation.account.clone()), user))
-            }),
+            binding_requester: facts.binding_requester,
         }
     }
 }
@@ -93,12 +90,16 @@ impl PendingIndex {
     /// The index of the store's pending approvals at start-up (LC-13), built in bulk: one hash
     /// table sized up front, and the ordered ids sorted once rather than inserted one by one
     /// (NF-4, 100k pending). `handled` holds the accounts with a card of each approval.
-    pub(crate) fn load(pending: &[Approval], mut handled: HashMap<ApprovalId, Vec<AccountKey>>) -> Self {
+    pub(crate) fn load(
+        pending: Vec<PendingFacts>,
+        mut handled: HashMap<ApprovalId, Vec<AccountKey>>,
+    ) -> Self {
         let mut index = Self::default();
         index.pending.reserve(pending.len());
-        for a in pending.iter().filter(|a| !a.status.is_terminal()) {
-            let summary = PendingSummary::of(a, handled.remove(&a.id).unwrap_or_default());
-            index.pending.insert(a.id.clone(), summary);
+        for facts in pending {
+            let handled_by = handled.remove(&facts.id).unwrap_or_default();
+            let id = facts.id.clone();
+            index.pending.insert(id, PendingSummary::of(facts, handled_by));
         }
         index.by_id = index.pending.keys().cloned().collect();
         index
@@ -114,7 +115,7 @@ impl PendingIndex {
             return;
         }
         self.by_id.insert(a.id.clone());
-        self.pending.insert(a.id.clone(), PendingSummary::of(a, handled_by));
+        self.pending.insert(a.id.clone(), PendingSummary::of(PendingFacts::of(a), handled_by));
     }
 
     /// Updates votes after a non-final vote, keeping the routing facts.

@@ -300,7 +300,7 @@ impl EngineHandle {
     async fn load_index(&self) -> Result<(), EngineError> {
         // Two reads on two connections at once (NF-4).
         let store = &self.inner.store;
-        let (pending, entries) = tokio::try_join!(store.pending(), store.entries_of_pending())?;
+        let (pending, entries) = tokio::try_join!(store.pending_facts(), store.entries_of_pending())?;
         let mut handled: HashMap<ApprovalId, Vec<AccountKey>> = HashMap::new();
         for e in entries {
             let accounts = handled.entry(e.approval_id.clone()).or_default();
@@ -308,7 +308,7 @@ impl EngineHandle {
                 accounts.push(e.account_key());
             }
         }
-        let loaded = index::PendingIndex::load(&pending, handled);
+        let loaded = index::PendingIndex::load(pending, handled);
         *self.index() = loaded;
         Ok(())
     }

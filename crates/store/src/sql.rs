@@ -7,7 +7,7 @@ use std::{fs::File, time::Duration};
 use assent_core::{
     clock::Timestamp,
     id::{ApprovalId, EntryId, GrantId},
-    model::{AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin},
+    model::{AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin, PendingFacts},
     store::{ApprovalFilter, AuditFilter, CallbackJob, Commit, Committed, Store, StoreError},
 };
 use async_trait::async_trait;
@@ -196,6 +196,10 @@ impl Store for SqlStore {
     }
 
     async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
+        self.bodies(sqlx::query("SELECT body FROM approvals WHERE status = 'pending'")).await
+    }
+
+    async fn pending_facts(&self) -> Result<Vec<PendingFacts>, StoreError> {
         self.bodies(sqlx::query("SELECT body FROM approvals WHERE status = 'pending'")).await
     }
 

@@ -6,7 +6,7 @@ use std::{any::Any, sync::Arc, time::Duration};
 use assent_core::{
     clock::Timestamp,
     id::{ApprovalId, EntryId, GrantId},
-    model::{AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin},
+    model::{AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin, PendingFacts},
     store::{ApprovalFilter, AuditFilter, CallbackJob, Commit, Committed, Store, StoreError},
 };
 use async_trait::async_trait;
@@ -62,6 +62,10 @@ impl<H: StoreHook> Store for HookedStore<H> {
     async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
         self.hook.on_read()?;
         self.inner.pending().await
+    }
+    async fn pending_facts(&self) -> Result<Vec<PendingFacts>, StoreError> {
+        self.hook.on_read()?;
+        self.inner.pending_facts().await
     }
     async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Approval>, StoreError> {
         self.hook.on_read()?;

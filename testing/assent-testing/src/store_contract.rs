@@ -10,8 +10,8 @@ use assent_core::{
     id::{ApprovalId, EntryId},
     lifecycle::{VoteOutcome, apply_vote, consume},
     model::{
-        Actor, Approval, AuditEntry, AuditType, Channel, Decision, Entry, EntryState, Event, EventType,
-        Status, Surface,
+        AccountKey, Action, Actor, Approval, AuditEntry, AuditType, Channel, Decision, Entry, EntryState,
+        Event, EventType, PendingFacts, Status, Surface, Vote,
     },
     store::{
         ApprovalFilter, ApprovalWrite, AuditFilter, CallbackJob, CallbackState, CallbackTarget,
@@ -30,7 +30,7 @@ macro_rules! store_contract_tests {
             st_1_idempotent_create, st_1_cas_update, st_1_no_re_tag, st_1_vote_cas, st_1_consume_once,
             st_1_ledger_uniqueness, st_1_outbox_claim, st_1_gap_free_seq, st_1_commit_is_all_or_nothing,
             st_1_queries, st_1_listing_pages_reach_the_oldest, st_1_approvals_are_found_by_id_prefix,
-            st_6_retention_keeps_pending_and_unfinished_work);
+            st_1_pending_facts_agree_with_the_approvals, st_6_retention_keeps_pending_and_unfinished_work);
     };
 }
 
@@ -290,6 +290,42 @@ pub async fn st_1_commit_is_all_or_nothing(store: Arc<dyn Store>) {
     let notice = Commit { notice_key: Some("notice:x".into()), ..Commit::default() };
     store.commit(notice.clone(), T0).await.unwrap();
     assert!(store.commit(notice, T0).await.is_err(), "RT-8: one notice per key");
+}
+
+/// LC-13, NF-4: the start-up index's facts, which a store may read without decoding whole
+/// approvals, agree with the approvals themselves: every kind, votes, self-approval, and a
+/// binding's requester with and without a platform user. Terminal approvals have none.
+pub async fn st_1_pending_facts_agree_with_the_approvals(store: Arc<dyn Store>) {
+    use crate::samples::{approval, binding_action, exec_action, plugin_action};
+    let with_id = |mut a: Approval, bits: u128| {
+        a.id = ApprovalId::from_bits(bits);
+        a
+    };
+    let mut voted = with_id(approval(exec_action(&["deploy", "--prod"]), 2), 90);
+    voted.quorum.votes.push(Vote { actor: kim(), decision: Decision::AllowAlways, at: T0 });
+    voted.prevent_self_approval = true;
+    let plugin = with_id(approval(plugin_action(), 1), 91);
+    let bound = with_id(approval(binding_action(), 1), 92);
+    let mut anonymous = with_id(approval(binding_action(), 1), 93);
+    if let Action::Binding(b) = &mut anonymous.action {
+        (b.requested_by, b.conversation.account) = (None, "second".into());
+    }
+    let expired = sample(94);
+    for a in [&voted, &plugin, &bound, &anonymous, &expired] {
+        store.commit(insert(a), T0).await.unwrap();
+    }
+    let mut gone = expired.clone();
+    (gone.status, gone.version) = (Status::Expired, expired.version + 1);
+    store.commit(update(&gone, expired.version), T0).await.unwrap();
+
+    let mut facts = store.pending_facts().await.unwrap();
+    facts.sort_by(|x, y| x.id.cmp(&y.id));
+    let expected: Vec<_> = [&voted, &plugin, &bound, &anonymous].map(PendingFacts::of).into();
+    assert_eq!(facts, expected);
+    assert_eq!(facts[0].voters, vec![(kim().principal, Decision::AllowAlways)]);
+    let telegram = AccountKey::new(Channel::Telegram, "main");
+    assert_eq!(facts[2].binding_requester, Some((telegram, "42".to_owned())));
+    assert_eq!(facts[3].binding_requester, None);
 }
 
 /// Pending index, expiry index and finalization queue queries.

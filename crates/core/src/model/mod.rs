@@ -4,6 +4,7 @@
 mod approval;
 mod binding;
 mod exec;
+mod pending;
 mod plugin;
 mod records;
 mod validate;
@@ -16,6 +17,7 @@ pub use self::{
     approval::{Action, Approval, NewApproval, Quorum, Requester, TimeoutAction, Vote},
     binding::{BindingAction, BindingRequest, Conversation, PluginRef},
     exec::{ExecAction, ExecRequest, action_digest, shell_quote},
+    pending::PendingFacts,
     plugin::{PluginAction, PluginRequest, Severity},
     records::{
         AuditEntry, AuditType, Binding, Entry, EntryState, Event, EventType, FinalActionKind, Grant,
