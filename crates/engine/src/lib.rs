@@ -405,10 +405,16 @@ impl EngineHandle {
             let woken = waiter.notify.notified();
             let mut woken = std::pin::pin!(woken);
             woken.as_mut().enable();
-            // Boxed: the store's read future is large and would bloat every idle waiter.
-            let a = Box::pin(self.approval(id)).await?.ok_or(EngineError::NotFound)?;
-            if a.status.is_terminal() || tokio::time::timeout_at(deadline, woken).await.is_err() {
-                return Ok(a);
+            // An idle waiter holds this future for minutes, so nothing large lives across the
+            // sleep: the store's read is boxed, and the approval it read is dropped first.
+            {
+                let a = Box::pin(self.approval(id)).await?.ok_or(EngineError::NotFound)?;
+                if a.status.is_terminal() {
+                    return Ok(a);
+                }
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return Box::pin(self.approval(id)).await?.ok_or(EngineError::NotFound);
             }
         }
     }

@@ -5,7 +5,10 @@ use std::time::Duration;
 use assent_core::{
     clock::Timestamp,
     id::ApprovalId,
-    model::{Action, Actor, Decision, ExecRequest, Kind, NewApproval, Origin, PluginRequest, Reason, Status},
+    model::{
+        Action, Actor, Approval, Decision, ExecRequest, Kind, NewApproval, Origin, PluginRequest, Reason,
+        Status,
+    },
     policy::GrantScope,
     store::{ApprovalFilter, AuditFilter},
 };
@@ -123,12 +126,12 @@ pub fn parse_create_body(body: &[u8], requester: &str) -> Result<NewApproval, St
     Ok(req)
 }
 
-fn view(state: &AppState, a: &assent_core::model::Approval) -> ApprovalView {
+fn view(state: &AppState, a: &Approval) -> ApprovalView {
     ApprovalView::new(a, &state.keyring, &state.redactor, state.engine.now())
 }
 
 /// The view plus where its cards went, for a requester waiting on it.
-async fn routed_view(state: &AppState, a: &assent_core::model::Approval) -> ApprovalView {
+async fn routed_view(state: &AppState, a: &Approval) -> ApprovalView {
     let mut v = view(state, a);
     // A grant answers at creation, so its approval never had a card: skip the read (the hot
     // path of most requests).
@@ -158,13 +161,30 @@ pub(crate) async fn create(
     caller.require(Scope::Request)?;
     let wait = params.seconds()?;
     let req = body.into_request(caller.0.id(), &state.ignore_env)?;
-    let mut a = state.engine.create(req).await?;
-    if let Some(secs) = wait
-        && !a.status.is_terminal()
-    {
-        a = state.engine.wait(&a.id, Duration::from_secs(secs)).await?;
-    }
-    Ok((StatusCode::CREATED, Json(routed_view(&state, &a).await)).into_response())
+    // With `?wait=` this is a long poll: see `wait_then_view`.
+    let a = Box::pin(state.engine.create(req)).await?;
+    let view = match wait {
+        Some(secs) if !a.status.is_terminal() => {
+            let id = a.id.clone();
+            drop(a);
+            wait_then_view(&state, id, secs).await?
+        }
+        _ => Box::pin(owned_view(&state, a)).await,
+    };
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Waits up to `secs` for a decision, then the routed view. A long poll holds its future for
+/// minutes, and 10,000 of them are a budget (NF, waiters ≤ 200 MiB), so across the wait it
+/// keeps only the state, the id and the wait itself: every read before or after runs boxed,
+/// and no `Approval` (816 bytes) is held while waiting.
+async fn wait_then_view(state: &AppState, id: ApprovalId, secs: u64) -> Result<ApprovalView, ApiError> {
+    let decided = state.engine.wait(&id, Duration::from_secs(secs)).await?;
+    Ok(Box::pin(owned_view(state, decided)).await)
+}
+
+async fn owned_view(state: &AppState, a: Approval) -> ApprovalView {
+    routed_view(state, &a).await
 }
 
 /// API-2: a full id, or a unique prefix of at least 8 characters (pending approvals first,
@@ -216,11 +236,8 @@ pub(crate) async fn wait(
     Params(params): Params<WaitParams>,
 ) -> Result<Json<ApprovalView>, ApiError> {
     let secs = params.seconds()?.unwrap_or(30);
-    // Boxed steps: a long poll sits in `wait` for minutes, and an unboxed store read before or
-    // after it would make every idle waiter's future as large as that read.
-    let a = Box::pin(find(&state, &caller, &reference)).await?;
-    let a = Box::pin(state.engine.wait(&a.id, Duration::from_secs(secs))).await?;
-    Ok(Json(Box::pin(routed_view(&state, &a)).await))
+    let id = Box::pin(find(&state, &caller, &reference)).await?.id;
+    Ok(Json(wait_then_view(&state, id, secs).await?))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
