@@ -36,6 +36,16 @@ pub(crate) async fn finish<T>(tx: Tx, result: Result<T, StoreError>) -> Result<T
 async fn next_seqs(tx: &mut Tx, audit: usize, events: usize) -> Result<(i64, i64), StoreError> {
     // The row lock on a counter serializes committers, so seq order is commit order and a
     // rolled-back transaction leaves no gap (LC-15). A counter not needed is not locked.
+    if audit > 0 && events > 0 && tx.backend_name() == "PostgreSQL" {
+        // PostgreSQL runs commits side by side, and one UPDATE of two rows locks them in the
+        // order it meets them, which differs between snapshots: two commits could each hold one
+        // counter and wait for the other, and PostgreSQL would abort one ("deadlock detected").
+        // So both are locked first, in name order. SQLite has one writer and no row locks.
+        sqlx::query("SELECT name FROM counters WHERE name IN ('audit', 'events') ORDER BY name FOR UPDATE")
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+    }
     let query = match (audit, events) {
         (0, 0) => return Ok((0, 0)),
         (n, 0) => {

@@ -30,7 +30,7 @@ macro_rules! store_contract_tests {
             st_1_idempotent_create, st_1_cas_update, st_1_no_re_tag, st_1_vote_cas, st_1_consume_once,
             st_1_ledger_uniqueness, st_1_outbox_claim, st_1_gap_free_seq, st_1_commit_is_all_or_nothing,
             st_1_queries, st_1_listing_pages_reach_the_oldest, st_1_approvals_are_found_by_id_prefix,
-            st_1_pending_facts_agree_with_the_approvals, st_6_retention_keeps_pending_and_unfinished_work);
+            st_1_pending_facts_agree_with_the_approvals, st_1_side_by_side_commits_all_land, st_6_retention_keeps_pending_and_unfinished_work);
     };
 }
 
@@ -272,6 +272,42 @@ pub async fn st_1_gap_free_seq(store: Arc<dyn Store>) {
     let older = AuditFilter { before_seq: Some(38), limit: 2, ..AuditFilter::default() };
     let page = store.audit(&older).await.unwrap();
     assert_eq!(page.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![37, 36]);
+}
+
+/// LC-15 under load: many commits at once, each writing audit rows, events or both, all land
+/// with gap-free sequences. On PostgreSQL they run side by side on the pool's connections and
+/// lock the sequence counters they need: taken in different orders, two commits would each hold
+/// one and wait for the other, and PostgreSQL would abort one ("deadlock detected").
+pub async fn st_1_side_by_side_commits_all_land(store: Arc<dyn Store>) {
+    const TASKS: u128 = 32;
+    const EACH: u128 = 90;
+    let mut handles = Vec::new();
+    for t in 0..TASKS {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                let a = sample(5000 + t * EACH + i);
+                let mut c = insert(&a);
+                if i % 3 != 1 {
+                    c.events.push(ev(&a));
+                }
+                if i % 3 != 2 {
+                    c.audit.push(AuditEntry::new(AuditType::Requested, T0).approval(&a.id));
+                }
+                store.commit(c, T0).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let commits = TASKS * EACH;
+    let (events, audit) = (u64::try_from(commits * 2 / 3).unwrap(), u64::try_from(commits * 2 / 3).unwrap());
+    let seqs: Vec<u64> = store.events_since(0, 10_000).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=events).collect::<Vec<u64>>());
+    let all = AuditFilter { limit: 10_000, ..AuditFilter::default() };
+    let seqs: Vec<u64> = store.audit(&all).await.unwrap().iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, (1..=audit).collect::<Vec<u64>>());
 }
 
 /// A commit that fails any check writes nothing: no events, no audit, no entries.
