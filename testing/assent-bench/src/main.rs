@@ -9,6 +9,8 @@ mod alloc;
 mod discord;
 mod hot;
 mod matrix;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod scaling;
 mod server;
 mod slack;
@@ -35,7 +37,7 @@ use async_trait::async_trait;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
-const USAGE: &str = "usage: assent-bench [store|server|hot|scaling|matrix|telegram|discord|slack] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  telegram a press until the fake Bot API server gets answerCallbackQuery, against a bare teloxide bot\n  discord  a click until the fake Discord gets the deferred update, against a bare serenity bot\n  slack    a click until the fake Slack gets the ack, in Socket Mode and HTTP mode, against bare slack-morphism apps\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  scaling  heap per pending approval and NF-2 with 1k/10k/100k pending and 1/10/100 accounts\n  hot      the real binary ($ASSENT_BIN): requests a grant or a refusal answers, 32 keep-alive clients, beside GET /v1/health and bare SQLite\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
+const USAGE: &str = "usage: assent-bench [store|postgres|server|hot|scaling|matrix|telegram|discord|slack] [--quick]\n  matrix   a Matrix approval round trip on a real Synapse, against a bare matrix-sdk bot\n  telegram a press until the fake Bot API server gets answerCallbackQuery, against a bare teloxide bot\n  discord  a click until the fake Discord gets the deferred update, against a bare serenity bot\n  slack    a click until the fake Slack gets the ack, in Socket Mode and HTTP mode, against bare slack-morphism apps\n  store    the SQLite figures (NF-2 with its raw floor, NF-4, NF-6) instead of the engine ones\n  postgres NF-2 on a durable PostgreSQL server, group commit off and on, beside bare commits (needs the `postgres` feature)\n  server   the real binary ($ASSENT_BIN): NF-5 CLI start, 10k long-poll waiters\n  scaling  heap per pending approval and NF-2 with 1k/10k/100k pending and 1/10/100 accounts\n  hot      the real binary ($ASSENT_BIN): requests a grant or a refusal answers, 32 keep-alive clients, beside GET /v1/health and bare SQLite\n  nf1|nf2|nf3  only these engine figures (default: all three)\n  --quick  smaller runs (for a smoke test)";
 
 /// A webhook receiver that takes 30 s to answer, like a slow plugin.
 struct SleepySink;
@@ -234,7 +236,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let figures = ["nf1", "nf2", "nf3"];
-    let commands = ["store", "server", "hot", "scaling", "matrix", "telegram", "discord", "slack"];
+    let commands =
+        ["store", "postgres", "server", "hot", "scaling", "matrix", "telegram", "discord", "slack"];
     let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--quick").collect();
     let command = words.iter().copied().find(|w| commands.contains(w));
     if words.iter().any(|w| !figures.contains(w) && !commands.contains(w))
@@ -250,6 +253,15 @@ fn main() {
         .unwrap_or_else(|e| panic!("{e}"));
     match command {
         Some("store") => return rt.block_on(store::run(quick)),
+        #[cfg(feature = "postgres")]
+        Some("postgres") => return rt.block_on(postgres::run(quick)),
+        #[cfg(not(feature = "postgres"))]
+        Some("postgres") => {
+            eprintln!(
+                "this assent-bench was built without its `postgres` feature: run `cargo xtask bench postgres`"
+            );
+            std::process::exit(2);
+        }
         Some("server") => return rt.block_on(server::run(quick)),
         Some("hot") => return rt.block_on(hot::run(quick)),
         Some("scaling") => return rt.block_on(scaling::run(quick)),

@@ -14,7 +14,7 @@ use std::{
 use assent_core::{
     capability::IntoDynCapability,
     model::Channel,
-    store::{Commit, StoreError},
+    store::{Commit, Store, StoreError},
 };
 use assent_engine::{ConsoleRoute, Engine};
 use assent_store::{OpenOptions, SqlStore};
@@ -42,13 +42,10 @@ impl StoreHook for CountCommits {
     }
 }
 
-/// NF-2 on SQLite and the raw floor: the same number of commits, each one bare transaction
-/// inserting a row of similar size, on the same PRAGMAs.
-async fn nf2_sqlite(dir: &Path, lifecycles: usize) {
-    let sqlite = SqlStore::open_sqlite(&fresh(dir, "nf2.db"), OpenOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = Arc::new(HookedStore::new(Arc::new(sqlite), CountCommits::default()));
+/// NF-2 on `store`: `lifecycles` full lifecycles in waves of 500, three approvers on one fake
+/// account; how long they took, and how many commits they made.
+pub(crate) async fn nf2(store: Arc<dyn Store>, lifecycles: usize) -> (Duration, usize) {
+    let store = Arc::new(HookedStore::new(store, CountCommits::default()));
     let fake = FakeChannel::new(Channel::Telegram, "main", &["41", "42", "43"]);
     let engine =
         Engine::builder(store.clone(), crate::config()).start().await.unwrap_or_else(|e| panic!("{e}"));
@@ -58,6 +55,16 @@ async fn nf2_sqlite(dir: &Path, lifecycles: usize) {
     let elapsed = crate::lifecycle_waves(&h, std::slice::from_ref(&fake), lifecycles, 500).await;
     let commits = store.hook.0.load(Ordering::Relaxed) - before;
     engine.shutdown(Duration::from_millis(100)).await;
+    (elapsed, commits)
+}
+
+/// NF-2 on SQLite and the raw floor: the same number of commits, each one bare transaction
+/// inserting a row of similar size, on the same PRAGMAs.
+async fn nf2_sqlite(dir: &Path, lifecycles: usize) {
+    let sqlite = SqlStore::open_sqlite(&fresh(dir, "nf2.db"), OpenOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (elapsed, commits) = nf2(Arc::new(sqlite), lifecycles).await;
     let rate = lifecycles as f64 / elapsed.as_secs_f64();
 
     // The floor: the same number of commits with bare SQL.

@@ -17,6 +17,9 @@ use std::{
 
 use crate::peers::{free_port, run, scratch_dir};
 
+/// Tests trade durability for speed: a crash of the test server loses nothing anyone needs.
+const FAST: &str = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off";
+
 /// A running PostgreSQL server owned by this test process.
 #[derive(Debug)]
 pub struct PgServer {
@@ -71,11 +74,18 @@ impl PgServer {
     pub fn shared() -> &'static PgServer {
         static SERVER: OnceLock<PgServer> = OnceLock::new();
         SERVER.get_or_init(|| {
-            Self::start().unwrap_or_else(|e| panic!("could not start PostgreSQL for tests: {e}"))
+            Self::start(FAST).unwrap_or_else(|e| panic!("could not start PostgreSQL for tests: {e}"))
         })
     }
 
-    fn start() -> Result<Self, String> {
+    /// A server of its own with PostgreSQL's default durability (fsync, synchronous commit and
+    /// full-page writes on), for benchmarks whose figures must include the flush.
+    pub fn durable() -> Result<Self, String> {
+        Self::start("")
+    }
+
+    /// Starts a server with these extra `-c` settings.
+    fn start(settings: &str) -> Result<Self, String> {
         let bindir = find_bindir()?;
         let dir = scratch_dir("pg")?;
         if is_root() {
@@ -100,8 +110,8 @@ impl PgServer {
         let port = free_port()?;
         // The watchdog stops the server and removes its files once this test process is gone.
         let command = format!(
-            "{runas} '{bin}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            "{runas} '{bin}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 {settings} \
+             -c max_connections=300",
             runas = if is_root() { "runuser -u nobody --" } else { "" },
             bin = bindir.join("postgres").display(),
             data = data.display(),
