@@ -10,13 +10,14 @@
 #![recursion_limit = "256"]
 
 mod card;
+mod events;
 mod platform;
+mod session;
 
 use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use assent_core::{
@@ -24,35 +25,20 @@ use assent_core::{
         ApprovalCapability, Availability, ClassifyError, Interactions, PrepareOutcome, Prepared,
         Presentation, RetryKind, Transport,
     },
-    command::TypedMessage,
     id::ApprovalId,
-    model::{AccountKey, Actor, Channel, Kind, Origin, Surface},
+    model::{AccountKey, Actor, Kind, Origin},
     routing::{PlannedTarget, TargetAddr},
 };
-use assent_engine::{ApprovalRef, TypedOutcome};
 use assent_platform::{AccountAvailability, Inbound};
 use matrix_sdk::{
     Client, Room, RoomMemberships, RoomState,
-    authentication::matrix::MatrixSession,
-    config::{RequestConfig, SyncSettings},
+    config::RequestConfig,
     event_handler::EventHandlerHandle,
-    room::{IncludeRelations, RelationsOptions},
     ruma::{
         EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
-        api::{
-            Direction,
-            error::{ErrorKind, RetryAfter},
-        },
-        events::{
-            reaction::{OriginalSyncReactionEvent, ReactionEventContent},
-            relation::{Annotation, RelationType},
-            room::{
-                member::{MembershipState, StrippedRoomMemberEvent},
-                message::{MessageType, OriginalSyncRoomMessageEvent, Relation},
-            },
-        },
+        api::error::{ErrorKind, RetryAfter},
+        events::{reaction::ReactionEventContent, relation::Annotation},
     },
-    store::RoomLoadSettings,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::task::AbortOnDropHandle;
@@ -60,6 +46,10 @@ use tokio_util::task::AbortOnDropHandle;
 pub use self::{
     card::{ApprovalTag, MatrixCard, MatrixCards, reaction_decision},
     platform::MatrixPlatform,
+};
+use self::{
+    events::{add_handlers, catch_up},
+    session::{SESSION_FILE, follow, retire_store, signed_in},
 };
 
 /// One Matrix bot account as configured in `[channels.matrix.accounts.<id>]` (its routing
@@ -324,227 +314,12 @@ impl MatrixChannel {
     }
 }
 
-/// Follows reactions, invitations and typed commands.
-fn add_handlers(client: &Client, shared: &Arc<Shared>) -> Vec<EventHandlerHandle> {
-    let (reacted, invited, typed) = (shared.clone(), shared.clone(), shared.clone());
-    vec![
-        client.add_event_handler(move |ev: OriginalSyncReactionEvent, room: Room| {
-            let shared = reacted.clone();
-            async move { on_reaction(&shared, &room, ev) }
-        }),
-        client.add_event_handler(move |ev: StrippedRoomMemberEvent, room: Room| {
-            let shared = invited.clone();
-            async move { on_invite(&shared, &room, ev) }
-        }),
-        client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
-            let shared = typed.clone();
-            async move { on_message(&shared, &room, ev) }
-        }),
-    ]
-}
-
 /// How cards, seeds and edits are sent. CH-MX-7: the SDK waits out `M_LIMIT_EXCEEDED` for the
 /// `retry_after_ms` the homeserver names, a few times; after that the error reaches the engine,
 /// which schedules the next attempt from the same `retry_after` (see [`ClassifyError`]) instead
 /// of the SDK blocking a delivery for up to 15 minutes.
 fn sending() -> RequestConfig {
     RequestConfig::new().retry_limit(3)
-}
-
-/// Long-polls the homeserver for as long as the account runs. `Client::sync` pauses a second
-/// after any sync that came back within a second of the previous one, which is exactly when
-/// approvers are reacting to a fresh card; this loop only pauses after errors.
-async fn follow(client: Client) {
-    let settings = SyncSettings::default().timeout(Duration::from_secs(30));
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        match client.sync_once(settings.clone()).await {
-            Ok(_) => backoff = Duration::from_secs(1),
-            Err(e) => {
-                let e = MatrixError::from(e);
-                if e.is_refused_login() {
-                    tracing::error!(
-                        error = %e,
-                        "the homeserver logged this device out; restart assent serve to log in as a new device"
-                    );
-                } else {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "matrix sync failed");
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
-}
-
-/// A client logged in as the account's device and caught up on its rooms.
-async fn signed_in(account: &MatrixAccount) -> Result<Client, MatrixError> {
-    std::fs::create_dir_all(&account.store_dir)
-        .map_err(|e| MatrixError::Invalid(format!("{}: {e}", account.store_dir.display())))?;
-    let client = Client::builder()
-        .homeserver_url(&account.homeserver)
-        .sqlite_store(&account.store_dir, None)
-        .build()
-        .await
-        .map_err(|e| MatrixError::Invalid(format!("cannot reach {}: {e}", account.homeserver)))?;
-    restore_or_login(&client, account).await?;
-    // Catch up on rooms at once (a restored session is only checked here); a long poll would
-    // hold the start for up to 30 s when nothing is new.
-    client.sync_once(SyncSettings::default().timeout(Duration::ZERO)).await?;
-    Ok(client)
-}
-
-/// Moves a store whose login the homeserver refused to `<dir>.revoked-<unix seconds>`.
-fn retire_store(dir: &std::path::Path) -> Result<std::path::PathBuf, MatrixError> {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let mut kept = dir.as_os_str().to_owned();
-    kept.push(format!(".revoked-{}", since_epoch.as_secs()));
-    let kept = std::path::PathBuf::from(kept);
-    std::fs::rename(dir, &kept)
-        .map_err(|e| MatrixError::Invalid(format!("moving {} aside: {e}", dir.display())))?;
-    Ok(kept)
-}
-
-/// The login saved beside the crypto store (the SDK's `MatrixSession`, as JSON).
-const SESSION_FILE: &str = "session.json";
-
-/// Uses the device this account already has (its session is kept beside the crypto store), so
-/// restarts keep one device and its keys; logs in once otherwise.
-async fn restore_or_login(client: &Client, account: &MatrixAccount) -> Result<(), MatrixError> {
-    let path = account.store_dir.join(SESSION_FILE);
-    if let Some(session) =
-        std::fs::read_to_string(&path).ok().and_then(|s| serde_json::from_str::<MatrixSession>(&s).ok())
-    {
-        client.matrix_auth().restore_session(session, RoomLoadSettings::default()).await?;
-        return Ok(());
-    }
-    client
-        .matrix_auth()
-        .login_username(&account.user_id, &account.password)
-        .initial_device_display_name("assent")
-        .send()
-        .await?;
-    if let Some(session) = client.matrix_auth().session() {
-        let text = serde_json::to_string(&session).map_err(|e| MatrixError::Invalid(e.to_string()))?;
-        write_private(&path, text.as_bytes())
-            .map_err(|e| MatrixError::Invalid(format!("{}: {e}", path.display())))?;
-    }
-    Ok(())
-}
-
-/// Writes a file only its owner can read (it holds the bot's access token).
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(path)?, bytes)
-}
-
-/// IX-5 / CH-MX-4: `/approve <ref> <decision>` typed in a room; answered in a threaded notice.
-fn on_message(shared: &Shared, room: &Room, ev: OriginalSyncRoomMessageEvent) {
-    let inbound = &shared.inbound;
-    // Every replica's device sees the command; the one holding the account answers it.
-    if ev.sender == shared.bot || !inbound.is_serving() {
-        return;
-    }
-    let MessageType::Text(text) = &ev.content.msgtype else { return };
-    let actor =
-        Actor::platform(Channel::Matrix, ev.sender.to_string(), ev.sender.to_string(), Surface::Origin);
-    let is_edit = matches!(ev.content.relates_to, Some(Relation::Replacement(_)));
-    let msg = TypedMessage { text: &text.body, is_edit, from_bot: false };
-    // `/approve@<bot's user id>` is for this bot; any other addressee is another bot's.
-    let me = shared.bot.as_str().trim_start_matches('@');
-    let outcome = inbound.precheck_typed(actor, msg, Some(me));
-    if matches!(outcome, TypedOutcome::Ignore) {
-        return;
-    }
-    // In the command's thread if it was typed in one, else a new thread under the command.
-    let root = match &ev.content.relates_to {
-        Some(Relation::Thread(thread)) => thread.event_id.to_string(),
-        _ => ev.event_id.to_string(),
-    };
-    // The sync loop waits for its event handlers: recording and answering (a send that may wait
-    // out a rate limit) run beside it, so later reactions are not held up.
-    let (inbound, room) = (inbound.clone(), room.clone());
-    tokio::spawn(async move {
-        let reply = match outcome {
-            TypedOutcome::Ignore => return,
-            TypedOutcome::Reply(text) => text,
-            TypedOutcome::Rejected(r) => r.to_string(),
-            TypedOutcome::Accepted(accepted) => match inbound.resolve(accepted).await {
-                Ok(resolution) => resolution.reply,
-                Err(e) => e.to_string(),
-            },
-        };
-        let notice =
-            serde_json::json!({ "msgtype": "m.notice", "body": reply, "m.relates_to": in_thread(&root) });
-        if let Err(e) = room.send_raw("m.room.message", notice).with_request_config(sending()).await {
-            tracing::warn!(error = %e, "could not answer a typed /approve");
-        }
-    });
-}
-
-/// The bot joins a room when an approver invites it (to post cards there with
-/// `target = "channel"`); invitations from anybody else are left alone.
-fn on_invite(shared: &Shared, room: &Room, ev: StrippedRoomMemberEvent) {
-    let for_bot = ev.state_key == shared.bot && ev.content.membership == MembershipState::Invite;
-    let from_approver = shared.is_approver(ev.sender.as_str());
-    if for_bot && from_approver {
-        let room = room.clone();
-        tokio::spawn(async move {
-            if let Err(e) = room.join().await {
-                tracing::warn!(room = %room.room_id(), error = %e, "could not join a room an approver invited the bot to");
-            }
-        });
-    }
-}
-
-/// A reaction on a bound card from an approver decides; anything else is ignored.
-fn on_reaction(shared: &Shared, room: &Room, ev: OriginalSyncReactionEvent) {
-    if ev.sender == shared.bot {
-        return; // The seeded reactions never decide.
-    }
-    let Some(decision) = card::reaction_decision(&ev.content.relates_to.key) else { return };
-    let anchor = (room.room_id().to_string(), ev.content.relates_to.event_id.to_string());
-    let Some(bound) = lock(&shared.anchors).get(&anchor).cloned() else { return };
-    let actor =
-        Actor::platform(Channel::Matrix, ev.sender.to_string(), ev.sender.to_string(), Surface::ApproverDm);
-    let precheck =
-        shared.inbound.precheck(ApprovalRef::Id(bound.approval), Some(bound.kind), decision, actor.clone());
-    // A reaction has no ack to send: settle at once, beside the sync loop. Matrix has no
-    // private replies (CH-MX-4); refusals are audited by the engine.
-    let inbound = shared.inbound.clone();
-    tokio::spawn(async move {
-        if let Some(Err(e)) = inbound.settle(&actor, precheck, &serde_json::Value::Null).await {
-            tracing::warn!(error = %e, "matrix reaction could not be recorded");
-        }
-    });
-}
-
-/// Replays the approvers' reactions on `card` that no instance saw live (made while assent was
-/// down, or while the account's lease moved between replicas). Reactions already counted come
-/// back as "already recorded" and change nothing; outsiders' reactions are not replayed, so
-/// their refusals are audited once.
-async fn catch_up(shared: Arc<Shared>, room: Room, card: OwnedEventId) {
-    let options = RelationsOptions {
-        dir: Direction::Forward,
-        limit: Some(matrix_sdk::ruma::uint!(100)),
-        include_relations: IncludeRelations::RelationsOfType(RelationType::Annotation),
-        ..RelationsOptions::default()
-    };
-    let relations = match room.relations(card, options).await {
-        Ok(r) => r,
-        Err(e) => return tracing::warn!(error = %e, "could not read reactions made while assent was away"),
-    };
-    for event in relations.chunk {
-        let Ok(reaction) = serde_json::from_str::<OriginalSyncReactionEvent>(event.raw().json().get()) else {
-            continue; // Redacted, or not a reaction.
-        };
-        if shared.is_approver(reaction.sender.as_str()) {
-            on_reaction(&shared, &room, reaction);
-        }
-    }
 }
 
 /// Removes the bot's seeded reactions, best effort: a leftover seed decides nothing.
@@ -718,13 +493,15 @@ impl Interactions<MatrixChannel> for MatrixChannel {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use assent_core::capability::{ClassifyError, RetryKind};
     use matrix_sdk::{
         HttpError, RumaApiError,
         ruma::api::{EndpointError, error::FromHttpResponseError},
     };
 
-    use super::{Duration, MatrixError};
+    use super::MatrixError;
 
     fn answer(status: u16, body: &str) -> MatrixError {
         let response = http::Response::builder().status(status).body(body.as_bytes().to_vec()).unwrap();
