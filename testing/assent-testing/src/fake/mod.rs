@@ -1,31 +1,29 @@
-//! [`FakeChannel`]: an in-process chat platform implementing [`ApprovalCapability`]. It records
+//! [`FakeChannel`]: an in-process chat platform implementing
+//! [`ApprovalCapability`](assent_core::capability::ApprovalCapability). It records
 //! every delivery, edit and delete, can fail (transiently or for good), be slow or panic, and
 //! injects button clicks, reactions and typed commands as a given user through the same engine
 //! calls a real channel makes (precheck → ack → resolve).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard, atomic::AtomicU64},
     time::Duration,
 };
 
 use assent_core::{
-    capability::{
-        ApprovalCapability, Availability, ClassifyError, FinalAction, Handle, Interactions, Observe,
-        PrepareOutcome, Prepared, Presentation, RetryKind, Transport,
-    },
-    card::{CardView, Phase},
-    command::TypedMessage,
+    capability::{ClassifyError, RetryKind},
+    card::Phase,
     id::ApprovalId,
-    lifecycle::Rejection,
-    model::{AccountKey, Actor, Channel, Decision, Kind, Origin, Surface},
-    routing::{AccountRouting, PlannedTarget, TargetAddr},
+    model::{AccountKey, Channel, Kind, Origin},
+    routing::AccountRouting,
 };
-use assent_engine::{Accepted, ApprovalRef, EngineHandle, Inbound, Resolution, ResolveError, TypedOutcome};
+use assent_engine::{Resolution, ResolveError};
 use serde::{Deserialize, Serialize};
+
+pub use self::{capability::render_card, user::token_decision};
+
+mod capability;
+mod user;
 
 /// A hook of the fake that can be made to misbehave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -374,11 +372,6 @@ impl FakeChannel {
         self.lock().finalized.clone()
     }
 
-    /// A verified actor of this platform.
-    pub fn actor(&self, user_id: &str) -> Actor {
-        Actor::platform(self.account.channel, user_id, format!("@{user_id}"), Surface::ApproverDm)
-    }
-
     /// Counts a call of `op` as in progress until the guard drops.
     fn enter(&self, op: Op) -> Busy<'_> {
         *self.lock().busy.entry(op).or_default() += 1;
@@ -401,78 +394,6 @@ impl FakeChannel {
             Some(fault) => Err(FakeError { op, fault }),
         }
     }
-
-    /// Presses the button for `decision` on message `message_id` as `user_id`, the way a
-    /// platform runtime does: verify token and precheck, ack at once, then resolve.
-    pub async fn click(
-        &self,
-        engine: &EngineHandle,
-        message_id: u64,
-        decision: Decision,
-        user_id: &str,
-    ) -> ClickOutcome {
-        let token = {
-            let s = self.lock();
-            let label_matches = |(_, t): &&(String, String)| token_decision(t) == Some(decision);
-            s.messages
-                .get(&message_id)
-                .and_then(|m| m.payload.buttons.iter().find(label_matches).map(|(_, t)| t.clone()))
-        };
-        let Some(token) = token else {
-            return ClickOutcome { ack: "no such button".to_owned(), resolution: None };
-        };
-        self.click_token(engine, &token, user_id).await
-    }
-
-    fn inbound(&self, engine: &EngineHandle) -> Inbound {
-        Inbound::new(engine.clone(), self.account.clone())
-    }
-
-    /// Presses a button with a raw callback token (forged, stale or copied tokens included).
-    pub async fn click_token(&self, engine: &EngineHandle, token: &str, user_id: &str) -> ClickOutcome {
-        let inbound = self.inbound(engine);
-        let actor = self.actor(user_id);
-        ack_then_settle(&inbound, &actor, inbound.precheck_token(token, actor.clone())).await
-    }
-
-    /// Reacts to a card with a decision (anchor-based, like Matrix reactions). Only bound
-    /// messages count.
-    pub async fn react(
-        &self,
-        engine: &EngineHandle,
-        message_id: u64,
-        decision: Decision,
-        user_id: &str,
-    ) -> ClickOutcome {
-        let target = {
-            let s = self.lock();
-            let bound = s.anchors.contains(&message_id);
-            s.messages.get(&message_id).filter(|_| bound).map(|m| (m.approval.clone(), m.kind))
-        };
-        let Some((id, kind)) = target else {
-            return ClickOutcome { ack: "not an approval card".to_owned(), resolution: None };
-        };
-        let inbound = self.inbound(engine);
-        let actor = self.actor(user_id);
-        let precheck = inbound.precheck(ApprovalRef::Id(id), Some(kind), decision, actor.clone());
-        ack_then_settle(&inbound, &actor, precheck).await
-    }
-
-    /// Types a message as `user_id`; returns the bot's reply, if any.
-    pub async fn type_message(&self, engine: &EngineHandle, text: &str, user_id: &str) -> Option<String> {
-        let msg = TypedMessage { text, is_edit: false, from_bot: false };
-        let inbound = self.inbound(engine);
-        match inbound.precheck_typed(self.actor(user_id), msg, Some("assentbot")) {
-            TypedOutcome::Ignore => None,
-            TypedOutcome::Reply(text) => Some(text),
-            TypedOutcome::Rejected(r) => Some(r.to_string()),
-            TypedOutcome::Accepted(acc) => Some(match inbound.resolve(acc).await {
-                Ok(res) => res.reply,
-                Err(ResolveError::Rejected(r)) => r.to_string(),
-                Err(e) => e.to_string(),
-            }),
-        }
-    }
 }
 
 /// A call in progress; see [`FakeChannel::busy`].
@@ -486,257 +407,5 @@ impl Drop for Busy<'_> {
         if let Some(n) = self.fake.lock().busy.get_mut(&self.op) {
             *n = n.saturating_sub(1);
         }
-    }
-}
-
-/// What a platform runtime does with a precheck: ack with its text at once, then settle (a
-/// refusal also reaches the clicker privately).
-async fn ack_then_settle(
-    inbound: &Inbound,
-    actor: &Actor,
-    precheck: Result<Accepted, Rejection>,
-) -> ClickOutcome {
-    let ack = match &precheck {
-        Err(r) => r.to_string(),
-        Ok(acc) => acc.ack_text().to_owned(),
-    };
-    let resolution = inbound.settle(actor, precheck, &serde_json::Value::Null).await;
-    ClickOutcome { ack, resolution }
-}
-
-/// Reads the decision out of a token's `d` field without verifying it (test inspection only).
-pub fn token_decision(token: &str) -> Option<Decision> {
-    match token.split('.').nth(2) {
-        Some("o") => Some(Decision::AllowOnce),
-        Some("a") => Some(Decision::AllowAlways),
-        Some("d") => Some(Decision::Deny),
-        _ => None,
-    }
-}
-
-impl Availability for FakeChannel {
-    fn is_configured(&self) -> bool {
-        self.lock().configured
-    }
-
-    fn routing(&self) -> AccountRouting {
-        self.lock().routing.clone()
-    }
-
-    fn should_handle(&self, _approval: &assent_core::model::Approval) -> Handle {
-        self.lock().veto.clone().map_or(Handle::Yes, Handle::Skip)
-    }
-}
-
-impl Observe for FakeChannel {
-    fn on_duplicate_skipped(&self, _target: &PlannedTarget, dedupe_key: &str) {
-        self.lock().duplicates.push(dedupe_key.to_owned());
-    }
-
-    fn on_delivery_error(&self, _target: &PlannedTarget, error: &str) {
-        self.lock().delivery_errors.push(error.to_owned());
-    }
-
-    fn on_finalized(&self, approval: &ApprovalId) {
-        self.lock().finalized.push(approval.clone());
-    }
-}
-
-/// Rendering rules of the fake platform: pure and deterministic (CAP-2).
-pub fn render_card(view: &CardView, budget: usize) -> FakePayload {
-    let mut body = String::new();
-    let mut buttons: Vec<(String, String)> =
-        view.controls.iter().map(|c| (c.label.clone(), c.token.clone())).collect();
-    if let Some(first) = view.blocks.first() {
-        let fitted = first.text.fit(budget);
-        body.push_str(&format!("{}:\n{}\n", first.label, fitted.shown));
-        if let Some(n) = fitted.notice {
-            body.push_str(&format!("{n}\n"));
-            // The fake cannot send private text; with no console link only deny stays (PO-11).
-            if view.full_text_url.is_none() {
-                buttons.retain(|(label, _)| label == "Deny");
-            }
-        }
-    }
-    for b in view.blocks.iter().skip(1) {
-        body.push_str(&format!("{}:\n{}\n", b.label, b.text.full));
-    }
-    for f in &view.fields {
-        body.push_str(&format!("{}: {}\n", f.label, f.value));
-    }
-    FakePayload {
-        approval: view.id.clone(),
-        kind: view.kind,
-        title: view.title.clone(),
-        body,
-        footer: view.footer.clone(),
-        outcome: view.outcome.clone(),
-        buttons,
-        phase: view.phase,
-    }
-}
-
-impl Presentation<FakeChannel> for FakeCards {
-    fn render(&self, view: &CardView) -> Result<FakePayload, FakeError> {
-        Ok(render_card(view, self.budget))
-    }
-
-    fn finish(&self, view: &CardView, _entry: &FakeEntry) -> FinalAction<FakePayload> {
-        match self.final_mode {
-            FinalMode::Update => FinalAction::Update(render_card(view, usize::MAX)),
-            FinalMode::Delete => FinalAction::Delete,
-            FinalMode::ClearActions => FinalAction::ClearActions,
-            FinalMode::Leave => FinalAction::Leave,
-        }
-    }
-}
-
-impl ApprovalCapability for FakeChannel {
-    type Payload = FakePayload;
-    type Prepared = String;
-    type Entry = FakeEntry;
-    type Anchor = FakeAnchor;
-    type Error = FakeError;
-
-    fn account(&self) -> AccountKey {
-        self.account.clone()
-    }
-
-    fn availability(&self) -> &dyn Availability {
-        self
-    }
-
-    fn presentation(&self) -> &impl Presentation<Self> {
-        &self.cards
-    }
-
-    fn transport(&self) -> &impl Transport<Self> {
-        self
-    }
-
-    fn interactions(&self) -> Option<&impl Interactions<Self>> {
-        self.interactions.then_some(self)
-    }
-
-    fn observe(&self) -> Option<&dyn Observe> {
-        Some(self)
-    }
-}
-
-impl Transport<FakeChannel> for FakeChannel {
-    async fn prepare(&self, target: &PlannedTarget) -> Result<PrepareOutcome<String>, FakeError> {
-        self.misbehave(Op::Prepare).await?;
-        if let Some(reason) = self.lock().skip.clone() {
-            return Ok(PrepareOutcome::Skip(reason));
-        }
-        // Like Telegram: a DM's chat id equals the user id, so DM and conversation can coincide.
-        let conversation = match &target.to {
-            TargetAddr::User { user_id } => user_id.clone(),
-            TargetAddr::Conversation { conversation, thread: Some(t) } => format!("{conversation}#{t}"),
-            TargetAddr::Conversation { conversation, thread: None } => conversation.clone(),
-        };
-        Ok(PrepareOutcome::Ready(Prepared {
-            planned: target.clone(),
-            dedupe_key: conversation.clone(),
-            native: conversation,
-        }))
-    }
-
-    async fn deliver(
-        &self,
-        target: &Prepared<String>,
-        payload: &FakePayload,
-    ) -> Result<Option<FakeEntry>, FakeError> {
-        self.misbehave(Op::Deliver).await?;
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let (approval, kind) = (payload.approval.clone(), payload.kind);
-        self.lock().messages.insert(
-            id,
-            FakeMessage {
-                id,
-                conversation: target.native.clone(),
-                approval,
-                kind,
-                payload: payload.clone(),
-                edits: Vec::new(),
-                deleted: false,
-            },
-        );
-        Ok(Some(FakeEntry { message_id: id, conversation: target.native.clone() }))
-    }
-
-    async fn update(&self, entry: &FakeEntry, payload: &FakePayload) -> Result<(), FakeError> {
-        let _busy = self.enter(Op::Update);
-        self.misbehave(Op::Update).await?;
-        let mut s = self.lock();
-        let Some(m) = s.messages.get_mut(&entry.message_id) else {
-            return if self.lenient {
-                Ok(())
-            } else {
-                Err(FakeError { op: Op::Update, fault: Fault::Permanent })
-            };
-        };
-        let old = std::mem::replace(&mut m.payload, payload.clone());
-        m.edits.push(old);
-        Ok(())
-    }
-
-    async fn delete(&self, entry: &FakeEntry) -> Result<(), FakeError> {
-        self.misbehave(Op::Delete).await?;
-        let mut s = self.lock();
-        let Some(m) = s.messages.get_mut(&entry.message_id) else {
-            return if self.lenient {
-                Ok(())
-            } else {
-                Err(FakeError { op: Op::Delete, fault: Fault::Permanent })
-            };
-        };
-        m.deleted = true;
-        Ok(())
-    }
-
-    async fn reply_private(
-        &self,
-        actor: &Actor,
-        _context: &serde_json::Value,
-        text: &str,
-    ) -> Result<(), FakeError> {
-        self.lock().private_replies.push((actor.user_id.clone(), text.to_owned()));
-        Ok(())
-    }
-
-    async fn send_notice(&self, origin: &Origin, text: &str) -> Result<(), FakeError> {
-        self.misbehave(Op::Notice).await?;
-        self.lock().notices.push((origin.clone(), text.to_owned()));
-        Ok(())
-    }
-}
-
-impl Interactions<FakeChannel> for FakeChannel {
-    async fn bind(&self, entry: &FakeEntry) -> Result<Option<FakeAnchor>, FakeError> {
-        self.misbehave(Op::Bind).await?;
-        let mut s = self.lock();
-        s.anchors.insert(entry.message_id);
-        Ok(Some(FakeAnchor { message_id: entry.message_id }))
-    }
-
-    async fn unbind(&self, anchor: &FakeAnchor) -> Result<(), FakeError> {
-        self.lock().anchors.remove(&anchor.message_id);
-        Ok(())
-    }
-
-    async fn clear_actions(&self, entry: &FakeEntry) -> Result<(), FakeError> {
-        let mut s = self.lock();
-        if let Some(m) = s.messages.get_mut(&entry.message_id) {
-            let mut stripped = m.payload.clone();
-            stripped.buttons.clear();
-            let old = std::mem::replace(&mut m.payload, stripped);
-            m.edits.push(old);
-        }
-        Ok(())
-    }
-
-    async fn cancel_delivered(&self, _entry: &FakeEntry) -> Result<(), FakeError> {
-        Ok(())
     }
 }
