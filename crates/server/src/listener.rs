@@ -7,7 +7,9 @@
 //! sniffing.
 //!
 //! Also unlike `axum::serve`, a client gets 30 s to send a request's head: hyper enforces that
-//! only when given a timer, and without it a slow client could hold a connection forever.
+//! only when given a timer, and without it a slow client could hold a connection forever. The
+//! same limit closes a keep-alive connection that stays idle for 30 s, as most servers do;
+//! clients reconnect.
 
 use std::{convert::Infallible, io, net::SocketAddr, pin::pin, time::Duration};
 
@@ -18,7 +20,8 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_service::Service;
 
-/// How long a client may take to send a request's head (a keep-alive connection's next one too).
+/// How long a client may take to send a request's head, or to start the next one on a
+/// keep-alive connection.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `app` on `listener` until `stop` is cancelled, then lets every open connection finish
