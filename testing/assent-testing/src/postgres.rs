@@ -74,20 +74,21 @@ impl PgServer {
     pub fn shared() -> &'static PgServer {
         static SERVER: OnceLock<PgServer> = OnceLock::new();
         SERVER.get_or_init(|| {
-            Self::start(FAST).unwrap_or_else(|e| panic!("could not start PostgreSQL for tests: {e}"))
+            Self::start("pg", FAST).unwrap_or_else(|e| panic!("could not start PostgreSQL for tests: {e}"))
         })
     }
 
     /// A server of its own with PostgreSQL's default durability (fsync, synchronous commit and
-    /// full-page writes on), for benchmarks whose figures must include the flush.
+    /// full-page writes on), for benchmarks whose figures must include the flush. Its files
+    /// live apart from the shared server's, so both can run in one process.
     pub fn durable() -> Result<Self, String> {
-        Self::start("")
+        Self::start("pg-durable", "")
     }
 
-    /// Starts a server with these extra `-c` settings.
-    fn start(settings: &str) -> Result<Self, String> {
+    /// Starts a server in the scratch directory `name` with these extra `-c` settings.
+    fn start(name: &str, settings: &str) -> Result<Self, String> {
         let bindir = find_bindir()?;
-        let dir = scratch_dir("pg")?;
+        let dir = scratch_dir(name)?;
         if is_root() {
             // `nobody` (uid 65534) must own the cluster directory.
             std::os::unix::fs::chown(&dir, Some(65534), Some(65534))
