@@ -360,7 +360,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, ServeError> {
         tokio::spawn(reload_tokens_on_hangup(state.clone(), path, data_dir.clone(), stop.clone()));
     }
     let app = router::router(state);
-    let http = tokio::spawn(listener::serve(listener, app, stop.clone()));
+    let http = tokio::spawn(listener::serve(listener, app, stop.clone(), listener::HEADER_READ_TIMEOUT));
     tracing::info!(%addr, "assent is listening");
     Ok(RunningServer {
         addr,

@@ -22,13 +22,19 @@ use tower_service::Service;
 
 /// How long a client may take to send a request's head, or to start the next one on a
 /// keep-alive connection.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `app` on `listener` until `stop` is cancelled, then lets every open connection finish
-/// the request it is serving (keep-alive ends) and returns once they all have.
-pub(crate) async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
+/// the request it is serving (keep-alive ends) and returns once they all have. `header_timeout`
+/// is [`HEADER_READ_TIMEOUT`] but in tests.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: CancellationToken,
+    header_timeout: Duration,
+) {
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -86,4 +92,75 @@ async fn accept_failed(error: io::Error) {
     }
     tracing::error!(%error, "cannot accept a connection; retrying in a second");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::SocketAddr, time::Duration};
+
+    use axum::{Router, extract::ConnectInfo, routing::get};
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+        task::JoinHandle,
+    };
+    use tokio_util::sync::CancellationToken;
+
+    /// Generous: these tests wait for the server to act, they do not time it.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    async fn served(header_timeout: Duration) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
+        let app = Router::new().route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(super::serve(listener, app, stop.clone(), header_timeout));
+        (addr, stop, server)
+    }
+
+    /// Everything the peer sends until it closes the connection.
+    async fn until_closed(stream: &mut TcpStream) -> String {
+        let mut answer = Vec::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+            .await
+            .expect("the server should have closed the connection")
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_request_is_routed_with_the_peer_address_the_rate_limits_key_on() {
+        let (addr, _stop, _server) = served(super::HEADER_READ_TIMEOUT).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+        let answer = until_closed(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n127.0.0.1"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+        let (addr, _stop, _server) = served(Duration::from_millis(200)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+        let answer = until_closed(&mut stream).await;
+        assert!(!answer.contains("200 OK"), "a half-sent request was answered: {answer}");
+    }
+
+    #[tokio::test]
+    async fn stopping_ends_idle_connections_and_the_accept_loop() {
+        let (addr, stop, server) = served(super::HEADER_READ_TIMEOUT).await;
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut first = [0; 12];
+        idle.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        stop.cancel();
+        tokio::time::timeout(PATIENCE, server).await.expect("serve should return once stopped").unwrap();
+        until_closed(&mut idle).await;
+        assert!(TcpStream::connect(addr).await.is_err(), "the listener should be closed");
+    }
 }
