@@ -192,7 +192,7 @@ fn bench(rest: &[String]) -> Result<(), String> {
     build.args(["build", "--release", "--locked", "-p", "assent", "-p", "assent-bench"]);
     // Only the PostgreSQL bench links the PostgreSQL driver; the others measure `assent` as
     // it ships (switching between the two rebuilds the store and what depends on it).
-    if rest.first().is_some_and(|c| c == "postgres") {
+    if rest.iter().any(|c| c == "postgres") {
         build.args(["--features", "assent-bench/postgres"]);
     }
     run("build assent and assent-bench (release)", &mut build)?;
