@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 
 /// Initializes `tracing` to stderr, filtered by `ASSENT_LOG` (default `info`).
-pub(crate) fn init() {
+pub fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ASSENT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

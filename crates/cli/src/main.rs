@@ -7,7 +7,6 @@ mod client;
 mod commands;
 mod doctor;
 mod hook;
-mod logging;
 mod output;
 mod serve;
 mod wait;

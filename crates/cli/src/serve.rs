@@ -37,7 +37,7 @@ pub(crate) fn load_config(global: &Global, data_dir: &std::path::Path) -> Result
 }
 
 pub(crate) fn run(global: &Global, args: ServeArgs) -> Result<Exit, Failure> {
-    crate::logging::init();
+    assent_cli::logging::init();
     let data_dir = args.data_dir.unwrap_or_else(assent_server::default_data_dir);
     let config = load_config(global, &data_dir)?;
     let mut options = ServeOptions::new(data_dir.clone(), config);
