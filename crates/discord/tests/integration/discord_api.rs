@@ -1,10 +1,6 @@
 //! The Discord channel against the fake Discord: the channel contract (CAP-11) and the Discord
 //! behaviours (CH-DC-*), through serenity's gateway client and routes, as in production.
 
-#![allow(clippy::unwrap_used)] // Tests: a failed step must fail loudly.
-
-mod harness;
-
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{
@@ -14,7 +10,7 @@ use assent_core::{
 use assent_fake_discord::{Fault, TOKEN};
 use assent_testing::{channel_contract_tests, exec_request, samples};
 
-use crate::harness::{APPROVER, DiscordHarness, OUTSIDER, Rig, acked, routing, until};
+use crate::harness::{self, APPROVER, DiscordHarness, OUTSIDER, Rig, acked, routing, until};
 
 channel_contract_tests!(async {
     Arc::new(DiscordHarness::start().await) as Arc<dyn assent_testing::channel_contract::ChannelHarness>

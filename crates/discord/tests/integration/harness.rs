@@ -1,8 +1,5 @@
 //! A Discord bot account on the fake Discord, attached to a test engine.
 
-// Each test binary uses a part of it.
-#![allow(dead_code)]
-
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{

@@ -2,10 +2,6 @@
 //! lease holder opens the gateway, and an HTTP interaction that lands on the other replica is
 //! still answered in time and decided.
 
-#![allow(clippy::unwrap_used)] // Tests: a failed step must fail loudly.
-
-mod harness;
-
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{
@@ -19,7 +15,7 @@ use assent_engine::{Engine, EngineHandle, Inbound};
 use assent_store::{OpenOptions, SqlStore};
 use assent_testing::{T0, exec_request, postgres::PgServer, test_config};
 
-use crate::harness::{APPROVER, Rig, acked, key, routing, until};
+use crate::harness::{self, APPROVER, Rig, acked, key, routing, until};
 
 async fn replica(url: &str, clock: &ManualClock) -> Engine {
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(url, OpenOptions::default()).await.unwrap());

@@ -1,8 +1,5 @@
 //! CFG-1..CFG-3: the configuration file is strict and its errors point at the line.
 
-// Tests fail loudly on purpose.
-#![allow(clippy::unwrap_used)]
-
 use assent_platform::secret;
 use assent_server::config::LoadedConfig;
 

@@ -1,8 +1,5 @@
 //! API-6: the committed `docs/openapi.json` is what the server generates. After changing the
-//! API, regenerate it with `ASSENT_UPDATE_OPENAPI=1 cargo test -p assent-server --test openapi`.
-
-// Tests fail loudly on purpose.
-#![allow(clippy::unwrap_used)]
+//! API, regenerate it with `ASSENT_UPDATE_OPENAPI=1 cargo test -p assent-server --test integration openapi`.
 
 use std::path::PathBuf;
 
@@ -17,7 +14,7 @@ fn api_6_the_committed_openapi_document_matches_the_server() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "docs/openapi.json is out of date; run `ASSENT_UPDATE_OPENAPI=1 cargo test -p assent-server --test openapi` and commit it"
+        "docs/openapi.json is out of date; run `ASSENT_UPDATE_OPENAPI=1 cargo test -p assent-server --test integration openapi` and commit it"
     );
     let doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "OpenAPI 3.1");

@@ -3,8 +3,6 @@
 //! in an `assent.toml` and carries an approval through the server end to end. And RT-2 through
 //! the config: approvers are normalized per platform, or refused at their own line.
 
-#![allow(clippy::unwrap_used)] // Tests: a failed step must fail loudly.
-
 use std::{path::Path, sync::Arc};
 
 use assent_core::model::{Channel, Decision};

@@ -1,8 +1,5 @@
 //! A Slack app on the fake Slack, attached to a test engine, in Socket Mode or HTTP mode.
 
-// Each test binary uses a part of it.
-#![allow(dead_code)]
-
 use std::{
     sync::{Arc, Mutex as StdMutex},
     time::Duration,
@@ -12,9 +9,8 @@ use assent_core::{
     capability::{DynApprovalCapability, IntoDynCapability},
     id::ApprovalId,
     memory::MemoryStore,
-    model::{AccountKey, AuditEntry, AuditType, Channel, Decision},
+    model::{AccountKey, Channel, Decision},
     routing::AccountRouting,
-    store::AuditFilter,
 };
 use assent_engine::{EngineHandle, Inbound};
 use assent_fake_slack::{APP_TOKEN, BOT_TOKEN, Delivery, FakeSlack, SIGNING_SECRET, SentMessage};
@@ -188,8 +184,9 @@ pub(crate) fn label(card: &SentMessage, decision: Decision) -> String {
 pub(crate) struct Rig {
     pub(crate) fake: FakeSlack,
     pub(crate) bed: TestBed,
-    pub(crate) channel: SlackChannel,
-    pub(crate) endpoint: Option<Endpoint>,
+    /// Held for the rig's lifetime: the attached app, and in HTTP mode the endpoint serving it.
+    _channel: SlackChannel,
+    _endpoint: Option<Endpoint>,
 }
 
 impl Rig {
@@ -215,7 +212,7 @@ impl Rig {
         let channel = connect(account, &bed.handle, routing).await;
         bed.handle.attach(channel.clone().erase()).await.unwrap();
         channel.socket_ready().await;
-        Self { fake, bed, channel, endpoint }
+        Self { fake, bed, _channel: channel, _endpoint: endpoint }
     }
 
     /// The card of `id` in `user`'s DM, once delivered.
@@ -230,20 +227,6 @@ impl Rig {
     /// The message `ts` in `channel`, as it is now.
     pub(crate) fn message(&self, channel: &str, ts: &str) -> SentMessage {
         self.fake.bot_messages(channel).into_iter().find(|m| m.ts == ts).unwrap()
-    }
-
-    /// The first audit entry of `kind` for `id`, once written.
-    pub(crate) async fn audit_of(&self, id: &ApprovalId, kind: AuditType) -> AuditEntry {
-        let filter = AuditFilter { approval_id: Some(id.clone()), ..AuditFilter::default() };
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(e) = self.bed.store.audit(&filter).await.unwrap().into_iter().find(|e| e.kind == kind)
-            {
-                return e;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no {kind:?} audit entry for {id}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 }
 

@@ -2,10 +2,6 @@
 //! lease holder opens Socket Mode, and in HTTP mode a click that lands on the other replica is
 //! still acknowledged and decided.
 
-#![allow(clippy::unwrap_used)] // Tests: a failed step must fail loudly.
-
-mod harness;
-
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{
@@ -20,7 +16,7 @@ use assent_slack::{SlackAccount, SlackChannel, SlackPlatform};
 use assent_store::{OpenOptions, SqlStore};
 use assent_testing::{T0, exec_request, postgres::PgServer, test_config};
 
-use crate::harness::{APPROVER, Endpoint, OUTSIDER, acked, key, label, routing, until};
+use crate::harness::{self, APPROVER, Endpoint, OUTSIDER, acked, key, label, routing, until};
 
 async fn replica(url: &str, clock: &ManualClock) -> Engine {
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(url, OpenOptions::default()).await.unwrap());

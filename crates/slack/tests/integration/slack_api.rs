@@ -1,10 +1,6 @@
 //! The Slack channel against the fake Slack: the channel contract (CAP-11) in both modes, and
 //! the Slack behaviours (CH-SL-*), through slack-morphism's client, as in production.
 
-#![allow(clippy::unwrap_used)] // Tests: a failed step must fail loudly.
-
-mod harness;
-
 use std::time::Duration;
 
 use assent_core::{
@@ -15,7 +11,7 @@ use assent_fake_slack::{APP_ID, Fault, TEAM_ID};
 use assent_testing::exec_request;
 use serde_json::json;
 
-use crate::harness::{APPROVER, Mode, OUTSIDER, Rig, acked, label, routing, until};
+use crate::harness::{self, APPROVER, Mode, OUTSIDER, Rig, acked, label, routing, until};
 
 mod socket_mode {
     use assent_testing::channel_contract_tests;

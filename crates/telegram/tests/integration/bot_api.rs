@@ -1,10 +1,6 @@
 //! The Telegram channel against the fake Bot API server: the channel contract (CAP-11) and the
 //! Telegram behaviours (CH-TG-*), through the same teloxide client production uses.
 
-#![allow(clippy::unwrap_used)] // Tests: a failed step must fail loudly.
-
-mod harness;
-
 use std::{sync::Arc, time::Duration};
 
 use assent_core::model::{AuditType, Decision, Status};

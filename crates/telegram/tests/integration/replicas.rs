@@ -2,8 +2,6 @@
 //! holder polls, and in webhook mode a press delivered to the other replica is still answered
 //! and decided.
 
-#![allow(clippy::unwrap_used)] // Tests: a failed step must fail loudly.
-
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
