@@ -4,7 +4,7 @@
 
 use std::{path::Path, process::Command};
 
-use crate::{cargo, run};
+use crate::{cargo, remove_build_dir, run};
 
 /// Every target in `fuzz/Cargo.toml`.
 pub(crate) const TARGETS: [&str; 5] =
@@ -51,11 +51,7 @@ pub(crate) fn all(seconds: u64) -> Result<(), String> {
 pub(crate) fn ci(seconds: u64) -> Result<(), String> {
     let result = all(seconds);
     for dir in ["target/fuzz/x86_64-unknown-linux-gnu", "target/fuzz/release"] {
-        if let Err(e) = std::fs::remove_dir_all(dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            eprintln!("xtask: could not remove {dir}: {e}");
-        }
+        remove_build_dir(dir);
     }
     result
 }

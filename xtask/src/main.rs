@@ -14,9 +14,10 @@ usage: cargo xtask <command>
 
 commands:
   ci        run exactly what CI runs: fmt check, clippy -D warnings, the core purity check,
-            every test with all features (nextest, plus doctests) and the docs with
-            RUSTDOCFLAGS=-Dwarnings. The PostgreSQL tests start a real server from the
-            machine's PostgreSQL binaries (`.ci/run` installs them when missing)
+            the docs with RUSTDOCFLAGS=-Dwarnings, the fuzz targets briefly, then every test
+            with all features (nextest, plus doctests). The PostgreSQL tests start a real
+            server from the machine's PostgreSQL binaries (`.ci/run` installs them when
+            missing). Clippy and rustdoc build in target/check, removed after them
   bench     run the engine benchmarks (release build) and print NF-1 ack p50/p99,
             NF-2 lifecycles/s and NF-3 bytes per pending approval (`bench nf2`: one of them);
             `bench store`: SQLite NF-2 vs a raw floor, NF-4, NF-6;
@@ -77,10 +78,20 @@ fn ci() -> Result<(), String> {
     // Every feature is on, so the PostgreSQL backend and its tests are always checked.
     let all = ["--workspace", "--all-features", "--locked"];
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run("clippy", cargo().arg("clippy").args(all).args(["--all-targets", "--", "-D", "warnings"]))?;
-    core_is_sans_io()?;
-    // Fuzzing goes before the tests and its build is removed after it: the instrumented build
-    // (1.2 GiB) and the test build (2.9 GiB) never sit on the disk together.
+    // CI's disk is small, so its three builds never sit on it together. The checks (clippy and
+    // rustdoc share a metadata-only build) and the instrumented fuzz build each go in a directory
+    // that is removed after them; the test build comes last.
+    let checks = (|| {
+        let dir = ["--target-dir", CHECK_DIR];
+        run(
+            "clippy",
+            cargo().arg("clippy").args(all).args(dir).args(["--all-targets", "--", "-D", "warnings"]),
+        )?;
+        core_is_sans_io()?;
+        run("docs", cargo().arg("doc").args(all).args(dir).arg("--no-deps").env("RUSTDOCFLAGS", "-Dwarnings"))
+    })();
+    remove_build_dir(CHECK_DIR);
+    checks?;
     fuzz::ci(fuzz::CI_SECONDS)?;
     if has_nextest() {
         run("tests (nextest)", cargo().args(["nextest", "run"]).args(all).args(["--profile", "ci"]))?;
@@ -89,9 +100,20 @@ fn ci() -> Result<(), String> {
         eprintln!("cargo-nextest not found; falling back to cargo test");
         run("tests", cargo().arg("test").args(all))?;
     }
-    run("docs", cargo().arg("doc").args(all).arg("--no-deps").env("RUSTDOCFLAGS", "-Dwarnings"))?;
     eprintln!("\nci: all checks passed");
     Ok(())
+}
+
+/// Where `cargo xtask ci` builds for clippy and rustdoc.
+const CHECK_DIR: &str = "target/check";
+
+/// Removes a build directory that a CI step is done with; a failure to remove it is only reported.
+pub(crate) fn remove_build_dir(dir: &str) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!("xtask: could not remove {dir}: {e}");
+    }
 }
 
 /// The store tests run a real PostgreSQL server and the console test a real headless Chromium,
