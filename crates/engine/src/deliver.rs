@@ -73,7 +73,7 @@ impl EngineHandle {
     }
 
     async fn deliver_all(&self, a: Approval, targets: Vec<PlannedTarget>, fresh: bool) {
-        let delivered: Arc<Mutex<Vec<Delivered>>> = Arc::default();
+        let delivered = Mutex::new(Vec::new());
         if fresh && self.console_is_route() {
             lock(&delivered).push(Delivered {
                 channel: Channel::Console,
@@ -86,29 +86,40 @@ impl EngineHandle {
             by_account.entry(t.account.clone()).or_default().push(t);
         }
         if by_account.is_empty() {
-            // Nothing to send (the console alone, or no route at all): no delivery task to
-            // wait for, so the outcome is known now.
+            // Nothing to send (the console alone, or no route at all): nothing to wait for, so
+            // the outcome is known now.
             if fresh {
                 self.settle(&a, &snapshot(&delivered)).await;
             }
             return;
         }
-        // Deliveries run in their own task: the notice and no-route checks below write to the
-        // store too, and must never wait on a store transaction held by a suspended delivery
-        // in the same task (with SQLite's single writer that is a deadlock).
-        let h = self.clone();
-        let (approval, shared) = (a.clone(), delivered.clone());
-        let mut work = self.inner.tasks.spawn(async move {
+        let (finished, done) = tokio::sync::oneshot::channel::<()>();
+        let work = async {
             join_all(by_account.into_iter().map(|(account, targets)| {
-                let (h, approval, shared) = (&h, &approval, shared.clone());
-                async move { h.deliver_account(approval, &account, targets, &shared).await }
+                let (a, delivered) = (&a, &delivered);
+                async move { self.deliver_account(a, &account, targets, delivered).await }
             }))
             .await;
-        });
+            let _ = finished.send(());
+        };
         if !fresh {
-            let _ = work.await;
-            return;
+            return work.await;
         }
+        // The deliveries and their watch share this task but run side by side: the watch's
+        // notice and no-route checks write to the store, and a delivery must keep moving while
+        // they wait (one holding SQLite's single writer would otherwise wait on its own watch).
+        tokio::join!(work, self.watch_deliveries(&a, &delivered, done));
+    }
+
+    /// LC-7 and RT-9 while a new approval's deliveries run: the notice goes out after
+    /// `notice_wait` or once every delivery is over, and an approval nobody can see by
+    /// `route_wait` (or at the end) expires as no-route.
+    async fn watch_deliveries(
+        &self,
+        a: &Approval,
+        delivered: &Mutex<Vec<Delivered>>,
+        mut done: tokio::sync::oneshot::Receiver<()>,
+    ) {
         let notice_timer = tokio::time::sleep(self.config().notice_wait);
         let route_timer = tokio::time::sleep(self.config().route_wait);
         tokio::pin!(notice_timer, route_timer);
@@ -117,23 +128,23 @@ impl EngineHandle {
             tokio::select! {
                 // Shutdown: stop waiting; the approval stays pending and restarts pick it up.
                 () = self.inner.shutdown.cancelled() => return,
-                _ = &mut work => finished = true,
+                _ = &mut done => finished = true,
                 () = &mut notice_timer, if !noticed => {
                     noticed = true;
-                    self.send_notice(&a, &snapshot(&delivered)).await;
+                    self.send_notice(a, &snapshot(delivered)).await;
                 }
                 () = &mut route_timer, if !route_checked => {
                     route_checked = true;
-                    if snapshot(&delivered).is_empty() {
-                        self.expire_no_route(&a).await;
+                    if snapshot(delivered).is_empty() {
+                        self.expire_no_route(a).await;
                     }
                 }
             }
         }
         if !noticed {
-            self.settle(&a, &snapshot(&delivered)).await;
-        } else if snapshot(&delivered).is_empty() {
-            self.expire_no_route(&a).await;
+            self.settle(a, &snapshot(delivered)).await;
+        } else if snapshot(delivered).is_empty() {
+            self.expire_no_route(a).await;
         }
     }
 
