@@ -5,9 +5,10 @@
 //! - A progress edit holds a ticket; a newer progress edit for the same card supersedes it, so
 //!   only the latest state is sent.
 //! - Once the final action is queued, no progress edit is sent: it checks under the card's turn.
-//! - Each progress edit renders from the record as stored when its turn comes, not from the
-//!   snapshot that queued it, and retries transient errors (with the platform's retry-after)
-//!   while the approval is pending.
+//! - A progress edit takes its tickets, then reads the record once and renders it once per
+//!   account and button setting for all the approval's cards; an edit that read an older record
+//!   holds older tickets and gives way. It retries transient errors (with the platform's
+//!   retry-after) while the approval is pending, re-reading the record each time.
 //!
 //! The queues are in memory; the store's unfinalized entries stay the durable truth, and a
 //! restart finalizes them as before.
@@ -22,9 +23,9 @@ use std::{
 };
 
 use assent_core::{
-    capability::RetryKind,
+    capability::{DynApprovalCapability, Erased, RetryKind},
     id::{ApprovalId, EntryId},
-    model::{Approval, Entry, EntryState},
+    model::{AccountKey, Approval, Entry, EntryState},
 };
 use futures::future::join_all;
 
@@ -80,26 +81,77 @@ impl EngineHandle {
     /// LC-6: every card of `a` shows its quorum progress ("Approvals 1/2"), controls kept.
     pub(crate) fn spawn_progress_update(&self, a: &Approval) {
         let (h, id) = (self.clone(), a.id.clone());
-        self.spawn(async move {
-            let Ok(entries) = h.inner.store.entries(&id).await else { return };
-            let live = entries.into_iter().filter(|e| e.state == EntryState::Delivered);
-            let open = live.filter(|e| h.capability(&e.account_key()).is_some());
-            join_all(open.map(|e| h.send_progress(&id, e))).await;
-        });
+        self.spawn(async move { h.progress_update(&id).await });
     }
 
-    async fn send_progress(&self, id: &ApprovalId, entry: Entry) {
-        let slot = self.cards().slot(&entry.entry_id);
-        let ticket = slot.newest.fetch_add(1, Ordering::SeqCst) + 1;
+    async fn progress_update(&self, id: &ApprovalId) {
+        let Ok(entries) = self.inner.store.entries(id).await else { return };
+        // Tickets before the read: an edit rendered from an older record always holds an older
+        // ticket, so it gives way to the newer one.
+        let cards: Vec<ProgressCard> = entries
+            .into_iter()
+            .filter(|e| e.state == EntryState::Delivered)
+            .filter_map(|entry| {
+                let cap = self.capability(&entry.account_key())?;
+                let slot = self.cards().slot(&entry.entry_id);
+                let ticket = slot.newest.fetch_add(1, Ordering::SeqCst) + 1;
+                Some(ProgressCard { buttons: self.entry_has_buttons(&entry), entry, cap, slot, ticket })
+            })
+            .collect();
+        if cards.is_empty() {
+            return;
+        }
+        let rendered = self.render_progress(id, &cards).await;
+        let payload = |i: usize| rendered.as_ref().and_then(|(slots, payloads)| payloads[slots[i]].as_ref());
+        join_all(cards.iter().enumerate().map(|(i, card)| self.send_progress(id, card, payload(i)))).await;
+    }
+
+    /// The cards' progress payloads from one read of the record, rendered once per account and
+    /// button setting: `slots[i]` is card `i`'s payload. `None` if the record could not be read
+    /// (each card then reads it on its own turn) or is already terminal.
+    async fn render_progress(
+        &self,
+        id: &ApprovalId,
+        cards: &[ProgressCard],
+    ) -> Option<(Vec<usize>, Vec<Option<Erased>>)> {
+        let a = self.inner.store.approval(id).await.ok()??;
+        if a.status.is_terminal() {
+            return None;
+        }
+        let mut keys: Vec<(AccountKey, bool)> = Vec::new();
+        let mut payloads = Vec::new();
+        let slots = cards
+            .iter()
+            .map(|card| {
+                let key = (card.entry.account_key(), card.buttons);
+                keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                    let view = self.card(&a, &key.0, key.1);
+                    payloads.push(guarded_sync(|| card.cap.presentation().render(&view)).ok());
+                    keys.push(key);
+                    keys.len() - 1
+                })
+            })
+            .collect();
+        Some((slots, payloads))
+    }
+
+    /// One card's progress edit on its turn: the shared payload first, then (after a transient
+    /// error) a fresh render from the record as stored at each retry.
+    async fn send_progress(&self, id: &ApprovalId, card: &ProgressCard, first: Option<&Erased>) {
+        let mut first = first;
         let mut attempt = 0;
         loop {
             let wait = {
-                let _turn = slot.turn.lock().await;
-                let superseded = slot.newest.load(Ordering::SeqCst) != ticket;
-                if superseded || slot.finishing.load(Ordering::SeqCst) {
+                let _turn = card.slot.turn.lock().await;
+                let superseded = card.slot.newest.load(Ordering::SeqCst) != card.ticket;
+                if superseded || card.slot.finishing.load(Ordering::SeqCst) {
                     return;
                 }
-                match self.progress_edit(id, &entry).await {
+                let outcome = match first.take() {
+                    Some(payload) => self.send_edit(id, card, payload).await,
+                    None => self.progress_edit(id, card).await,
+                };
+                match outcome {
                     None => return,
                     Some(wait) => wait,
                 }
@@ -112,7 +164,7 @@ impl EngineHandle {
 
     /// One attempt, rendered from the record as stored now. `None`: done (sent, superseded by a
     /// terminal state, or failed for good); `Some(retry_after)`: try again.
-    async fn progress_edit(&self, id: &ApprovalId, entry: &Entry) -> Option<Option<Duration>> {
+    async fn progress_edit(&self, id: &ApprovalId, card: &ProgressCard) -> Option<Option<Duration>> {
         let a = match self.inner.store.approval(id).await {
             Ok(Some(a)) if !a.status.is_terminal() => a,
             Ok(_) => return None,
@@ -121,10 +173,18 @@ impl EngineHandle {
                 return Some(None);
             }
         };
-        let cap = self.capability(&entry.account_key())?;
-        let view = self.card(&a, &entry.account_key(), self.entry_has_buttons(entry));
-        let payload = guarded_sync(|| cap.presentation().render(&view)).ok()?;
-        match guarded(cap.transport().update(&entry.native_ref, &payload)).await {
+        let view = self.card(&a, &card.entry.account_key(), card.buttons);
+        let payload = guarded_sync(|| card.cap.presentation().render(&view)).ok()?;
+        self.send_edit(id, card, &payload).await
+    }
+
+    async fn send_edit(
+        &self,
+        id: &ApprovalId,
+        card: &ProgressCard,
+        payload: &Erased,
+    ) -> Option<Option<Duration>> {
+        match guarded(card.cap.transport().update(&card.entry.native_ref, payload)).await {
             Ok(()) => None,
             Err(e) => match e.retry_kind() {
                 RetryKind::Transient { retry_after } => {
@@ -138,6 +198,15 @@ impl EngineHandle {
             },
         }
     }
+}
+
+/// A delivered card that a progress edit is queued for, with its ticket in the card's queue.
+struct ProgressCard {
+    entry: Entry,
+    cap: Arc<dyn DynApprovalCapability>,
+    buttons: bool,
+    slot: Arc<Slot>,
+    ticket: u64,
 }
 
 /// A card's turn for its final action; the next edit waits until it is dropped.

@@ -111,3 +111,23 @@ async fn a_rate_limited_progress_edit_is_retried_while_the_approval_is_pending()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_edit_renders_once_for_all_of_an_accounts_cards() {
+    let fake = FakeChannel::new(Channel::Telegram, "main", &["42", "43", "44"]);
+    let bed = TestBed::with(Arc::new(MemoryStore::new()), quorum_two(), &[fake.clone()]).await;
+    let a = bed.handle.create(exec_request(&["deploy"])).await.unwrap();
+    until("all three cards are recorded", || {
+        let (store, id) = (bed.store.clone(), a.id.clone());
+        async move { store.entries(&id).await.unwrap().len() == 3 }
+    })
+    .await;
+    let before = fake.renders();
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await.resolution.unwrap().unwrap();
+    eventually("every card shows the vote", &mut || {
+        fake.messages_for(&a.id).iter().all(|m| m.payload.footer.ends_with("Approvals 1/2"))
+    })
+    .await;
+    assert_eq!(fake.renders() - before, 1, "one progress render shared by the account's three cards");
+}

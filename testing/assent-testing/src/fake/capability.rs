@@ -82,6 +82,7 @@ pub fn render_card(view: &CardView, budget: usize) -> FakePayload {
 
 impl Presentation<FakeChannel> for FakeCards {
     fn render(&self, view: &CardView) -> Result<FakePayload, FakeError> {
+        self.renders.fetch_add(1, Ordering::Relaxed);
         Ok(render_card(view, self.budget))
     }
 

@@ -6,7 +6,10 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::{Arc, Mutex, MutexGuard, atomic::AtomicU64},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -161,17 +164,19 @@ struct State {
 }
 
 /// The fake platform's presentation: its command budget and final action.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FakeCards {
     /// Characters of command text a card shows.
     pub budget: usize,
     /// What a decided card becomes.
     pub final_mode: FinalMode,
+    /// Cards rendered so far (shared by clones), so tests can see what rendering is shared.
+    renders: Arc<AtomicU64>,
 }
 
 impl Default for FakeCards {
     fn default() -> Self {
-        Self { budget: 3000, final_mode: FinalMode::Update }
+        Self { budget: 3000, final_mode: FinalMode::Update, renders: Arc::default() }
     }
 }
 
@@ -257,6 +262,12 @@ impl FakeChannel {
     pub fn final_mode(mut self, mode: FinalMode) -> Self {
         self.cards.final_mode = mode;
         self
+    }
+
+    /// Cards this account has rendered with `Presentation::render` (deliveries and progress
+    /// edits; a final card is `finish`'s).
+    pub fn renders(&self) -> u64 {
+        self.cards.renders.load(Ordering::Relaxed)
     }
 
     /// Sets the command budget in characters.
