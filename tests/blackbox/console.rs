@@ -26,31 +26,29 @@ fn ch_web_login_live_queue_approve_and_decisions_elsewhere() {
 
     // CH-WEB-2: the console asks for a token first.
     browser.goto(&format!("{}/", server.url));
-    let field = browser.wait_for("#token");
+    browser.wait_for("#token");
     assert!(browser.url().ends_with("/login"), "redirected to the login page");
-    browser.type_into(&field, "wrong-token");
-    browser.click(&browser.wait_for("#login button"));
-    assert!(browser.text(&browser.wait_for("#error")).contains("Unknown token"));
-    browser.type_into(&browser.wait_for("#token"), &server.admin_token());
-    browser.click(&browser.wait_for("#login button"));
+    browser.type_into("#token", "wrong-token");
+    browser.click("#login button");
+    browser.wait_for_text("#error", "Unknown token");
+    browser.type_into("#token", &server.admin_token());
+    browser.click("#login button");
     browser.wait_for("#empty");
 
     // CH-WEB-4: a new request shows up without a reload.
     let out = server.run(&["request", "exec", "--no-wait", "--", "terraform", "apply", "-auto-approve"]);
     assert!(out.status.success(), "{}", crate::harness::describe(&out));
-    let item = browser.wait_for(".queue .item a");
-    assert!(browser.text(&item).contains("terraform apply -auto-approve"));
+    browser.wait_for_text(".queue .item a", "terraform apply -auto-approve");
     browser.screenshot(&artifact("queue.png"));
 
     // CH-WEB-3: the detail page shows the command and the controls; approving records it.
-    browser.click(&item);
-    let command = browser.wait_for("#command");
-    assert_eq!(browser.text(&command), "terraform apply -auto-approve");
+    browser.click(".queue .item a");
+    assert_eq!(browser.text("#command"), "terraform apply -auto-approve");
     browser.wait_for("#countdown");
     browser.screenshot(&artifact("detail.png"));
-    browser.click(&browser.wait_for("button[data-decision='allow-once']"));
+    browser.click("button[data-decision='allow-once']");
     browser.wait_gone("#decide");
-    assert!(browser.text(&browser.wait_for("#status")).contains("Approved once by console:admin"));
+    browser.wait_for_text("#status", "Approved once by console:admin");
     browser.goto(&format!("{}/", server.url));
     browser.wait_for("#empty");
 
@@ -67,22 +65,21 @@ fn ch_web_login_live_queue_approve_and_decisions_elsewhere() {
     assert_eq!(server.decide(id, "deny").0, 200);
     browser.wait_gone("#decide");
     eprintln!("controls removed {} ms after the API decision", decided.elapsed().as_millis());
-    assert!(browser.text(&browser.wait_for("#status")).contains("Denied by token:admin"));
+    browser.wait_for_text("#status", "Denied by token:admin");
     browser.screenshot(&artifact("decided-elsewhere.png"));
 
     // Allow always with a narrower scope, then revoke the grant from the grants page.
     let out = server.run(&["request", "exec", "--no-wait", "--json", "--", "npm", "publish"]);
     let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     browser.goto(&format!("{}/a/{}", server.url, a["id"].as_str().unwrap()));
-    browser.click(&browser.wait_for("#scope option:nth-child(2)"));
-    browser.click(&browser.wait_for("button[data-decision='allow-always']"));
+    browser.click("#scope option:nth-child(2)");
+    browser.click("button[data-decision='allow-always']");
     browser.wait_gone("#decide");
     let (_, grants) = server.call("GET", "/v1/grants", None);
     assert!(grants["items"][0]["expires_at"].is_number(), "the chosen 8 h scope: {grants}");
     browser.goto(&format!("{}/grants", server.url));
-    let revoke = browser.wait_for("#grants button[data-grant]");
-    assert!(browser.text(&browser.wait_for("#grants code")).contains("npm publish"));
-    browser.click(&revoke);
+    browser.wait_for_text("#grants code", "npm publish");
+    browser.click("#grants button[data-grant]");
     browser.wait_gone("#grants button[data-grant]");
     let (_, grants) = server.call("GET", "/v1/grants", None);
     assert_eq!(grants["items"].as_array().map(Vec::len), Some(0), "revoked: {grants}");
@@ -106,7 +103,7 @@ fn ch_web_4_a_request_made_while_the_page_connects_still_appears() {
     assert!(browser.find("body[data-live='connected']").is_none(), "the stream was held back");
     browser.release_requests();
     browser.wait_for("body[data-live='connected']");
-    assert!(browser.text(&browser.wait_for(".queue .item a")).contains("terraform apply"));
+    browser.wait_for_text(".queue .item a", "terraform apply");
 }
 
 /// A console left open across a server restart says that its live updates are lost while the
@@ -119,7 +116,7 @@ fn ch_web_4_a_console_open_across_a_restart_says_so_and_asks_to_log_in_again() {
     browser.goto(&format!("{}/", server.url));
     browser.wait_for("body[data-live='connected']");
     server.kill();
-    assert!(browser.text(&browser.wait_for("#live-lost")).contains("Live updates lost"));
+    browser.wait_for_text("#live-lost", "Live updates lost");
     let _server = server.restart();
     // The browser's own retry, then the console's, each about 3 s apart.
     browser.wait_for_up_to("#token", Duration::from_secs(30));
@@ -129,8 +126,8 @@ fn ch_web_4_a_console_open_across_a_restart_says_so_and_asks_to_log_in_again() {
 /// Logs `browser` in with the server's admin token.
 fn log_in(browser: &Browser, server: &Server) {
     browser.goto(&format!("{}/login", server.url));
-    browser.type_into(&browser.wait_for("#token"), &server.admin_token());
-    browser.click(&browser.wait_for("#login button"));
+    browser.type_into("#token", &server.admin_token());
+    browser.click("#login button");
     browser.wait_for("header nav");
 }
 
@@ -216,7 +213,7 @@ fn ch_web_every_page_is_photographed_at_desktop_and_phone_widths_without_sideway
                 browser.wait_for(ready);
                 shoot(&browser, &format!("{scheme}-{width}/{name}.png"), width);
             }
-            browser.click(&browser.wait_for("#logout"));
+            browser.click("#logout");
             browser.wait_for("#token");
         }
     }
@@ -241,35 +238,35 @@ fn ch_web_the_detail_page_makes_a_disguised_or_critical_request_obvious() {
     log_in(&browser, &server);
 
     browser.goto(&format!("{}/a/{}", server.url, seeded.disguised));
-    let warning = browser.text(&browser.wait_for("#suspicious"));
+    let warning = browser.text("#suspicious");
     assert!(warning.contains("U+202E (changes text direction)"), "{warning}");
-    assert_eq!(browser.text(&browser.wait_for("#command mark.escaped")), "\\u{202E}");
-    let title = browser.text(&browser.wait_for("#title"));
+    assert_eq!(browser.text("#command mark.escaped"), "\\u{202E}");
+    let title = browser.text("#title");
     assert_eq!(title, "Run a command", "no repeated \"Approval needed\"");
-    let fields = browser.text(&browser.wait_for("dl.fields"));
+    let fields = browser.text("dl.fields");
     for expected in ["claude-code", "session-7f3a", "token:admin"] {
         assert!(fields.contains(expected), "{expected} in {fields}");
     }
 
     browser.goto(&format!("{}/a/{}", server.url, seeded.critical));
-    assert_eq!(browser.text(&browser.wait_for(".detail-head .sev-critical")), "Critical");
-    assert!(browser.text(&browser.wait_for("#quorum")).contains("0 of 2 approvals"));
+    assert_eq!(browser.text(".detail-head .sev-critical"), "Critical");
+    browser.wait_for_text("#quorum", "0 of 2 approvals");
 
     browser.goto(&format!("{}/a/{}", server.url, seeded.binding));
-    let fields = browser.text(&browser.wait_for("dl.fields"));
+    let fields = browser.text("dl.fields");
     for expected in ["telegram:1001", "-1001234", "42", "/standup stop"] {
         assert!(fields.contains(expected), "{expected} in {fields}");
     }
 
     browser.goto(&format!("{}/a/{}", server.url, seeded.denied));
     browser.wait_gone("#decide");
-    let status = browser.text(&browser.wait_for("#status"));
+    let status = browser.text("#status");
     assert!(status.starts_with("Denied by token:admin: not on the production database"), "{status}");
-    assert_eq!(browser.text(&browser.wait_for(".detail-head .status-denied")), "Denied");
+    assert_eq!(browser.text(".detail-head .status-denied"), "Denied");
 
     // The queue says what each item is, who asked and how long is left.
     browser.goto(&format!("{}/", server.url));
-    let item = browser.text(&browser.wait_for(&format!(".queue .item[data-id='{}']", seeded.critical)));
+    let item = browser.text(&format!(".queue .item[data-id='{}']", seeded.critical));
     for expected in [
         "Plugin action",
         "Critical",
@@ -296,8 +293,8 @@ fn ch_web_history_filters_searches_and_pages() {
     browser.wait_for("#history");
     let rows = |b: &Browser| b.script("return document.querySelectorAll('#history tbody tr').length;");
     assert_eq!(rows(&browser), json!(50), "one page");
-    assert!(browser.text(&browser.wait_for("#history tbody tr")).contains("job-59"), "newest first");
-    browser.click(&browser.wait_for("#older"));
+    assert!(browser.text("#history tbody tr").contains("job-59"), "newest first");
+    browser.click("#older");
     browser.wait_for("#history");
     assert_eq!(rows(&browser), json!(10), "the rest");
     assert!(browser.find("#older").is_none());
@@ -309,11 +306,11 @@ fn ch_web_history_filters_searches_and_pages() {
     assert!(browser.find("#older").is_none(), "nothing older is approved");
 
     browser.goto(&format!("{}/history", server.url));
-    browser.click(&browser.wait_for("#f-status option[value='denied']"));
-    browser.type_into(&browser.wait_for("#f-q"), "job-1");
-    browser.click(&browser.wait_for(".filters button"));
+    browser.click("#f-status option[value='denied']");
+    browser.type_into("#f-q", "job-1");
+    browser.click(".filters button");
     browser.wait_for("#history");
-    let shown = browser.text(&browser.wait_for("#history tbody"));
+    let shown = browser.text("#history tbody");
     assert_eq!(rows(&browser), json!(2), "job-12 and job-18: {shown}");
     assert!(shown.contains("job-18") && shown.contains("job-12") && shown.contains("Denied"), "{shown}");
     assert!(browser.url().contains("status=denied"), "filters are in the URL: {}", browser.url());
@@ -327,7 +324,7 @@ fn ch_web_history_filters_searches_and_pages() {
         ("/audit?before=abc", "before=abc"),
     ] {
         browser.goto(&format!("{}{path}", server.url));
-        let error = browser.text(&browser.wait_for("#filter-error"));
+        let error = browser.text("#filter-error");
         assert!(error.contains(named), "{path}: {error}");
         assert!(browser.find("#history, #audit").is_none(), "{path} shows no list");
     }
@@ -336,7 +333,7 @@ fn ch_web_history_filters_searches_and_pages() {
     let (_, first) = server.call("GET", "/v1/approvals?status=denied&limit=1", None);
     let reference = first["items"][0]["ref"].as_str().unwrap().to_owned();
     browser.goto(&format!("{}/audit?approval={reference}", server.url));
-    let audit = browser.text(&browser.wait_for("#audit tbody"));
+    let audit = browser.text("#audit tbody");
     for expected in ["requested", "decided", "token:admin", "deny"] {
         assert!(audit.contains(expected), "{expected} in {audit}");
     }
@@ -371,10 +368,10 @@ fn ch_web_the_phone_layout_reaches_every_navigation_link() {
         assert!(inside && l["hit"] == true, "reachable on a phone: {l}");
     }
     for path in ["/history", "/grants", "/audit", "/accounts", "/"] {
-        browser.click(&browser.wait_for(&format!("header nav a[href='{path}']")));
+        browser.click(&format!("header nav a[href='{path}']"));
         browser.wait_for(&format!("header nav a[href='{path}'][aria-current='page']"));
         assert!(browser.url().ends_with(path), "{} for {path}", browser.url());
     }
-    browser.click(&browser.wait_for("#logout"));
+    browser.click("#logout");
     browser.wait_for("#token");
 }

@@ -148,16 +148,42 @@ impl Browser {
         }
     }
 
-    pub(crate) fn click(&self, element: &str) {
-        self.cmd("POST", &format!("/element/{element}/click"), None);
+    /// Clicks the first element matching `css`; waits up to 10 s for one that takes the click.
+    pub(crate) fn click(&self, css: &str) {
+        self.on_element(css, "click", "/click", None);
     }
 
-    pub(crate) fn type_into(&self, element: &str, text: &str) {
-        self.cmd("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
+    /// Types `text` into the first element matching `css`; waits up to 10 s for it.
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
+        self.on_element(css, "take typing", "/value", Some(json!({ "text": text })));
     }
 
-    pub(crate) fn text(&self, element: &str) -> String {
-        self.cmd("GET", &format!("/element/{element}/text"), None).as_str().unwrap_or_default().to_owned()
+    /// Sends `path` to the first element matching `css`, finding it afresh until the command
+    /// succeeds: an element a re-render replaced is stale, and a retry finds its successor.
+    fn on_element(&self, css: &str, what: &str, path: &str, body: Option<Value>) {
+        self.poll(&format!("`{css}` to {what}"), Duration::from_secs(10), || {
+            let element = self.find(css)?;
+            self.raw("POST", &format!("/element/{element}{path}"), body.clone()).ok()
+        });
+    }
+
+    /// The text of the first element matching `css`; waits up to 10 s for it to appear.
+    pub(crate) fn text(&self, css: &str) -> String {
+        self.poll(&format!("`{css}` to appear"), Duration::from_secs(10), || self.try_text(css))
+    }
+
+    /// The text of the first element matching `css`, once it contains `needle`; waits up to 10 s.
+    pub(crate) fn wait_for_text(&self, css: &str, needle: &str) -> String {
+        let what = format!("`{css}` to contain {needle:?}");
+        self.poll(&what, Duration::from_secs(10), || self.try_text(css).filter(|t| t.contains(needle)))
+    }
+
+    /// Finds `css` afresh and reads its text. The console re-renders parts of a page as events
+    /// arrive, so an element found a moment ago may be stale; that is a miss, not a failure.
+    fn try_text(&self, css: &str) -> Option<String> {
+        let element = self.find(css)?;
+        let text = self.raw("GET", &format!("/element/{element}/text"), None).ok()?;
+        Some(text["value"].as_str().unwrap_or_default().to_owned())
     }
 
     /// Runs `script` (a function body) in the page and returns its value.
