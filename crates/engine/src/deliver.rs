@@ -3,6 +3,7 @@
 
 use std::{
     collections::BTreeMap,
+    panic::AssertUnwindSafe,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -16,12 +17,13 @@ use assent_core::{
     routing::{Delivered, PlannedTarget, RouteRequest, Selection, notice_text, plan},
     store::{Commit, EntryWrite, StoreError},
 };
-use futures::future::join_all;
+use futures::{FutureExt, future::join_all};
 use serde_json::json;
 
 use crate::{
     EngineHandle, backoff, guarded, guarded_sync,
     index::Lookup,
+    panic_message,
     transition::{event, event_data, event_with},
 };
 
@@ -95,11 +97,15 @@ impl EngineHandle {
         }
         let (finished, done) = tokio::sync::oneshot::channel::<()>();
         let work = async {
-            join_all(by_account.into_iter().map(|(account, targets)| {
+            let deliveries = join_all(by_account.into_iter().map(|(account, targets)| {
                 let (a, delivered) = (&a, &delivered);
                 async move { self.deliver_account(a, &account, targets, delivered).await }
-            }))
-            .await;
+            }));
+            // Channel code is already `guarded`; this catches a bug in the engine's own, which
+            // would otherwise end the watch below with it, silencing the notice and no-route.
+            if let Err(panic) = AssertUnwindSafe(deliveries).catch_unwind().await {
+                tracing::error!(approval = %a.id, panic = %panic_message(&panic), "delivery panicked");
+            }
             let _ = finished.send(());
         };
         if !fresh {

@@ -1,8 +1,13 @@
 use std::{sync::Arc, time::Duration};
 
-use assent_core::{memory::MemoryStore, model::*, routing::TargetMode};
+use assent_core::{
+    memory::MemoryStore,
+    model::*,
+    routing::TargetMode,
+    store::{Commit, StoreError},
+};
 use assent_engine::ConsoleRoute;
-use assent_testing::{FakeChannel, Fault, Op, TestBed, exec_request, test_config};
+use assent_testing::{FakeChannel, Fault, HookedStore, Op, StoreHook, TestBed, exec_request, test_config};
 
 use crate::{audit_of, audit_types, card, status_becomes, telegram, until};
 
@@ -10,6 +15,14 @@ fn with_origin(argv: &[&str], origin: Origin) -> NewApproval {
     let mut r = exec_request(argv);
     r.origin = Some(origin);
     r
+}
+
+async fn notice_posted(origin_account: &FakeChannel) {
+    until("the notice is posted", || {
+        let f = origin_account.clone();
+        async move { !f.notices().is_empty() }
+    })
+    .await;
 }
 
 fn tg_origin(conversation: &str) -> Origin {
@@ -69,11 +82,7 @@ async fn rt_9_routed_elsewhere_notice_is_posted_once() {
     let bed = TestBed::new(&[origin_account.clone(), discord.clone()]).await;
     let a = bed.handle.create(with_origin(&["ls"], tg_origin("-100"))).await.unwrap();
     card(&discord, &a.id).await;
-    until("the notice is posted", || {
-        let f = origin_account.clone();
-        async move { !f.notices().is_empty() }
-    })
-    .await;
+    notice_posted(&origin_account).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let notices = origin_account.notices();
     assert_eq!(notices.len(), 1);
@@ -167,10 +176,35 @@ async fn rt_9_the_notice_never_waits_on_a_delivery_holding_the_writer() {
     config.route_wait = Duration::from_secs(30);
     let bed = TestBed::with(store, config, &[origin_account.clone(), discord.clone()]).await;
     let a = bed.handle.create(with_origin(&["ls"], tg_origin("-100"))).await.unwrap();
-    until("the notice is posted", || {
-        let f = origin_account.clone();
-        async move { !f.notices().is_empty() }
-    })
-    .await;
+    notice_posted(&origin_account).await;
     card(&discord, &a.id).await;
+}
+
+/// Panics on every ledger write, as a bug in the engine's own delivery code would: channel code
+/// is behind `guarded`, the engine's is not.
+struct PanicOnLedgerWrite;
+
+#[async_trait::async_trait]
+impl StoreHook for PanicOnLedgerWrite {
+    async fn on_commit(&self, c: &Commit) -> Result<Option<Box<dyn std::any::Any + Send>>, StoreError> {
+        assert!(c.entries.is_empty(), "injected: a ledger write panics");
+        Ok(None)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rt_9_a_panicking_delivery_does_not_silence_the_notice() {
+    // The card reaches the approver's DM and the ledger write after it panics. The deliveries'
+    // watch shares their task, and must still see them end and tell the origin where the card
+    // went. Both timers are far off, so only the deliveries' end can send the notice.
+    let store = Arc::new(HookedStore::new(Arc::new(MemoryStore::new()), PanicOnLedgerWrite));
+    let origin_account = FakeChannel::new(Channel::Telegram, "main", &["42"]);
+    let discord = FakeChannel::new(Channel::Discord, "main", &["111111111111111111"]);
+    let mut config = test_config();
+    config.route_wait = Duration::from_secs(60);
+    config.notice_wait = Duration::from_secs(60);
+    let bed = TestBed::with(store, config, &[origin_account.clone(), discord.clone()]).await;
+    let a = bed.handle.create(with_origin(&["ls"], tg_origin("-100"))).await.unwrap();
+    card(&discord, &a.id).await;
+    notice_posted(&origin_account).await;
 }
