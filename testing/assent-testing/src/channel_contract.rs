@@ -41,6 +41,25 @@ pub struct ObservedCard {
     pub deleted: bool,
 }
 
+impl ObservedCard {
+    /// A card with buttons: the decisions its live controls offer are read from their `tokens`.
+    pub fn with_buttons(
+        conversation: String,
+        message: String,
+        text: String,
+        tokens: Vec<String>,
+        deleted: bool,
+    ) -> Self {
+        let decisions = tokens.iter().filter_map(|t| token_decision(t)).collect();
+        Self { conversation, message, text, tokens, decisions, deleted }
+    }
+
+    /// The callback token of the control offering `decision`, if the card shows one.
+    pub fn token_for(&self, decision: Decision) -> Option<&str> {
+        self.tokens.iter().map(String::as_str).find(|t| token_decision(t) == Some(decision))
+    }
+}
+
 /// What a press did on the platform.
 #[derive(Debug)]
 pub enum Pressed {
@@ -364,15 +383,7 @@ impl ChannelHarness for FakeHarness {
                 let open = matches!(p.phase, Phase::Pending | Phase::Progress);
                 let tokens: Vec<String> =
                     if open { p.buttons.iter().map(|(_, t)| t.clone()).collect() } else { Vec::new() };
-                let decisions = tokens.iter().filter_map(|t| token_decision(t)).collect();
-                ObservedCard {
-                    conversation: m.conversation.clone(),
-                    message: m.id.to_string(),
-                    text,
-                    tokens,
-                    decisions,
-                    deleted: m.deleted,
-                }
+                ObservedCard::with_buttons(m.conversation.clone(), m.id.to_string(), text, tokens, m.deleted)
             })
             .collect()
     }
@@ -385,7 +396,7 @@ impl ChannelHarness for FakeHarness {
         user: &str,
     ) -> Pressed {
         // Press the control the user saw, even if the card changed since (IX-8 stale controls).
-        let Some(token) = card.tokens.iter().find(|t| token_decision(t) == Some(decision)) else {
+        let Some(token) = card.token_for(decision) else {
             return Pressed::Acked(Box::new(ClickOutcome {
                 ack: "no such button".to_owned(),
                 resolution: None,

@@ -223,14 +223,13 @@ impl ChannelHarness for DiscordHarness {
             .into_iter()
             .map(|m| {
                 let tokens: Vec<String> = m.buttons.iter().map(|(_, t)| t.clone()).collect();
-                ObservedCard {
-                    conversation: m.channel.to_string(),
-                    message: m.id.to_string(),
-                    text: m.text(),
-                    decisions: tokens.iter().filter_map(|t| token_decision(t)).collect(),
+                ObservedCard::with_buttons(
+                    m.channel.to_string(),
+                    m.id.to_string(),
+                    m.text(),
                     tokens,
-                    deleted: m.deleted,
-                }
+                    m.deleted,
+                )
             })
             .collect()
     }
@@ -247,7 +246,7 @@ impl ChannelHarness for DiscordHarness {
         // Discord delivers clicks only to a connected bot.
         let channel = self.channel.lock().await.clone().expect("connected");
         channel.gateway_ready().await;
-        let token = card.tokens.iter().find(|t| token_decision(t) == Some(decision)).unwrap();
+        let token = card.token_for(decision).unwrap();
         let id = assent_testing::test_keyring().verify(token, &key()).unwrap().id;
         let before = engine.approval(&id).await.unwrap().unwrap();
         let interaction = self.fake.click(user.parse().unwrap(), card.message.parse().unwrap(), token);

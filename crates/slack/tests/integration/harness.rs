@@ -283,14 +283,13 @@ impl ChannelHarness for SlackHarness {
             .into_iter()
             .map(|m| {
                 let tokens: Vec<String> = m.buttons.iter().map(|(_, _, t)| t.clone()).collect();
-                ObservedCard {
-                    conversation: m.channel.clone(),
-                    message: m.ts.clone(),
-                    text: m.shown.clone(),
-                    decisions: tokens.iter().filter_map(|t| token_decision(t)).collect(),
+                ObservedCard::with_buttons(
+                    m.channel.clone(),
+                    m.ts.clone(),
+                    m.shown.clone(),
                     tokens,
-                    deleted: m.deleted,
-                }
+                    m.deleted,
+                )
             })
             .collect()
     }
@@ -307,7 +306,7 @@ impl ChannelHarness for SlackHarness {
         // Slack delivers clicks over Socket Mode only to a connected app.
         let channel = self.channel.lock().await.clone().expect("connected");
         channel.socket_ready().await;
-        let token = card.tokens.iter().find(|t| token_decision(t) == Some(decision)).unwrap();
+        let token = card.token_for(decision).unwrap();
         let id = assent_testing::test_keyring().verify(token, &key()).unwrap().id;
         let before = engine.approval(&id).await.unwrap().unwrap();
         let message =

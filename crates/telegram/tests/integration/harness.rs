@@ -189,14 +189,13 @@ impl ChannelHarness for TelegramHarness {
             .into_iter()
             .map(|m| {
                 let tokens: Vec<String> = m.buttons.iter().flatten().map(|(_, d)| d.clone()).collect();
-                ObservedCard {
-                    conversation: m.chat.to_string(),
-                    message: m.id.to_string(),
-                    text: m.text.clone(),
-                    decisions: tokens.iter().filter_map(|t| token_decision(t)).collect(),
+                ObservedCard::with_buttons(
+                    m.chat.to_string(),
+                    m.id.to_string(),
+                    m.text.clone(),
                     tokens,
-                    deleted: m.deleted,
-                }
+                    m.deleted,
+                )
             })
             .collect()
     }
@@ -208,7 +207,7 @@ impl ChannelHarness for TelegramHarness {
         decision: Decision,
         user: &str,
     ) -> Pressed {
-        let token = card.tokens.iter().find(|t| token_decision(t) == Some(decision)).unwrap();
+        let token = card.token_for(decision).unwrap();
         let (chat, message) = (card.conversation.parse().unwrap(), card.message.parse().unwrap());
         let query = self.fake.press(user.parse().unwrap(), chat, message, token);
         let answers = answered(&self.fake, &query).await;
