@@ -23,6 +23,9 @@ use crate::{
     writes::{apply, claim, finish, purge},
 };
 
+/// Every pending approval's stored body: what `pending` and `pending_facts` decode.
+const PENDING_BODIES: &str = "SELECT body FROM approvals WHERE status = 'pending'";
+
 /// A durable [`Store`] on SQLite or PostgreSQL.
 #[derive(Debug)]
 pub struct SqlStore {
@@ -196,11 +199,12 @@ impl Store for SqlStore {
     }
 
     async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
-        self.bodies(sqlx::query("SELECT body FROM approvals WHERE status = 'pending'")).await
+        self.bodies(sqlx::query(PENDING_BODIES)).await
     }
 
+    /// The same rows as `pending`, read into the few fields the engine's index keeps.
     async fn pending_facts(&self) -> Result<Vec<PendingFacts>, StoreError> {
-        self.bodies(sqlx::query("SELECT body FROM approvals WHERE status = 'pending'")).await
+        self.bodies(sqlx::query(PENDING_BODIES)).await
     }
 
     async fn due_for_expiry(&self, now: Timestamp, n: usize) -> Result<Vec<Approval>, StoreError> {
