@@ -158,12 +158,13 @@ impl Browser {
         self.on_element(css, "take typing", "/value", Some(json!({ "text": text })));
     }
 
-    /// Sends `path` to the first element matching `css`, finding it afresh until the command
-    /// succeeds: an element a re-render replaced is stale, and a retry finds its successor.
+    /// Sends `path` to the first element matching `css`, found afresh until the command gets
+    /// through: an element a re-render replaced is stale, and a retry finds its successor.
     fn on_element(&self, css: &str, what: &str, path: &str, body: Option<Value>) {
         self.poll(&format!("`{css}` to {what}"), Duration::from_secs(10), || {
             let element = self.find(css)?;
-            self.raw("POST", &format!("/element/{element}{path}"), body.clone()).ok()
+            let sent = self.raw("POST", &format!("/element/{element}{path}"), body.clone());
+            unless_stale(css, path, sent)
         });
     }
 
@@ -182,7 +183,7 @@ impl Browser {
     /// arrive, so an element found a moment ago may be stale; that is a miss, not a failure.
     fn try_text(&self, css: &str) -> Option<String> {
         let element = self.find(css)?;
-        let text = self.raw("GET", &format!("/element/{element}/text"), None).ok()?;
+        let text = unless_stale(css, "/text", self.raw("GET", &format!("/element/{element}/text"), None))?;
         Some(text["value"].as_str().unwrap_or_default().to_owned())
     }
 
@@ -239,6 +240,16 @@ impl Drop for Browser {
         let _ = self.raw("DELETE", "", None);
         // The whole group: chromedriver and the browser it started.
         let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.driver)]).status();
+    }
+}
+
+/// A command's answer; `None` if its element went stale (worth a retry). Any other error fails
+/// the test at once, with WebDriver's own words.
+fn unless_stale(css: &str, path: &str, answer: Result<Value, String>) -> Option<Value> {
+    match answer {
+        Ok(v) => Some(v),
+        Err(e) if e.contains("stale element reference") => None,
+        Err(e) => panic!("webdriver {path} on `{css}`: {e}"),
     }
 }
 
