@@ -60,6 +60,29 @@ impl ObservedCard {
     }
 }
 
+/// What a press acknowledged with a bare ack led to: waits up to `patience` for the presser's
+/// reply, which `reply` looks for on the platform, or for the approval's status or votes to move
+/// away from `before` (read just before the press).
+pub async fn effect_of_press(
+    engine: &EngineHandle,
+    before: &assent_core::model::Approval,
+    patience: Duration,
+    mut reply: impl FnMut() -> Option<String>,
+) -> Pressed {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "the press had no visible effect");
+        if let Some(text) = reply() {
+            return Pressed::Answered(text);
+        }
+        let now = engine.approval(&before.id).await.unwrap().unwrap();
+        if now.status != before.status || now.quorum.votes.len() != before.quorum.votes.len() {
+            return Pressed::Handled;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// What a press did on the platform.
 #[derive(Debug)]
 pub enum Pressed {

@@ -16,7 +16,7 @@ use assent_fake_discord::{FakeDiscord, InteractionRecord, SentMessage, TOKEN};
 use assent_platform::Platform;
 use assent_testing::{
     TestBed,
-    channel_contract::{ChannelHarness, ObservedCard, Pressed},
+    channel_contract::{ChannelHarness, ObservedCard, Pressed, effect_of_press},
     test_config, token_decision,
 };
 use async_trait::async_trait;
@@ -252,19 +252,12 @@ impl ChannelHarness for DiscordHarness {
         let interaction = self.fake.click(user.parse().unwrap(), card.message.parse().unwrap(), token);
         let record = acked(&self.fake, interaction).await;
         assert_eq!(record.ack, Some(6), "a click is acked with a deferred update first");
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            assert!(tokio::time::Instant::now() < deadline, "the click had no visible effect");
+        effect_of_press(engine, &before, PATIENCE, || {
             let record = self.fake.interaction(interaction).unwrap();
-            if let Some(f) = record.followups.first() {
-                assert!(f.is_ephemeral(), "refusals are ephemeral");
-                return Pressed::Answered(f.content.clone());
-            }
-            let now = engine.approval(&id).await.unwrap().unwrap();
-            if now.status != before.status || now.quorum.votes.len() != before.quorum.votes.len() {
-                return Pressed::Handled;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            let followup = record.followups.first()?;
+            assert!(followup.is_ephemeral(), "refusals are ephemeral");
+            Some(followup.content.clone())
+        })
+        .await
     }
 }

@@ -18,7 +18,7 @@ use assent_platform::{Hook, HookRequest, Platform};
 use assent_slack::{SlackAccount, SlackChannel, SlackPlatform};
 use assent_testing::{
     TestBed,
-    channel_contract::{ChannelHarness, ObservedCard, Pressed},
+    channel_contract::{ChannelHarness, ObservedCard, Pressed, effect_of_press},
     test_config, token_decision,
 };
 use async_trait::async_trait;
@@ -320,17 +320,9 @@ impl ChannelHarness for SlackHarness {
         };
         let d = acked(&self.fake, &delivery).await;
         assert!(d.acked.is_some() && !d.failed, "a click is acknowledged within 3 s: {d:?}");
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            assert!(tokio::time::Instant::now() < deadline, "the click had no visible effect");
-            if let Some(m) = answers(&self.fake, &card.conversation, user).get(seen) {
-                return Pressed::Answered(m.text.clone());
-            }
-            let now = engine.approval(&id).await.unwrap().unwrap();
-            if now.status != before.status || now.quorum.votes.len() != before.quorum.votes.len() {
-                return Pressed::Handled;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        effect_of_press(engine, &before, PATIENCE, || {
+            answers(&self.fake, &card.conversation, user).get(seen).map(|m| m.text.clone())
+        })
+        .await
     }
 }
