@@ -8,6 +8,9 @@
 //!   commit survives a crash (NF-7); if the transaction fails, every caller is told so and
 //!   nothing of the batch is kept.
 //!
+//! On SQLite each commit of a batch crosses to SQLite's thread as one script
+//! (`crate::script`); on PostgreSQL its statements run one by one.
+//!
 //! The queue is a task, not a leader chosen among callers: a caller that gives up (an HTTP client
 //! that disconnects) must not strand the commits of everyone behind it.
 //!
@@ -24,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     rows::Tx,
+    script::Scripts,
     writes::{apply, finish},
 };
 
@@ -73,8 +77,11 @@ impl GroupCommit {
 
 async fn run(writer: AnyPool, notify: bool, mut queue: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut scripts = Scripts::default();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&writer, notify, std::mem::take(&mut batch)).await;
+        if !commit_batch(&writer, notify, std::mem::take(&mut batch), &mut scripts).await {
+            scripts.forget();
+        }
     }
 }
 
@@ -82,25 +89,39 @@ fn unavailable(e: &sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-async fn commit_batch(writer: &AnyPool, notify: bool, mut jobs: Vec<Job>) {
+/// Commits `jobs` in one transaction and answers each caller; `false` if the batch was lost.
+async fn commit_batch(writer: &AnyPool, notify: bool, mut jobs: Vec<Job>, scripts: &mut Scripts) -> bool {
     let mut tx = match writer.begin().await {
         Ok(tx) => tx,
         Err(e) => {
             let error = unavailable(&e);
-            return jobs.into_iter().for_each(|job| drop(job.answer.send(Err(error.clone()))));
+            jobs.into_iter().for_each(|job| drop(job.answer.send(Err(error.clone()))));
+            return false;
         }
     };
-    let results = if jobs.len() == 1 {
+    // SQLite sends each commit as one script (`crate::script`); PostgreSQL runs its statements
+    // one by one, since it takes no parameters in a text of several statements.
+    let scripted = tx.backend_name() == "SQLite";
+    scripts.begin_batch();
+    let results = if jobs.len() == 1 && !scripted {
         // Alone: the plain transaction, no savepoint to pay for; a failure discards it whole.
         let job = jobs.remove(0);
         match apply(&mut tx, job.commit, job.now).await {
             Ok(committed) => vec![(job.answer, Ok(committed))],
-            failed @ Err(_) => return drop(job.answer.send(finish(tx, failed).await)),
+            failed @ Err(_) => {
+                drop(job.answer.send(finish(tx, failed).await));
+                return true;
+            }
         }
     } else {
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
-            match in_savepoint(&mut tx, job.commit, job.now).await {
+            let ran = if scripted {
+                scripts.commit(&mut tx, job.commit, job.now).await
+            } else {
+                in_savepoint(&mut tx, job.commit, job.now).await
+            };
+            match ran {
                 Ok(result) => results.push((job.answer, result)),
                 Err(e) => {
                     // The savepoint itself failed: the transaction's state is unknown, so none
@@ -124,15 +145,22 @@ async fn commit_batch(writer: &AnyPool, notify: bool, mut jobs: Vec<Job>) {
         }
     }
     match tx.commit().await {
-        Ok(()) => results.into_iter().for_each(|(answer, result)| drop(answer.send(result))),
-        Err(e) => answer_lost(results, &unavailable(&e)),
+        Ok(()) => {
+            results.into_iter().for_each(|(answer, result)| drop(answer.send(result)));
+            true
+        }
+        Err(e) => {
+            answer_lost(results, &unavailable(&e));
+            false
+        }
     }
 }
 
 /// Rolls the batch back and tells every caller.
-async fn discard(tx: Tx, results: Vec<(Answer, Result<Committed, StoreError>)>, error: &StoreError) {
+async fn discard(tx: Tx, results: Vec<(Answer, Result<Committed, StoreError>)>, error: &StoreError) -> bool {
     let _ = tx.rollback().await;
     answer_lost(results, error);
+    false
 }
 
 /// A commit that failed its own checks keeps its own error; the rest were lost with the batch.
@@ -164,9 +192,12 @@ mod tests {
 
     use assent_core::{
         model::{AuditEntry, AuditType, Event, EventType},
-        store::{ApprovalWrite, AuditFilter, Store},
+        store::{ApprovalWrite, AuditFilter, EntryWrite, IdempotencyRecord, Store},
     };
-    use assent_testing::{T0, store_contract::sample};
+    use assent_testing::{
+        T0,
+        store_contract::{entry, sample},
+    };
 
     use super::*;
     use crate::{OpenOptions, SqlStore};
@@ -226,7 +257,7 @@ mod tests {
         let (first, first_answer) = job(vote(1, 1));
         let (second, second_answer) = job(late_failure);
         let (third, third_answer) = job(vote(3, 1));
-        commit_batch(&store.writer, false, vec![first, second, third]).await;
+        commit_batch(&store.writer, false, vec![first, second, third], &mut Scripts::default()).await;
         let first = first_answer.await.unwrap().unwrap();
         assert_eq!(second_answer.await.unwrap(), Err(StoreError::Conflict("notice already sent")));
         let third = third_answer.await.unwrap().unwrap();
@@ -235,6 +266,57 @@ mod tests {
         assert_eq!((store_version(&store, 1).await, store_version(&store, 3).await), (2, 2));
         let audit = store.audit(&AuditFilter::default()).await.unwrap();
         assert_eq!(audit.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    /// Issue 15: on SQLite each commit crosses as one script; only a commit whose checks fail
+    /// (a moved version, a used idempotency key) is run again a statement at a time, and it gets
+    /// the answer it would have had alone. The numbering carries on after it without a gap.
+    #[tokio::test]
+    async fn only_a_commit_that_fails_its_checks_is_redone_a_statement_at_a_time() {
+        let store = store().await;
+        let keyed = |bits| ApprovalWrite::Insert {
+            approval: sample(bits),
+            idempotency: Some(IdempotencyRecord {
+                principal: "agent".to_owned(),
+                key: "k".to_owned(),
+                digest: "d".to_owned(),
+            }),
+        };
+        let first = sample(1).id;
+        let mut created = vote(1, 1);
+        created.approval = Some(keyed(1));
+        created.entries = vec![EntryWrite::Insert(entry(&first, 1, "dm"))];
+        let mut replayed = vote(2, 1);
+        replayed.approval = Some(keyed(2));
+        let mut later = vote(3, 1);
+        later.approval = Some(ApprovalWrite::Insert { approval: sample(3), idempotency: None });
+        let (jobs, answers): (Vec<_>, Vec<_>) =
+            [created, vote(1, 1), vote(1, 1), replayed, later].into_iter().map(job).unzip();
+        let mut scripts = Scripts::default();
+        commit_batch(&store.writer, false, jobs, &mut scripts).await;
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap().map(|c| c.events.iter().map(|e| e.seq).collect::<Vec<_>>()));
+        }
+        assert_eq!(
+            results,
+            vec![
+                Ok(vec![1]),
+                Ok(vec![2]),
+                Err(StoreError::Conflict("approval version")),
+                Err(StoreError::IdempotentReplay(first.clone())),
+                Ok(vec![3]),
+            ]
+        );
+        assert_eq!(scripts.redone, 2, "only the two that failed their checks were redone");
+        assert_eq!(store_version(&store, 1).await, 2);
+        assert!(store.approval(&sample(2).id).await.unwrap().is_none(), "the replay wrote nothing");
+        assert_eq!(
+            store.entry(&entry(&first, 1, "dm").entry_id).await.unwrap().map(|e| e.target_key),
+            Some("dm".to_owned())
+        );
+        let audit = store.audit(&AuditFilter::default()).await.unwrap();
+        assert_eq!(audit.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 
     async fn store_version(store: &SqlStore, bits: u128) -> u64 {

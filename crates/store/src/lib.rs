@@ -5,7 +5,9 @@ mod migrations;
 mod private;
 mod replicas;
 mod rows;
+mod script;
 mod sql;
+mod steps;
 mod writes;
 
 use std::{

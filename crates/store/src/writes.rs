@@ -7,15 +7,18 @@ use std::time::Duration;
 use assent_core::{
     clock::Timestamp,
     id::ApprovalId,
-    model::Approval,
+    model::{Approval, AuditEntry, Event},
     store::{
         ApprovalWrite, BindingWrite, CallbackJob, CallbackState, CallbackWrite, Commit, Committed,
         EntryWrite, GrantWrite, IDEMPOTENCY_WINDOW, IdempotencyRecord, StoreError,
     },
 };
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
-use crate::rows::{Tx, int, json, limit, parse_all, unavailable, unique};
+use crate::{
+    rows::{Tx, int, json, limit, parse_all, unavailable},
+    steps::{Step, run_all},
+};
 
 /// Commits on success, rolls back on error.
 pub(crate) async fn finish<T>(tx: Tx, result: Result<T, StoreError>) -> Result<T, StoreError> {
@@ -46,31 +49,17 @@ async fn next_seqs(tx: &mut Tx, audit: usize, events: usize) -> Result<(i64, i64
             .await
             .map_err(unavailable)?;
     }
-    let query = match (audit, events) {
-        (0, 0) => return Ok((0, 0)),
-        (n, 0) => {
-            sqlx::query("UPDATE counters SET value = value + $1 WHERE name = 'audit' RETURNING name, value")
-                .bind(limit(n))
-        }
-        (0, n) => {
-            sqlx::query("UPDATE counters SET value = value + $1 WHERE name = 'events' RETURNING name, value")
-                .bind(limit(n))
-        }
-        (a, e) => sqlx::query(
-            "UPDATE counters SET value = value + CASE name WHEN 'audit' THEN $1 ELSE $2 END
-             WHERE name IN ('audit', 'events') RETURNING name, value",
-        )
-        .bind(limit(a))
-        .bind(limit(e)),
-    };
-    let rows = query.fetch_all(&mut **tx).await.map_err(unavailable)?;
+    let Some(step) = reserve_seqs(audit, events) else { return Ok((0, 0)) };
+    let rows = sqlx::query_with(AssertSqlSafe(step.sql.clone()), step.arguments()?)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(unavailable)?;
     if rows.len() != usize::from(audit > 0) + usize::from(events > 0) {
         return Err(StoreError::Unavailable("the audit and event counters are missing".to_owned()));
     }
     let (mut first_audit, mut first_event) = (0, 0);
     for row in rows {
-        let name: String = row.try_get("name").map_err(unavailable)?;
-        let last: i64 = row.try_get("value").map_err(unavailable)?;
+        let (name, last) = counter(&row)?;
         match name.as_str() {
             "audit" => first_audit = last - limit(audit) + 1,
             _ => first_event = last - limit(events) + 1,
@@ -79,12 +68,39 @@ async fn next_seqs(tx: &mut Tx, audit: usize, events: usize) -> Result<(i64, i64
     Ok((first_audit, first_event))
 }
 
+/// Advances the audit and event counters by `audit` and `events`, returning each advanced
+/// counter's `name` and new `value`; `None` when neither moves.
+pub(crate) fn reserve_seqs(audit: usize, events: usize) -> Option<Step> {
+    Some(match (audit, events) {
+        (0, 0) => return None,
+        (n, 0) => {
+            Step::new("UPDATE counters SET value = value + $1 WHERE name = 'audit' RETURNING name, value")
+                .bind(limit(n))
+        }
+        (0, n) => {
+            Step::new("UPDATE counters SET value = value + $1 WHERE name = 'events' RETURNING name, value")
+                .bind(limit(n))
+        }
+        (a, e) => Step::new(
+            "UPDATE counters SET value = value + CASE name WHEN 'audit' THEN $1 ELSE $2 END
+             WHERE name IN ('audit', 'events') RETURNING name, value",
+        )
+        .bind(limit(a))
+        .bind(limit(e)),
+    })
+}
+
+/// A counter row: its name and value.
+pub(crate) fn counter(row: &AnyRow) -> Result<(String, i64), StoreError> {
+    Ok((row.try_get("name").map_err(unavailable)?, row.try_get("value").map_err(unavailable)?))
+}
+
 /// Rows per multi-row insert: well under both databases' limits on bound values.
 const ROWS_PER_INSERT: usize = 200;
 
 /// `INSERT INTO {table} ({columns}) VALUES (…), (…)` for `rows` rows: one statement for all.
 /// Only constant names and placeholders go into it; every value is bound.
-fn insert_rows(table: &str, columns: &[&str], rows: usize) -> sqlx::AssertSqlSafe<String> {
+fn insert_rows(table: &str, columns: &[&str], rows: usize) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -96,102 +112,108 @@ fn insert_rows(table: &str, columns: &[&str], rows: usize) -> sqlx::AssertSqlSaf
         }
         sql.push(')');
     }
-    sqlx::AssertSqlSafe(sql)
+    sql
 }
 
-async fn insert_approval(
-    tx: &mut Tx,
+/// The idempotency record already stored under `rec`'s key, if any.
+pub(crate) fn idempotency_lookup(rec: &IdempotencyRecord) -> Step {
+    Step::new("SELECT digest, approval_id, at FROM idempotency WHERE principal = $1 AND key = $2")
+        .bind(rec.principal.as_str())
+        .bind(rec.key.as_str())
+}
+
+/// IN-4: a key used within the window for the same request replays it, and for another request
+/// is refused; an older use is forgotten.
+async fn check_idempotency(tx: &mut Tx, rec: &IdempotencyRecord, now: Timestamp) -> Result<(), StoreError> {
+    let lookup = idempotency_lookup(rec);
+    let found = sqlx::query_with(AssertSqlSafe(lookup.sql.clone()), lookup.arguments()?)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    let Some(row) = found else { return Ok(()) };
+    let at: i64 = row.try_get("at").map_err(unavailable)?;
+    if Timestamp(at) + IDEMPOTENCY_WINDOW <= now {
+        return Ok(());
+    }
+    let digest: String = row.try_get("digest").map_err(unavailable)?;
+    if digest != rec.digest {
+        return Err(StoreError::IdempotencyConflict);
+    }
+    let id: String = row.try_get("approval_id").map_err(unavailable)?;
+    let id = ApprovalId::parse(&id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Err(StoreError::IdempotentReplay(id))
+}
+
+fn insert_approval(
     a: &Approval,
     idem: Option<&IdempotencyRecord>,
     now: Timestamp,
+    steps: &mut Vec<Step>,
 ) -> Result<(), StoreError> {
     if let Some(rec) = idem {
-        let found =
-            sqlx::query("SELECT digest, approval_id, at FROM idempotency WHERE principal = $1 AND key = $2")
-                .bind(&rec.principal)
-                .bind(&rec.key)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(unavailable)?;
-        if let Some(row) = found {
-            let at: i64 = row.try_get("at").map_err(unavailable)?;
-            if Timestamp(at) + IDEMPOTENCY_WINDOW > now {
-                let digest: String = row.try_get("digest").map_err(unavailable)?;
-                if digest != rec.digest {
-                    return Err(StoreError::IdempotencyConflict);
-                }
-                let id: String = row.try_get("approval_id").map_err(unavailable)?;
-                let id = ApprovalId::parse(&id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                return Err(StoreError::IdempotentReplay(id));
-            }
-        }
-        sqlx::query(
-            "INSERT INTO idempotency (principal, key, digest, approval_id, at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (principal, key) DO UPDATE SET digest = excluded.digest, approval_id = excluded.approval_id, at = excluded.at",
-        )
-        .bind(&rec.principal)
-        .bind(&rec.key)
-        .bind(&rec.digest)
-        .bind(a.id.as_str())
-        .bind(now.0)
-        .execute(&mut **tx)
-        .await
-        .map_err(unique("idempotency key in use"))?;
+        steps.push(
+            Step::new(
+                "INSERT INTO idempotency (principal, key, digest, approval_id, at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (principal, key) DO UPDATE SET digest = excluded.digest, approval_id = excluded.approval_id, at = excluded.at",
+            )
+            .bind(rec.principal.as_str())
+            .bind(rec.key.as_str())
+            .bind(rec.digest.as_str())
+            .bind(a.id.as_str())
+            .bind(now.0)
+            .unique("idempotency key in use"),
+        );
     }
-    sqlx::query(
-        "INSERT INTO approvals (id, status, kind, requester, created_at, expires_at, version, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(a.id.as_str())
-    .bind(a.status.as_str())
-    .bind(a.kind().as_str())
-    .bind(&a.requester.principal)
-    .bind(a.created_at.0)
-    .bind(a.expires_at.0)
-    .bind(int(a.version))
-    .bind(json(a)?)
-    .execute(&mut **tx)
-    .await
-    .map_err(unique("approval id exists"))?;
+    steps.push(
+        Step::new(
+            "INSERT INTO approvals (id, status, kind, requester, created_at, expires_at, version, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(a.id.as_str())
+        .bind(a.status.as_str())
+        .bind(a.kind().as_str())
+        .bind(a.requester.principal.as_str())
+        .bind(a.created_at.0)
+        .bind(a.expires_at.0)
+        .bind(int(a.version))
+        .bind(json(a)?)
+        .unique("approval id exists"),
+    );
     Ok(())
 }
 
-async fn update_approval(tx: &mut Tx, a: &Approval, expected: u64) -> Result<(), StoreError> {
+fn update_approval(a: &Approval, expected: u64, steps: &mut Vec<Step>) -> Result<(), StoreError> {
     // ST-4: CAS on version; a terminal row only accepts its own status, so nothing is re-tagged.
-    let done = sqlx::query(
-        "UPDATE approvals SET status = $1, expires_at = $2, version = $3, body = $4
-         WHERE id = $5 AND version = $6 AND (status = 'pending' OR status = $1)",
-    )
-    .bind(a.status.as_str())
-    .bind(a.expires_at.0)
-    .bind(int(a.version))
-    .bind(json(a)?)
-    .bind(a.id.as_str())
-    .bind(int(expected))
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::Conflict("approval version"));
-    }
+    steps.push(
+        Step::new(
+            "UPDATE approvals SET status = $1, expires_at = $2, version = $3, body = $4
+             WHERE id = $5 AND version = $6 AND (status = 'pending' OR status = $1)",
+        )
+        .bind(a.status.as_str())
+        .bind(a.expires_at.0)
+        .bind(int(a.version))
+        .bind(json(a)?)
+        .bind(a.id.as_str())
+        .bind(int(expected))
+        .changes_one("approval version"),
+    );
     if a.status.is_terminal() {
         // Its open cards join the finalizer's queue.
-        sqlx::query("UPDATE entries SET finalizable = 1 WHERE approval_id = $1 AND open = 1")
-            .bind(a.id.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
+        steps.push(
+            Step::new("UPDATE entries SET finalizable = 1 WHERE approval_id = $1 AND open = 1")
+                .bind(a.id.as_str()),
+        );
     }
     Ok(())
 }
 
-async fn write_entry(tx: &mut Tx, w: &EntryWrite) -> Result<(), StoreError> {
+fn write_entry(w: &EntryWrite) -> Result<Step, StoreError> {
     let (EntryWrite::Insert(e) | EntryWrite::Update(e)) = w;
     let open = i64::from(e.needs_finalizing());
     let next = e.next_attempt_at.map(|t| t.0);
     // `finalizable`: open, and its approval is terminal (as written earlier in this commit).
-    match w {
-        EntryWrite::Insert(_) => sqlx::query(
+    Ok(match w {
+        EntryWrite::Insert(_) => Step::new(
             "INSERT INTO entries (entry_id, approval_id, channel, account, target_key, open, next_attempt_at, body, finalizable)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
                      $6 * (SELECT COUNT(*) FROM approvals WHERE id = $2 AND status <> 'pending'))",
@@ -199,36 +221,28 @@ async fn write_entry(tx: &mut Tx, w: &EntryWrite) -> Result<(), StoreError> {
         .bind(e.entry_id.as_str())
         .bind(e.approval_id.as_str())
         .bind(e.channel.as_str())
-        .bind(&e.account)
-        .bind(&e.target_key)
+        .bind(e.account.as_str())
+        .bind(e.target_key.as_str())
         .bind(open)
         .bind(next)
         .bind(json(e)?)
-        .execute(&mut **tx)
-        .await
-        .map_err(unique("ledger entry exists"))?,
-        EntryWrite::Update(_) => {
-            sqlx::query(
-                "UPDATE entries SET open = $1, next_attempt_at = $2, body = $3,
-                 finalizable = $1 * (SELECT COUNT(*) FROM approvals WHERE id = $5 AND status <> 'pending')
-                 WHERE entry_id = $4",
-            )
-            .bind(open)
-            .bind(next)
-            .bind(json(e)?)
-            .bind(e.entry_id.as_str())
-            .bind(e.approval_id.as_str())
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?
-        }
-    };
-    Ok(())
+        .unique("ledger entry exists"),
+        EntryWrite::Update(_) => Step::new(
+            "UPDATE entries SET open = $1, next_attempt_at = $2, body = $3,
+             finalizable = $1 * (SELECT COUNT(*) FROM approvals WHERE id = $5 AND status <> 'pending')
+             WHERE entry_id = $4",
+        )
+        .bind(open)
+        .bind(next)
+        .bind(json(e)?)
+        .bind(e.entry_id.as_str())
+        .bind(e.approval_id.as_str()),
+    })
 }
 
-async fn write_grant(tx: &mut Tx, w: &GrantWrite) -> Result<(), StoreError> {
+fn write_grant(w: &GrantWrite) -> Result<Step, StoreError> {
     let (GrantWrite::Insert(g) | GrantWrite::Update(g)) = w;
-    let q = match w {
+    let sql = match w {
         GrantWrite::Insert(_) => {
             "INSERT INTO grants (kind, revoked, created_at, body, id) VALUES ($1, $2, $3, $4, $5)"
         }
@@ -236,31 +250,24 @@ async fn write_grant(tx: &mut Tx, w: &GrantWrite) -> Result<(), StoreError> {
             "UPDATE grants SET kind = $1, revoked = $2, created_at = $3, body = $4 WHERE id = $5"
         }
     };
-    sqlx::query(q)
+    Ok(Step::new(sql)
         .bind(g.kind.as_str())
         .bind(i64::from(g.revoked_at.is_some()))
         .bind(g.created_at.0)
         .bind(json(g)?)
         .bind(g.id.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(unique("grant exists"))?;
-    Ok(())
+        .unique("grant exists"))
 }
 
-async fn write_binding(tx: &mut Tx, w: &BindingWrite) -> Result<(), StoreError> {
-    match w {
-        BindingWrite::Upsert(b) => sqlx::query(
+fn write_binding(w: &BindingWrite) -> Result<Step, StoreError> {
+    Ok(match w {
+        BindingWrite::Upsert(b) => Step::new(
             "INSERT INTO bindings (key, body) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET body = excluded.body",
         )
-        .bind(&b.key)
+        .bind(b.key.as_str())
         .bind(json(&**b)?),
-        BindingWrite::Remove(key) => sqlx::query("DELETE FROM bindings WHERE key = $1").bind(key),
-    }
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    Ok(())
+        BindingWrite::Remove(key) => Step::new("DELETE FROM bindings WHERE key = $1").bind(key.as_str()),
+    })
 }
 
 fn state_name(s: CallbackState) -> &'static str {
@@ -271,9 +278,9 @@ fn state_name(s: CallbackState) -> &'static str {
     }
 }
 
-pub(crate) async fn write_callback(tx: &mut Tx, w: &CallbackWrite) -> Result<(), StoreError> {
+fn write_callback(w: &CallbackWrite) -> Result<Step, StoreError> {
     let (CallbackWrite::Insert(j) | CallbackWrite::Update(j)) = w;
-    let q = match w {
+    let sql = match w {
         CallbackWrite::Insert(_) => {
             "INSERT INTO callbacks (state, next_attempt_at, body, key) VALUES ($1, $2, $3, $4)"
         }
@@ -281,84 +288,101 @@ pub(crate) async fn write_callback(tx: &mut Tx, w: &CallbackWrite) -> Result<(),
             "UPDATE callbacks SET state = $1, next_attempt_at = $2, body = $3 WHERE key = $4"
         }
     };
-    sqlx::query(q)
+    Ok(Step::new(sql)
         .bind(state_name(j.state))
         .bind(j.next_attempt_at.0)
         .bind(json(j)?)
-        .bind(&j.key)
-        .execute(&mut **tx)
-        .await
-        .map_err(unique("callback job exists"))?;
-    Ok(())
+        .bind(j.key.as_str())
+        .unique("callback job exists"))
 }
 
-pub(crate) async fn apply(tx: &mut Tx, c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+/// A commit's writes in order, except what needs the database's answer first: the idempotency
+/// check before them and the audit and event rows after them.
+pub(crate) fn plan(c: &Commit, now: Timestamp) -> Result<Vec<Step>, StoreError> {
+    let mut steps = Vec::with_capacity(4 + c.entries.len());
     match &c.approval {
         Some(ApprovalWrite::Insert { approval, idempotency }) => {
-            insert_approval(tx, approval, idempotency.as_ref(), now).await?
+            insert_approval(approval, idempotency.as_ref(), now, &mut steps)?
         }
         Some(ApprovalWrite::Update { approval, expected_version }) => {
-            update_approval(tx, approval, *expected_version).await?
+            update_approval(approval, *expected_version, &mut steps)?
         }
         None => {}
     }
     for w in &c.entries {
-        write_entry(tx, w).await?;
+        steps.push(write_entry(w)?);
     }
     for w in &c.grants {
-        write_grant(tx, w).await?;
+        steps.push(write_grant(w)?);
     }
     for w in &c.bindings {
-        write_binding(tx, w).await?;
+        steps.push(write_binding(w)?);
     }
     for w in &c.callbacks {
-        write_callback(tx, w).await?;
+        steps.push(write_callback(w)?);
     }
     if let Some(key) = &c.notice_key {
-        sqlx::query("INSERT INTO notice_keys (key) VALUES ($1)")
-            .bind(key)
-            .execute(&mut **tx)
-            .await
-            .map_err(unique("notice already sent"))?;
+        steps.push(
+            Step::new("INSERT INTO notice_keys (key) VALUES ($1)")
+                .bind(key.as_str())
+                .unique("notice already sent"),
+        );
     }
     if let Some((key, origin)) = &c.session_origin {
-        sqlx::query(
-            "INSERT INTO sessions (session_key, origin) VALUES ($1, $2)
-             ON CONFLICT (session_key) DO UPDATE SET origin = excluded.origin",
-        )
-        .bind(key)
-        .bind(json(origin)?)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+        steps.push(
+            Step::new(
+                "INSERT INTO sessions (session_key, origin) VALUES ($1, $2)
+                 ON CONFLICT (session_key) DO UPDATE SET origin = excluded.origin",
+            )
+            .bind(key.as_str())
+            .bind(json(origin)?),
+        );
     }
-    // Audit and event rows: one statement reserves their sequence numbers, one inserts each
-    // table's rows (a commit has a handful; every statement is a round trip to the database).
-    let (first_audit, first_event) = next_seqs(tx, c.audit.len(), c.events.len()).await?;
-    let mut audit = c.audit;
+    Ok(steps)
+}
+
+/// Numbers the audit entries and events from `first_audit` and `first_event` (LC-15) and
+/// inserts each table's rows with one statement (a commit has a handful).
+pub(crate) fn log(
+    audit: &mut [AuditEntry],
+    events: &mut [Event],
+    first_audit: i64,
+    first_event: i64,
+) -> Result<Vec<Step>, StoreError> {
     for (i, a) in audit.iter_mut().enumerate() {
         a.seq = u64::try_from(first_audit + limit(i)).unwrap_or_default();
     }
-    for chunk in audit.chunks(ROWS_PER_INSERT) {
-        let mut q = sqlx::query(insert_rows("audit", &["seq", "at", "approval_id", "body"], chunk.len()));
-        for a in chunk {
-            let approval = a.approval_id.as_ref().map(|id| id.as_str().to_owned());
-            q = q.bind(int(a.seq)).bind(a.at.0).bind(approval).bind(json(a)?);
-        }
-        q.execute(&mut **tx).await.map_err(unavailable)?;
-    }
-    let mut events = c.events;
     for (i, e) in events.iter_mut().enumerate() {
         e.seq = u64::try_from(first_event + limit(i)).unwrap_or_default();
     }
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let mut q = sqlx::query(insert_rows("events", &["seq", "at", "body"], chunk.len()));
-        for e in chunk {
-            q = q.bind(int(e.seq)).bind(e.at.0).bind(json(e)?);
+    let mut steps = Vec::with_capacity(2);
+    for chunk in audit.chunks(ROWS_PER_INSERT) {
+        let mut step = Step::new(insert_rows("audit", &["seq", "at", "approval_id", "body"], chunk.len()));
+        for a in chunk {
+            let approval = a.approval_id.as_ref().map(|id| id.as_str().to_owned());
+            step = step.bind(int(a.seq)).bind(a.at.0).bind(approval).bind(json(a)?);
         }
-        q.execute(&mut **tx).await.map_err(unavailable)?;
+        steps.push(step);
     }
-    Ok(Committed { events })
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut step = Step::new(insert_rows("events", &["seq", "at", "body"], chunk.len()));
+        for e in chunk {
+            step = step.bind(int(e.seq)).bind(e.at.0).bind(json(e)?);
+        }
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
+/// Runs a commit's statements one at a time (every backend; SQLite's scripts fall back to it).
+pub(crate) async fn apply(tx: &mut Tx, mut c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+    if let Some(ApprovalWrite::Insert { idempotency: Some(rec), .. }) = &c.approval {
+        check_idempotency(tx, rec, now).await?;
+    }
+    run_all(tx, plan(&c, now)?).await?;
+    let (first_audit, first_event) = next_seqs(tx, c.audit.len(), c.events.len()).await?;
+    run_all(tx, log(&mut c.audit, &mut c.events, first_audit, first_event)?).await?;
+    Ok(Committed { events: c.events })
 }
 
 pub(crate) async fn claim(
@@ -373,7 +397,7 @@ pub(crate) async fn claim(
     let mut jobs: Vec<CallbackJob> = parse_all(&rows)?;
     for job in &mut jobs {
         job.next_attempt_at = now + lease;
-        write_callback(tx, &CallbackWrite::Update(job.clone())).await?;
+        write_callback(&CallbackWrite::Update(job.clone()))?.run(tx).await?;
     }
     Ok(jobs)
 }
