@@ -123,6 +123,47 @@ fn ch_web_4_a_console_open_across_a_restart_says_so_and_asks_to_log_in_again() {
     assert!(browser.url().ends_with("/login"), "{}", browser.url());
 }
 
+/// CH-WEB-4: each event re-reads the page's section, and the answers can arrive in any order; an
+/// answer older than the one on the page is dropped. Here the page's re-read of a pending approval
+/// is answered ("pending", with the controls) only after the approval was denied elsewhere and the
+/// page showed it. (The late answer used to win and bring back the controls of a decided request.)
+#[test]
+fn ch_web_4_a_late_answer_never_paints_an_older_state_over_a_newer_one() {
+    let server = Server::start();
+    let browser = Browser::start();
+    log_in(&browser, &server);
+    let out =
+        server.run(&["request", "exec", "--no-wait", "--json", "--", "kubectl", "delete", "ns", "prod"]);
+    let a: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = a["id"].as_str().unwrap();
+    browser.goto(&format!("{}/a/{id}", server.url));
+    browser.wait_for("body[data-live='connected']");
+    browser.script(HOLD_THE_NEXT_ANSWER);
+    browser.wait_for_script("the held re-read to be answered", "return window.heldAnswer === true;");
+    assert_eq!(server.decide(id, "deny").0, 200);
+    browser.wait_for_text("#status", "Denied by token:admin");
+    browser.script("window.releaseHeldAnswer();");
+    browser.wait_for_script("the held answer to land", "return window.heldAnswerLanded === true;");
+    assert!(browser.find("#decide").is_none(), "the late answer brought the controls back");
+    assert!(browser.text("#status").contains("Denied by token:admin"), "{}", browser.text("#status"));
+}
+
+/// Starts a re-read of the detail page's live section. Once the server has answered, the answer
+/// is held in the page until `releaseHeldAnswer()`.
+const HOLD_THE_NEXT_ANSWER: &str = r#"
+const real = window.fetch;
+window.fetch = async (url, init) => {
+  window.fetch = real;
+  const answer = await real(url, init);
+  const body = await answer.text();
+  const held = new Promise((release) => { window.releaseHeldAnswer = release; });
+  window.heldAnswer = true;
+  await held;
+  return new Response(body, { status: answer.status, headers: answer.headers });
+};
+refresh(document.getElementById("detail")).then(() => { window.heldAnswerLanded = true; });
+"#;
+
 /// Logs `browser` in with the server's admin token.
 fn log_in(browser: &Browser, server: &Server) {
     browser.goto(&format!("{}/login", server.url));

@@ -192,6 +192,11 @@ impl Browser {
         self.cmd("POST", "/execute/sync", Some(json!({ "script": script, "args": [] })))
     }
 
+    /// Waits up to 10 s for `script` (a function body) to return `true` in the page.
+    pub(crate) fn wait_for_script(&self, what: &str, script: &str) {
+        self.poll(what, Duration::from_secs(10), || (self.script(script) == Value::Bool(true)).then_some(()));
+    }
+
     /// Lays pages out as a screen `width` CSS pixels wide (a phone is `mobile`), through the
     /// DevTools emulation: a window cannot be made narrower than the browser's minimum.
     pub(crate) fn viewport(&self, width: u32, height: u32, mobile: bool) {

@@ -29,14 +29,20 @@ function relative(el, now) {
   if (unit) el.title = local;
 }
 
+// Re-reads a live section. Several refreshes can be in flight (one per event), and their answers
+// can arrive in any order: each takes a ticket, and an answer older than the one already shown is
+// dropped, so a slow early answer never paints an older state over a newer one.
 async function refresh(section) {
+  const ticket = (section.tickets = (section.tickets || 0) + 1);
   const url = section.dataset.live === "queue" ? "/fragments/queue" : "/fragments/a/" + section.dataset.id;
   const r = await fetch(url, { credentials: "same-origin" });
-  if (r.ok) {
-    section.innerHTML = await r.text();
-    wire(section);
-    countdowns();
-  }
+  if (!r.ok) return;
+  const html = await r.text();
+  if (ticket < (section.shown || 0)) return;
+  section.shown = ticket;
+  section.innerHTML = html;
+  wire(section);
+  countdowns();
 }
 
 async function decide(form, decision) {
