@@ -191,8 +191,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use assent_core::{
-        model::{AuditEntry, AuditType, Event, EventType},
-        store::{ApprovalWrite, AuditFilter, EntryWrite, IdempotencyRecord, Store},
+        model::{AuditEntry, AuditType, Channel, EntryState, Event, EventType, Origin},
+        store::{
+            ApprovalWrite, AuditFilter, CallbackJob, CallbackState, CallbackTarget, CallbackWrite,
+            EntryWrite, IdempotencyRecord, Store,
+        },
     };
     use assent_testing::{
         T0,
@@ -317,6 +320,56 @@ mod tests {
         );
         let audit = store.audit(&AuditFilter::default()).await.unwrap();
         assert_eq!(audit.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    /// The script carries every kind of write a commit can hold, so ordinary commits are never
+    /// redone: a redo would give the same result, only at the old price.
+    #[tokio::test]
+    async fn a_commit_of_every_kind_of_write_crosses_as_one_script() {
+        let store = store().await;
+        let first = sample(1).id;
+        let card = entry(&first, 1, "dm");
+        let mut created = vote(1, 1);
+        created.approval = Some(ApprovalWrite::Insert { approval: sample(1), idempotency: None });
+        created.entries = vec![EntryWrite::Insert(card.clone())];
+        created.callbacks = vec![CallbackWrite::Insert(CallbackJob {
+            key: format!("{first}:on_resolved"),
+            approval_id: first.clone(),
+            event: "on_resolved".into(),
+            target: CallbackTarget::Url { url: "https://example.org/cb".into() },
+            payload: serde_json::json!({ "ok": true }),
+            attempts: 0,
+            next_attempt_at: T0,
+            state: CallbackState::Pending,
+            last_error: None,
+        })];
+        let origin = Origin {
+            channel: Channel::Telegram,
+            account: "main".into(),
+            conversation: "42".into(),
+            parent: None,
+            thread: None,
+        };
+        created.session_origin = Some(("session".to_owned(), origin.clone()));
+        let mut decided = vote(1, 1);
+        let mut finalized = card.clone();
+        finalized.state = EntryState::Finalized;
+        decided.entries = vec![EntryWrite::Update(finalized)];
+        decided.notice_key = Some(format!("notice:{first}"));
+        let (jobs, answers): (Vec<_>, Vec<_>) = [created, decided].into_iter().map(job).unzip();
+        let mut scripts = Scripts::default();
+        commit_batch(&store.writer, false, jobs, &mut scripts).await;
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+        assert_eq!(scripts.redone, 0);
+        assert_eq!(store_version(&store, 1).await, 2);
+        let stored = store.entry(&card.entry_id).await.unwrap().unwrap();
+        assert_eq!(stored.state, EntryState::Finalized);
+        assert_eq!(store.session_origin("session").await.unwrap(), Some(origin));
+        assert!(store.callback(&format!("{first}:on_resolved")).await.unwrap().is_some());
+        let audit = store.audit(&AuditFilter::default()).await.unwrap();
+        assert_eq!(audit.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2]);
     }
 
     async fn store_version(store: &SqlStore, bits: u128) -> u64 {
