@@ -120,6 +120,11 @@ impl Script {
             rows.clear();
             done += 1;
         }
+        if !opened {
+            // The answers stopped short of the savepoint: rolling back to "it" would undo the
+            // commit before.
+            return Err(sqlx::Error::Protocol("a script ended before its savepoint".to_owned()));
+        }
         Ok(done == checks.len())
     }
 }

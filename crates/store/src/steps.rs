@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use assent_core::store::StoreError;
 use sqlx::{Arguments, AssertSqlSafe, any::AnyArguments};
 
-use crate::rows::{Tx, unavailable, unique};
+use crate::rows::{Query, Tx, unavailable, unique};
 
 /// One bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,19 +109,20 @@ impl Step {
         }
     }
 
-    pub(crate) fn arguments(&self) -> Result<AnyArguments, StoreError> {
+    fn arguments(&self) -> Result<AnyArguments, StoreError> {
         let mut args = AnyArguments::default();
         self.values.iter().try_for_each(|v| v.add_to(&mut args))?;
         Ok(args)
     }
 
+    /// This statement as a sqlx query, for a caller that reads its rows.
+    pub(crate) fn query(&self) -> Result<Query<'static>, StoreError> {
+        Ok(sqlx::query_with(AssertSqlSafe(self.sql.clone()), self.arguments()?))
+    }
+
     /// Runs this statement alone inside `tx`.
     pub(crate) async fn run(self, tx: &mut Tx) -> Result<(), StoreError> {
-        let args = self.arguments()?;
-        let done = sqlx::query_with(AssertSqlSafe(self.sql.clone()), args)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| self.error(e))?;
+        let done = self.query()?.execute(&mut **tx).await.map_err(|e| self.error(e))?;
         self.check(done.rows_affected())
     }
 }

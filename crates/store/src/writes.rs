@@ -13,7 +13,7 @@ use assent_core::{
         EntryWrite, GrantWrite, IDEMPOTENCY_WINDOW, IdempotencyRecord, StoreError,
     },
 };
-use sqlx::{AssertSqlSafe, Row, any::AnyRow};
+use sqlx::{Row, any::AnyRow};
 
 use crate::{
     rows::{Tx, int, json, limit, parse_all, unavailable},
@@ -50,10 +50,7 @@ async fn next_seqs(tx: &mut Tx, audit: usize, events: usize) -> Result<(i64, i64
             .map_err(unavailable)?;
     }
     let Some(step) = reserve_seqs(audit, events) else { return Ok((0, 0)) };
-    let rows = sqlx::query_with(AssertSqlSafe(step.sql.clone()), step.arguments()?)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+    let rows = step.query()?.fetch_all(&mut **tx).await.map_err(unavailable)?;
     if rows.len() != usize::from(audit > 0) + usize::from(events > 0) {
         return Err(StoreError::Unavailable("the audit and event counters are missing".to_owned()));
     }
@@ -125,11 +122,7 @@ pub(crate) fn idempotency_lookup(rec: &IdempotencyRecord) -> Step {
 /// IN-4: a key used within the window for the same request replays it, and for another request
 /// is refused; an older use is forgotten.
 async fn check_idempotency(tx: &mut Tx, rec: &IdempotencyRecord, now: Timestamp) -> Result<(), StoreError> {
-    let lookup = idempotency_lookup(rec);
-    let found = sqlx::query_with(AssertSqlSafe(lookup.sql.clone()), lookup.arguments()?)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+    let found = idempotency_lookup(rec).query()?.fetch_optional(&mut **tx).await.map_err(unavailable)?;
     let Some(row) = found else { return Ok(()) };
     let at: i64 = row.try_get("at").map_err(unavailable)?;
     if Timestamp(at) + IDEMPOTENCY_WINDOW <= now {
