@@ -22,7 +22,9 @@ use assent_core::{
     clock::Timestamp,
     store::{Commit, Committed, StoreError},
 };
-use sqlx::AnyPool;
+use std::time::{Duration, Instant};
+
+use sqlx::{Acquire, Any, AnyPool, pool::PoolConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -33,6 +35,12 @@ use crate::{
 
 /// Most commits in one transaction, so the first caller of a burst never waits for a long one.
 const MAX_BATCH: usize = 128;
+
+/// Longest the writer task keeps the write connection while commits keep coming.
+const HOLD_AT_MOST: Duration = Duration::from_millis(50);
+
+/// The write connection, taken from its pool.
+type Connection = PoolConnection<Any>;
 
 type Answer = oneshot::Sender<Result<Committed, StoreError>>;
 
@@ -78,9 +86,32 @@ impl GroupCommit {
 async fn run(writer: AnyPool, notify: bool, mut queue: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut scripts = Scripts::default();
+    let mut held: Option<(Connection, Instant)> = None;
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if !commit_batch(&writer, notify, std::mem::take(&mut batch), &mut scripts).await {
+        let jobs = std::mem::take(&mut batch);
+        if held.is_none() {
+            match writer.acquire().await {
+                Ok(conn) => held = Some((conn, Instant::now())),
+                Err(e) => {
+                    answer_lost(
+                        jobs.into_iter().map(|job| (job.answer, Ok(Committed::default()))).collect(),
+                        &unavailable(&e),
+                    );
+                    continue;
+                }
+            }
+        }
+        let Some((conn, since)) = held.as_mut() else { continue };
+        let kept = commit_batch(conn, notify, jobs, &mut scripts).await;
+        if !kept {
             scripts.forget();
+        }
+        // Taking the connection from the pool for each batch cost more than a batch's BEGIN
+        // (docs/benchmarks.md, sixth pass), so it is kept while commits keep coming. It goes back
+        // when the queue is empty, after a lost batch, and at least every HOLD_AT_MOST, so the
+        // store's other writes (callback claims, retention) that wait for it get their turn.
+        if !kept || queue.is_empty() || since.elapsed() >= HOLD_AT_MOST {
+            held = None;
         }
     }
 }
@@ -90,7 +121,12 @@ fn unavailable(e: &sqlx::Error) -> StoreError {
 }
 
 /// Commits `jobs` in one transaction and answers each caller; `false` if the batch was lost.
-async fn commit_batch(writer: &AnyPool, notify: bool, mut jobs: Vec<Job>, scripts: &mut Scripts) -> bool {
+async fn commit_batch(
+    writer: &mut Connection,
+    notify: bool,
+    mut jobs: Vec<Job>,
+    scripts: &mut Scripts,
+) -> bool {
     let mut tx = match writer.begin().await {
         Ok(tx) => tx,
         Err(e) => {
@@ -157,7 +193,11 @@ async fn commit_batch(writer: &AnyPool, notify: bool, mut jobs: Vec<Job>, script
 }
 
 /// Rolls the batch back and tells every caller.
-async fn discard(tx: Tx, results: Vec<(Answer, Result<Committed, StoreError>)>, error: &StoreError) -> bool {
+async fn discard(
+    tx: Tx<'_>,
+    results: Vec<(Answer, Result<Committed, StoreError>)>,
+    error: &StoreError,
+) -> bool {
     let _ = tx.rollback().await;
     answer_lost(results, error);
     false
@@ -173,7 +213,7 @@ fn answer_lost(results: Vec<(Answer, Result<Committed, StoreError>)>, error: &St
 /// One commit inside the shared transaction. The outer error means the savepoint statements
 /// failed; the inner result is the commit's own.
 async fn in_savepoint(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     commit: Commit,
     now: Timestamp,
 ) -> Result<Result<Committed, StoreError>, sqlx::Error> {
@@ -260,7 +300,13 @@ mod tests {
         let (first, first_answer) = job(vote(1, 1));
         let (second, second_answer) = job(late_failure);
         let (third, third_answer) = job(vote(3, 1));
-        commit_batch(&store.writer, false, vec![first, second, third], &mut Scripts::default()).await;
+        commit_batch(
+            &mut store.writer.acquire().await.unwrap(),
+            false,
+            vec![first, second, third],
+            &mut Scripts::default(),
+        )
+        .await;
         let first = first_answer.await.unwrap().unwrap();
         assert_eq!(second_answer.await.unwrap(), Err(StoreError::Conflict("notice already sent")));
         let third = third_answer.await.unwrap().unwrap();
@@ -296,7 +342,7 @@ mod tests {
         let (jobs, answers): (Vec<_>, Vec<_>) =
             [created, vote(1, 1), vote(1, 1), replayed, later].into_iter().map(job).unzip();
         let mut scripts = Scripts::default();
-        commit_batch(&store.writer, false, jobs, &mut scripts).await;
+        commit_batch(&mut store.writer.acquire().await.unwrap(), false, jobs, &mut scripts).await;
         let mut results = Vec::new();
         for answer in answers {
             results.push(answer.await.unwrap().map(|c| c.events.iter().map(|e| e.seq).collect::<Vec<_>>()));
@@ -358,7 +404,7 @@ mod tests {
         decided.notice_key = Some(format!("notice:{first}"));
         let (jobs, answers): (Vec<_>, Vec<_>) = [created, decided].into_iter().map(job).unzip();
         let mut scripts = Scripts::default();
-        commit_batch(&store.writer, false, jobs, &mut scripts).await;
+        commit_batch(&mut store.writer.acquire().await.unwrap(), false, jobs, &mut scripts).await;
         for answer in answers {
             answer.await.unwrap().unwrap();
         }
@@ -370,6 +416,33 @@ mod tests {
         assert!(store.callback(&format!("{first}:on_resolved")).await.unwrap().is_some());
         let audit = store.audit(&AuditFilter::default()).await.unwrap();
         assert_eq!(audit.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    /// The writer task keeps the write connection while commits keep coming, but not past
+    /// HOLD_AT_MOST: a callback claim, which needs the same connection, gets its turn while
+    /// thousands of commits are still queued instead of after the last of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_gets_the_write_connection_while_commits_are_still_queued() {
+        const QUEUED: usize = 5_000;
+        let store = std::sync::Arc::new(store().await);
+        let done = std::sync::Arc::new(AtomicUsize::new(0));
+        for bits in 0..QUEUED {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let insert =
+                    ApprovalWrite::Insert { approval: sample(1_000 + bits as u128), idempotency: None };
+                let mut commit = vote(1_000 + bits as u128, 1);
+                commit.approval = Some(insert);
+                store.commit(commit, T0).await.unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        while done.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        store.claim_callbacks(T0, std::time::Duration::from_secs(60), 10).await.unwrap();
+        let finished = done.load(Ordering::SeqCst);
+        assert!(finished < QUEUED / 2, "the claim waited for {finished} of {QUEUED} queued commits");
     }
 
     async fn store_version(store: &SqlStore, bits: u128) -> u64 {

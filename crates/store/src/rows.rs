@@ -6,7 +6,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 /// A write transaction.
-pub(crate) type Tx = Transaction<'static, Any>;
+pub(crate) type Tx<'c> = Transaction<'c, Any>;
 
 pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())

@@ -88,7 +88,7 @@ impl Script {
 
     /// Runs the script. `Ok(true)`: every check held. `Ok(false)`: the commit must be redone a
     /// statement at a time. `Err`: it failed before its savepoint opened.
-    async fn run(self, tx: &mut Tx) -> Result<bool, sqlx::Error> {
+    async fn run(self, tx: &mut Tx<'_>) -> Result<bool, sqlx::Error> {
         let Script { sql, args, checks, .. } = self;
         let mut answers = (&mut **tx).fetch_many(sqlx::query_with(AssertSqlSafe(sql), args));
         let (mut done, mut opened, mut rows) = (0, false, Vec::new());
@@ -182,7 +182,7 @@ impl Scripts {
     /// is in doubt; the inner result is the commit's own.
     pub(crate) async fn commit(
         &mut self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         mut commit: Commit,
         now: Timestamp,
     ) -> Result<Result<Committed, StoreError>, sqlx::Error> {
@@ -248,7 +248,7 @@ fn add_commit(
     Ok(after)
 }
 
-async fn read_counters(tx: &mut Tx) -> Result<Counters, sqlx::Error> {
+async fn read_counters(tx: &mut Tx<'_>) -> Result<Counters, sqlx::Error> {
     let rows = sqlx::query("SELECT name, value FROM counters WHERE name IN ('audit', 'events')")
         .fetch_all(&mut **tx)
         .await?;

@@ -148,7 +148,7 @@ impl SqlStore {
     }
 
     /// Starts a write transaction, queued behind SQLite's single writer.
-    async fn begin(&self) -> Result<Tx, StoreError> {
+    async fn begin(&self) -> Result<Tx<'static>, StoreError> {
         self.writer.begin().await.map_err(unavailable)
     }
 }

@@ -121,14 +121,14 @@ impl Step {
     }
 
     /// Runs this statement alone inside `tx`.
-    pub(crate) async fn run(self, tx: &mut Tx) -> Result<(), StoreError> {
+    pub(crate) async fn run(self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
         let done = self.query()?.execute(&mut **tx).await.map_err(|e| self.error(e))?;
         self.check(done.rows_affected())
     }
 }
 
 /// Runs `steps` one after another; the first failure ends the run.
-pub(crate) async fn run_all(tx: &mut Tx, steps: Vec<Step>) -> Result<(), StoreError> {
+pub(crate) async fn run_all(tx: &mut Tx<'_>, steps: Vec<Step>) -> Result<(), StoreError> {
     for step in steps {
         step.run(tx).await?;
     }

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// Commits on success, rolls back on error.
-pub(crate) async fn finish<T>(tx: Tx, result: Result<T, StoreError>) -> Result<T, StoreError> {
+pub(crate) async fn finish<T>(tx: Tx<'_>, result: Result<T, StoreError>) -> Result<T, StoreError> {
     match result {
         Ok(v) => {
             tx.commit().await.map_err(unavailable)?;
@@ -36,7 +36,7 @@ pub(crate) async fn finish<T>(tx: Tx, result: Result<T, StoreError>) -> Result<T
 
 /// Reserves `audit` audit and `events` event sequence numbers in one statement and returns the
 /// first of each (unused when its count is 0).
-async fn next_seqs(tx: &mut Tx, audit: usize, events: usize) -> Result<(i64, i64), StoreError> {
+async fn next_seqs(tx: &mut Tx<'_>, audit: usize, events: usize) -> Result<(i64, i64), StoreError> {
     // The row lock on a counter serializes committers, so seq order is commit order and a
     // rolled-back transaction leaves no gap (LC-15). A counter not needed is not locked.
     if audit > 0 && events > 0 && tx.backend_name() == "PostgreSQL" {
@@ -121,7 +121,11 @@ pub(crate) fn idempotency_lookup(rec: &IdempotencyRecord) -> Step {
 
 /// IN-4: a key used within the window for the same request replays it, and for another request
 /// is refused; an older use is forgotten.
-async fn check_idempotency(tx: &mut Tx, rec: &IdempotencyRecord, now: Timestamp) -> Result<(), StoreError> {
+async fn check_idempotency(
+    tx: &mut Tx<'_>,
+    rec: &IdempotencyRecord,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let found = idempotency_lookup(rec).query()?.fetch_optional(&mut **tx).await.map_err(unavailable)?;
     let Some(row) = found else { return Ok(()) };
     let at: i64 = row.try_get("at").map_err(unavailable)?;
@@ -368,7 +372,7 @@ pub(crate) fn log(
 }
 
 /// Runs a commit's statements one at a time (every backend; SQLite's scripts fall back to it).
-pub(crate) async fn apply(tx: &mut Tx, mut c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+pub(crate) async fn apply(tx: &mut Tx<'_>, mut c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
     if let Some(ApprovalWrite::Insert { idempotency: Some(rec), .. }) = &c.approval {
         check_idempotency(tx, rec, now).await?;
     }
@@ -379,7 +383,7 @@ pub(crate) async fn apply(tx: &mut Tx, mut c: Commit, now: Timestamp) -> Result<
 }
 
 pub(crate) async fn claim(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     select: &'static str,
     now: Timestamp,
     lease: Duration,
@@ -395,7 +399,7 @@ pub(crate) async fn claim(
     Ok(jobs)
 }
 
-pub(crate) async fn purge(tx: &mut Tx, before: Timestamp) -> Result<u64, StoreError> {
+pub(crate) async fn purge(tx: &mut Tx<'_>, before: Timestamp) -> Result<u64, StoreError> {
     // Terminal approvals whose cards are all final; the rest waits for the next run.
     const DOOMED: &str = "SELECT id FROM approvals a WHERE a.status <> 'pending' AND a.created_at < $1
         AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.approval_id = a.id AND e.open = 1)";
