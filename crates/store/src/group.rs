@@ -18,12 +18,12 @@
 //! its writers on concurrent connections and already merges their WAL flushes, so it is off
 //! there unless asked for (not measured there yet; docs/benchmarks.md).
 
+use std::time::{Duration, Instant};
+
 use assent_core::{
     clock::Timestamp,
     store::{Commit, Committed, StoreError},
 };
-use std::time::{Duration, Instant};
-
 use sqlx::{Acquire, Any, AnyPool, pool::PoolConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -89,20 +89,18 @@ async fn run(writer: AnyPool, notify: bool, mut queue: mpsc::UnboundedReceiver<J
     let mut held: Option<(Connection, Instant)> = None;
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs = std::mem::take(&mut batch);
-        if held.is_none() {
-            match writer.acquire().await {
-                Ok(conn) => held = Some((conn, Instant::now())),
+        let (mut conn, since) = match held.take() {
+            Some(held) => held,
+            None => match writer.acquire().await {
+                Ok(conn) => (conn, Instant::now()),
                 Err(e) => {
-                    answer_lost(
-                        jobs.into_iter().map(|job| (job.answer, Ok(Committed::default()))).collect(),
-                        &unavailable(&e),
-                    );
+                    let lost = jobs.into_iter().map(|job| (job.answer, Ok(Committed::default()))).collect();
+                    answer_lost(lost, &unavailable(&e));
                     continue;
                 }
-            }
-        }
-        let Some((conn, since)) = held.as_mut() else { continue };
-        let kept = commit_batch(conn, notify, jobs, &mut scripts).await;
+            },
+        };
+        let kept = commit_batch(&mut conn, notify, jobs, &mut scripts).await;
         if !kept {
             scripts.forget();
         }
@@ -110,8 +108,8 @@ async fn run(writer: AnyPool, notify: bool, mut queue: mpsc::UnboundedReceiver<J
         // (docs/benchmarks.md, sixth pass), so it is kept while commits keep coming. It goes back
         // when the queue is empty, after a lost batch, and at least every HOLD_AT_MOST, so the
         // store's other writes (callback claims, retention) that wait for it get their turn.
-        if !kept || queue.is_empty() || since.elapsed() >= HOLD_AT_MOST {
-            held = None;
+        if kept && !queue.is_empty() && since.elapsed() < HOLD_AT_MOST {
+            held = Some((conn, since));
         }
     }
 }
