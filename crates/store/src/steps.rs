@@ -50,12 +50,12 @@ impl From<Option<String>> for Value {
 }
 
 impl Value {
-    pub(crate) fn add_to(&self, args: &mut AnyArguments) -> Result<(), StoreError> {
+    pub(crate) fn add_to(self, args: &mut AnyArguments) -> Result<(), StoreError> {
         let added = match self {
-            Self::Int(v) => args.add(*v),
-            Self::MaybeInt(v) => args.add(*v),
-            Self::Text(v) => args.add(v.clone()),
-            Self::MaybeText(v) => args.add(v.clone()),
+            Self::Int(v) => args.add(v),
+            Self::MaybeInt(v) => args.add(v),
+            Self::Text(v) => args.add(v),
+            Self::MaybeText(v) => args.add(v),
         };
         added.map_err(|e| StoreError::Unavailable(format!("cannot bind a value: {e}")))
     }
@@ -111,7 +111,7 @@ impl Step {
 
     fn arguments(&self) -> Result<AnyArguments, StoreError> {
         let mut args = AnyArguments::default();
-        self.values.iter().try_for_each(|v| v.add_to(&mut args))?;
+        self.values.iter().try_for_each(|v| v.clone().add_to(&mut args))?;
         Ok(args)
     }
 
