@@ -230,14 +230,11 @@ mod tests {
 
     use assent_core::{
         model::{AuditEntry, AuditType, Channel, EntryState, Event, EventType, Origin},
-        store::{
-            ApprovalWrite, AuditFilter, CallbackJob, CallbackState, CallbackTarget, CallbackWrite,
-            EntryWrite, IdempotencyRecord, Store,
-        },
+        store::{ApprovalWrite, AuditFilter, CallbackWrite, EntryWrite, IdempotencyRecord, Store},
     };
     use assent_testing::{
         T0,
-        store_contract::{entry, sample},
+        store_contract::{callback_job, entry, sample},
     };
 
     use super::*;
@@ -376,17 +373,7 @@ mod tests {
         let mut created = vote(1, 1);
         created.approval = Some(ApprovalWrite::Insert { approval: sample(1), idempotency: None });
         created.entries = vec![EntryWrite::Insert(card.clone())];
-        created.callbacks = vec![CallbackWrite::Insert(CallbackJob {
-            key: format!("{first}:on_resolved"),
-            approval_id: first.clone(),
-            event: "on_resolved".into(),
-            target: CallbackTarget::Url { url: "https://example.org/cb".into() },
-            payload: serde_json::json!({ "ok": true }),
-            attempts: 0,
-            next_attempt_at: T0,
-            state: CallbackState::Pending,
-            last_error: None,
-        })];
+        created.callbacks = vec![CallbackWrite::Insert(callback_job(&first))];
         let origin = Origin {
             channel: Channel::Telegram,
             account: "main".into(),

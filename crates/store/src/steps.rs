@@ -62,7 +62,7 @@ impl Value {
 }
 
 /// One statement of a write. Its text numbers its parameters `$1`, `$2`… from one.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Step {
     pub(crate) sql: Cow<'static, str>,
     pub(crate) values: Vec<Value>,

@@ -206,12 +206,11 @@ pub async fn st_1_ledger_uniqueness(store: Arc<dyn Store>) {
     assert_eq!(store.entries(&a.id).await.unwrap().len(), 2);
 }
 
-/// LC-14 / ST-8: a claimed job is leased; done jobs are never claimed again.
-pub async fn st_1_outbox_claim(store: Arc<dyn Store>) {
-    let a = sample(60);
-    let job = CallbackJob {
-        key: format!("{}:on_resolved", a.id),
-        approval_id: a.id.clone(),
+/// A pending `on_resolved` callback of `approval`, due at [`T0`].
+pub fn callback_job(approval: &ApprovalId) -> CallbackJob {
+    CallbackJob {
+        key: format!("{approval}:on_resolved"),
+        approval_id: approval.clone(),
         event: "on_resolved".into(),
         target: CallbackTarget::Url { url: "https://example.org/cb".into() },
         payload: serde_json::json!({ "ok": true }),
@@ -219,7 +218,13 @@ pub async fn st_1_outbox_claim(store: Arc<dyn Store>) {
         next_attempt_at: T0,
         state: CallbackState::Pending,
         last_error: None,
-    };
+    }
+}
+
+/// LC-14 / ST-8: a claimed job is leased; done jobs are never claimed again.
+pub async fn st_1_outbox_claim(store: Arc<dyn Store>) {
+    let a = sample(60);
+    let job = callback_job(&a.id);
     let mut commit = insert(&a);
     commit.callbacks.push(CallbackWrite::Insert(job.clone()));
     store.commit(commit, T0).await.unwrap();
