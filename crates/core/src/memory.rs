@@ -15,7 +15,8 @@ use crate::{
     model::{AccountKey, Approval, AuditEntry, Binding, Channel, Entry, Event, Grant, Kind, Origin, Status},
     store::{
         ApprovalFilter, ApprovalWrite, AuditFilter, BindingWrite, CallbackJob, CallbackState, CallbackWrite,
-        Commit, Committed, EntryWrite, GrantWrite, IDEMPOTENCY_WINDOW, Store, StoreError,
+        Commit, Committed, EntryWrite, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite,
+        IDEMPOTENCY_WINDOW, Store, StoreError,
     },
 };
 
@@ -118,7 +119,43 @@ fn check(inner: &Inner, commit: &Commit, now: Timestamp) -> Result<(), StoreErro
     {
         return Err(StoreError::Conflict("notice already sent"));
     }
+    for w in &commit.grants {
+        let unrevoked = |id: &GrantId| inner.grants.get(id).is_some_and(|g| g.revoked_at.is_none());
+        match w {
+            GrantWrite::Insert(g) if inner.grants.contains_key(&g.id) => {
+                return Err(StoreError::Conflict("grant exists"));
+            }
+            GrantWrite::Use { id, .. } if !unrevoked(id) => {
+                return Err(StoreError::Conflict(GRANT_NOT_ACTIVE));
+            }
+            GrantWrite::Revoke { id, .. } if !unrevoked(id) => {
+                return Err(StoreError::Conflict(GRANT_ALREADY_REVOKED));
+            }
+            _ => {}
+        }
+    }
     Ok(())
+}
+
+/// Applies a grant write that [`check`] has passed.
+fn apply_grant(inner: &mut Inner, w: GrantWrite) {
+    match w {
+        GrantWrite::Insert(g) => {
+            inner.grants.insert(g.id.clone(), *g);
+        }
+        GrantWrite::Use { id, at } => {
+            if let Some(g) = inner.grants.get_mut(&id) {
+                g.use_count += 1;
+                g.last_used_at = Some(at);
+            }
+        }
+        GrantWrite::Revoke { id, at, by } => {
+            if let Some(g) = inner.grants.get_mut(&id) {
+                g.revoked_at = Some(at);
+                g.revoked_by = Some(by);
+            }
+        }
+    }
 }
 
 fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
@@ -150,8 +187,7 @@ fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
         inner.entries.insert(e.entry_id.clone(), e);
     }
     for w in commit.grants {
-        let (GrantWrite::Insert(g) | GrantWrite::Update(g)) = w;
-        inner.grants.insert(g.id.clone(), g);
+        apply_grant(inner, w);
     }
     for w in commit.bindings {
         match w {

@@ -78,14 +78,35 @@ pub enum EntryWrite {
     Update(Entry),
 }
 
-/// Grant write.
+/// Grant write. After its insert a grant changes only by these narrow writes, never by writing
+/// back a copy read earlier: such a copy could undo a revocation that happened in between.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantWrite {
     /// New grant.
-    Insert(Grant),
-    /// Replace by id (use counts, revocation).
-    Update(Grant),
+    Insert(Box<Grant>),
+    /// One match: counts a use and stamps its time. The grant must exist and be unrevoked, or the
+    /// commit is a conflict, so a hit that raced a revocation approves nothing (fail closed).
+    Use {
+        /// The grant that matched.
+        id: GrantId,
+        /// When.
+        at: Timestamp,
+    },
+    /// Revokes a grant. If it is missing or already revoked, the commit is a conflict.
+    Revoke {
+        /// The grant.
+        id: GrantId,
+        /// When.
+        at: Timestamp,
+        /// Who revoked it.
+        by: String,
+    },
 }
+
+/// The conflict of a [`GrantWrite::Use`] whose grant is gone or revoked.
+pub const GRANT_NOT_ACTIVE: &str = "grant not active";
+/// The conflict of a [`GrantWrite::Revoke`] whose grant is gone or already revoked.
+pub const GRANT_ALREADY_REVOKED: &str = "grant already revoked";
 
 /// Binding write.
 #[derive(Debug, Clone, PartialEq, Eq)]

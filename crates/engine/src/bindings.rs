@@ -13,7 +13,7 @@ use assent_core::{
 };
 use serde_json::json;
 
-use crate::{EngineError, EngineHandle, ResolveError};
+use crate::{EngineError, EngineHandle, ResolveError, grants::judged_again};
 
 /// Result of a binding request (BD-1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,14 @@ impl EngineHandle {
         requester: &str,
     ) -> Result<BindingOutcome, EngineError> {
         let req = req.validated()?;
+        judged_again(|| self.request_binding_once(&req, requester)).await
+    }
+
+    async fn request_binding_once(
+        &self,
+        req: &BindingRequest,
+        requester: &str,
+    ) -> Result<BindingOutcome, EngineError> {
         if self.owned_by_core(&req.conversation) {
             return Err(EngineError::ConversationOwnedByCore);
         }
@@ -80,10 +88,9 @@ impl EngineHandle {
                 events: vec![binding_event(EventType::BindingCreated, &binding, now)],
                 ..Commit::default()
             };
-            if let Some(mut g) = self.inner.store.grant(&grant.id).await? {
-                g.use_count += 1;
-                g.last_used_at = Some(now);
-                commit.grants.push(GrantWrite::Update(g));
+            // Config grants are not stored and count no uses.
+            if grants.iter().any(|g| g.id == grant.id) {
+                commit.grants.push(GrantWrite::Use { id: grant.id.clone(), at: now });
             }
             self.commit(commit).await?;
             return Ok(BindingOutcome::Bound(Box::new(binding)));

@@ -5,13 +5,13 @@ use assent_core::{
     clock::Timestamp,
     id::IdGenExt,
     lifecycle::{ExpiryCause, approve_by_grant, expire},
-    model::{Action, Approval, AuditEntry, AuditType, EventType, Grant, Kind, NewApproval, Quorum, Status},
+    model::{Action, Approval, AuditEntry, AuditType, EventType, Kind, NewApproval, Quorum, Status},
     routing::resolve_origin,
     store::{ApprovalWrite, Commit, GrantWrite, IdempotencyRecord, StoreError},
 };
 use serde_json::json;
 
-use crate::{EngineError, EngineHandle, transition::event};
+use crate::{EngineError, EngineHandle, grants::judged_again, transition::event};
 
 impl EngineHandle {
     /// Creates an approval (LC-1). Returns once it is durable: pending with deliveries started
@@ -24,13 +24,17 @@ impl EngineHandle {
             Action::Binding(b) => Action::Binding(b.validated()?),
             other => other,
         };
+        judged_again(|| self.create_once(&req)).await
+    }
+
+    async fn create_once(&self, req: &NewApproval) -> Result<Approval, EngineError> {
         let now = self.now();
         let kind = req.action.kind();
         let grants = match kind {
             Kind::Plugin => Vec::new(),
             _ => self.inner.store.active_grants(kind).await?,
         };
-        let eval = self.config().policy.evaluate(&req, &grants, now)?;
+        let eval = self.config().policy.evaluate(req, &grants, now)?;
         let session_key = req.effective_session_key();
         let registry_origin = match &session_key {
             Some(k) => self.inner.store.session_origin(k).await?,
@@ -94,7 +98,7 @@ impl EngineHandle {
             let mut approved = approve_by_grant(&approval, now);
             approved.grant_id = Some(grant_id.clone());
             approved.version = 1;
-            let stored = grants.into_iter().find(|g| g.id == grant_id);
+            let stored = grants.iter().any(|g| g.id == grant_id);
             use_grant(&mut commit, stored, &approved, now);
             return self.insert_terminal(commit, approved).await;
         }
@@ -161,15 +165,13 @@ impl EngineHandle {
     }
 }
 
-/// Audits a grant's use and counts it. `stored` is the grant as just read with the active
-/// ones; config grants are not stored and count no uses.
-fn use_grant(commit: &mut Commit, stored: Option<Grant>, approval: &Approval, now: Timestamp) {
+/// Audits a grant's use and counts it. `stored` says the grant came from the store (config
+/// grants are not stored and count no uses).
+fn use_grant(commit: &mut Commit, stored: bool, approval: &Approval, now: Timestamp) {
     let mut a = AuditEntry::new(AuditType::GrantUsed, now).approval(&approval.id);
     a.grant_id = approval.grant_id.clone();
     commit.audit.push(a);
-    if let Some(mut g) = stored {
-        g.use_count += 1;
-        g.last_used_at = Some(now);
-        commit.grants.push(GrantWrite::Update(g));
+    if let (true, Some(id)) = (stored, &approval.grant_id) {
+        commit.grants.push(GrantWrite::Use { id: id.clone(), at: now });
     }
 }

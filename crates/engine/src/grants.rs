@@ -4,7 +4,7 @@
 use assent_core::{
     id::GrantId,
     model::{Actor, AuditEntry, AuditType, Event, EventType, Grant, GrantSource},
-    store::{Commit, GrantWrite},
+    store::{Commit, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite, StoreError},
 };
 use serde_json::json;
 
@@ -26,13 +26,11 @@ impl EngineHandle {
                 message: "config grants change only in the config file ([[allow]])".to_owned(),
             }));
         }
-        let mut grant = self.inner.store.grant(id).await?.ok_or(EngineError::NotFound)?;
+        let grant = self.inner.store.grant(id).await?.ok_or(EngineError::NotFound)?;
         if grant.revoked_at.is_some() {
             return Ok(grant);
         }
         let now = self.now();
-        grant.revoked_at = Some(now);
-        grant.revoked_by = Some(by.principal.clone());
         let mut audit = AuditEntry::new(AuditType::GrantRevoked, now).actor(by);
         audit.grant_id = Some(grant.id.clone());
         audit.approval_id = grant.approval_id.clone();
@@ -45,12 +43,34 @@ impl EngineHandle {
             data: json!({ "grant_id": grant.id, "by": by.principal }),
         };
         let commit = Commit {
-            grants: vec![GrantWrite::Update(grant.clone())],
+            grants: vec![GrantWrite::Revoke { id: grant.id.clone(), at: now, by: by.principal.clone() }],
             audit: vec![audit],
             events: vec![event],
             ..Commit::default()
         };
-        self.commit(commit).await?;
-        Ok(grant)
+        match self.commit(commit).await {
+            // Revoked by someone else since it was read: theirs stands.
+            Ok(_) | Err(StoreError::Conflict(GRANT_ALREADY_REVOKED)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.inner.store.grant(id).await?.ok_or(EngineError::NotFound)
+    }
+}
+
+/// Runs `attempt` again when it failed because a grant it matched was revoked after it was read
+/// and before its hit was written (the store refuses such a hit). The request is then judged
+/// without that grant. Each retry needs yet another revocation in that short window, so three
+/// attempts are plenty; after them the conflict is the answer, which integrations read as deny.
+pub(crate) async fn judged_again<T, F, Fut>(mut attempt: F) -> Result<T, EngineError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, EngineError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(EngineError::Store(StoreError::Conflict(GRANT_NOT_ACTIVE))) if tries < 3 => tries += 1,
+            outcome => return outcome,
+        }
     }
 }

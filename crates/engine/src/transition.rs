@@ -125,7 +125,7 @@ pub(crate) fn transition_commit(
             approval_id: Some(next.id.clone()),
             data: json!({ "grant_id": grant.id, "scope": scope.label() }),
         });
-        commit.grants.push(GrantWrite::Insert(grant));
+        commit.grants.push(GrantWrite::Insert(Box::new(grant)));
     }
 
     let binding = binding_for(h, &next);

@@ -68,6 +68,15 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
      WHERE open = 1 AND approval_id IN (SELECT id FROM approvals WHERE status <> 'pending')",
         "CREATE INDEX entries_finalizable ON entries (next_attempt_at) WHERE finalizable = 1",
     ],
+    &[
+        // 3: a grant's body is written once. Uses and revocation go to columns of their own, so
+        // a write of one never carries a stale copy of the other (a hit undid a revocation).
+        // `uses` counts on top of the body's `use_count`; the others, when set, replace the body's.
+        "ALTER TABLE grants ADD COLUMN uses BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE grants ADD COLUMN last_used_at BIGINT",
+        "ALTER TABLE grants ADD COLUMN revoked_at BIGINT",
+        "ALTER TABLE grants ADD COLUMN revoked_by TEXT",
+    ],
 ];
 
 /// The schema version this binary writes.

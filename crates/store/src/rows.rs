@@ -1,7 +1,7 @@
 //! Row plumbing shared by reads and writes: the transaction type, error mapping, JSON bodies
 //! and integer conversions.
 
-use assent_core::store::StoreError;
+use assent_core::{clock::Timestamp, model::Grant, store::StoreError};
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{Any, Row, Transaction, any::AnyRow};
 
@@ -28,6 +28,23 @@ pub(crate) fn parse<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> 
     let body: &str = row.try_get("body").map_err(unavailable)?;
     serde_json::from_str(body)
         .map_err(|e| StoreError::Unavailable(format!("a stored record does not decode: {e}")))
+}
+
+/// A grant row (`body, uses, last_used_at, revoked_at, revoked_by`): its body as inserted, with
+/// its uses and revocation since (migration 3) laid over it.
+pub(crate) fn parse_grant(row: &AnyRow) -> Result<Grant, StoreError> {
+    let mut g: Grant = parse(row)?;
+    let uses: i64 = row.try_get("uses").map_err(unavailable)?;
+    g.use_count = g.use_count.saturating_add(u64::try_from(uses).unwrap_or(0));
+    let stamp = |column| row.try_get::<Option<i64>, _>(column).map(|t| t.map(Timestamp));
+    if let Some(at) = stamp("last_used_at").map_err(unavailable)? {
+        g.last_used_at = Some(at);
+    }
+    if let Some(at) = stamp("revoked_at").map_err(unavailable)? {
+        g.revoked_at = Some(at);
+        g.revoked_by = row.try_get("revoked_by").map_err(unavailable)?;
+    }
+    Ok(g)
 }
 
 pub(crate) fn parse_all<T: DeserializeOwned>(rows: &[AnyRow]) -> Result<Vec<T>, StoreError> {

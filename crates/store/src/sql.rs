@@ -19,7 +19,7 @@ use crate::{
     Backend, OpenError,
     group::GroupCommit,
     migrations,
-    rows::{Query, Tx, int, limit, parse, unavailable},
+    rows::{Query, Tx, int, limit, parse, parse_grant, unavailable},
     writes::{apply, claim, finish, purge},
 };
 
@@ -64,6 +64,12 @@ impl SqlStore {
             out.push(parse(&row)?);
         }
         Ok(out)
+    }
+
+    /// Runs a read of grant rows (the columns [`parse_grant`] reads).
+    async fn grant_rows(&self, q: Query<'_>) -> Result<Vec<Grant>, StoreError> {
+        let rows = q.fetch_all(&self.pool).await.map_err(unavailable)?;
+        rows.iter().map(parse_grant).collect()
     }
 
     /// Runs a read returning at most one `body` and decodes it.
@@ -282,18 +288,20 @@ impl Store for SqlStore {
     }
 
     async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError> {
-        self.bodies(
-            sqlx::query("SELECT body FROM grants WHERE kind = $1 AND revoked = 0").bind(kind.as_str()),
-        )
-        .await
+        let sql = "SELECT body, uses, last_used_at, revoked_at, revoked_by FROM grants
+             WHERE kind = $1 AND revoked = 0";
+        self.grant_rows(sqlx::query(sql).bind(kind.as_str())).await
     }
 
     async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        self.bodies(sqlx::query("SELECT body FROM grants ORDER BY created_at DESC, id DESC")).await
+        let sql = "SELECT body, uses, last_used_at, revoked_at, revoked_by FROM grants
+             ORDER BY created_at DESC, id DESC";
+        self.grant_rows(sqlx::query(sql)).await
     }
 
     async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
-        self.body(sqlx::query("SELECT body FROM grants WHERE id = $1").bind(id.as_str())).await
+        let sql = "SELECT body, uses, last_used_at, revoked_at, revoked_by FROM grants WHERE id = $1";
+        Ok(self.grant_rows(sqlx::query(sql).bind(id.as_str())).await?.pop())
     }
 
     async fn binding(&self, key: &str) -> Result<Option<Binding>, StoreError> {

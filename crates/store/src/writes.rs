@@ -10,7 +10,8 @@ use assent_core::{
     model::{Approval, AuditEntry, Event},
     store::{
         ApprovalWrite, BindingWrite, CallbackJob, CallbackState, CallbackWrite, Commit, Committed,
-        EntryWrite, GrantWrite, IDEMPOTENCY_WINDOW, IdempotencyRecord, StoreError,
+        EntryWrite, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite, IDEMPOTENCY_WINDOW,
+        IdempotencyRecord, StoreError,
     },
 };
 use sqlx::{Row, any::AnyRow};
@@ -238,22 +239,30 @@ fn write_entry(w: &EntryWrite) -> Result<Step, StoreError> {
 }
 
 fn write_grant(w: &GrantWrite) -> Result<Step, StoreError> {
-    let (GrantWrite::Insert(g) | GrantWrite::Update(g)) = w;
-    let sql = match w {
-        GrantWrite::Insert(_) => {
-            "INSERT INTO grants (kind, revoked, created_at, body, id) VALUES ($1, $2, $3, $4, $5)"
+    Ok(match w {
+        GrantWrite::Insert(g) => {
+            Step::new("INSERT INTO grants (kind, revoked, created_at, body, id) VALUES ($1, $2, $3, $4, $5)")
+                .bind(g.kind.as_str())
+                .bind(i64::from(g.revoked_at.is_some()))
+                .bind(g.created_at.0)
+                .bind(json(g)?)
+                .bind(g.id.as_str())
+                .unique("grant exists")
         }
-        GrantWrite::Update(_) => {
-            "UPDATE grants SET kind = $1, revoked = $2, created_at = $3, body = $4 WHERE id = $5"
+        GrantWrite::Use { id, at } => {
+            Step::new("UPDATE grants SET uses = uses + 1, last_used_at = $1 WHERE id = $2 AND revoked = 0")
+                .bind(at.0)
+                .bind(id.as_str())
+                .changes_one(GRANT_NOT_ACTIVE)
         }
-    };
-    Ok(Step::new(sql)
-        .bind(g.kind.as_str())
-        .bind(i64::from(g.revoked_at.is_some()))
-        .bind(g.created_at.0)
-        .bind(json(g)?)
-        .bind(g.id.as_str())
-        .unique("grant exists"))
+        GrantWrite::Revoke { id, at, by } => Step::new(
+            "UPDATE grants SET revoked = 1, revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked = 0",
+        )
+        .bind(at.0)
+        .bind(by.as_str())
+        .bind(id.as_str())
+        .changes_one(GRANT_ALREADY_REVOKED),
+    })
 }
 
 fn write_binding(w: &BindingWrite) -> Result<Step, StoreError> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use assent_core::{
     card::{CardContext, CardView},
-    id::ApprovalId,
+    id::{ApprovalId, GrantId},
     lifecycle::{ExpiryCause, VoteOutcome, apply_vote, cancel, expire},
     model::*,
     policy::{GrantScope, ScopeBase},
@@ -22,6 +22,35 @@ pub fn exec_action(argv: &[&str]) -> Action {
         ..Default::default()
     };
     Action::Exec(req.into_action().unwrap_or_else(|e| panic!("sample argv invalid: {e}")))
+}
+
+/// A stored allow-always grant of `kind` matching `matcher`, made at [`T0`] and never used.
+pub fn grant(kind: Kind, matcher: GrantMatcher) -> Grant {
+    Grant {
+        id: GrantId::from_bits(1),
+        kind,
+        matcher,
+        constraints: GrantConstraints::default(),
+        source: GrantSource::AllowAlways,
+        approval_id: None,
+        created_by: "telegram:42".into(),
+        created_at: T0,
+        last_used_at: None,
+        use_count: 0,
+        revoked_at: None,
+        revoked_by: None,
+    }
+}
+
+/// An exact-argv matcher for `argv` on host `build-1`, with nothing else set.
+pub fn exact(argv: &[&str]) -> GrantMatcher {
+    GrantMatcher::ExactArgv {
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        executable: None,
+        cwd: None,
+        host: "build-1".into(),
+        env_digest: None,
+    }
 }
 
 /// A critical plugin action ("Close 14 tickets").

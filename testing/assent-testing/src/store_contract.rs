@@ -7,19 +7,23 @@
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{
-    id::{ApprovalId, EntryId},
+    id::{ApprovalId, EntryId, GrantId},
     lifecycle::{VoteOutcome, apply_vote, consume},
     model::{
         AccountKey, Action, Actor, Approval, AuditEntry, AuditType, Channel, Decision, Entry, EntryState,
-        Event, EventType, PendingFacts, Status, Surface, Vote,
+        Event, EventType, Grant, Kind, PendingFacts, Status, Surface, Vote,
     },
     store::{
         ApprovalFilter, ApprovalWrite, AuditFilter, CallbackJob, CallbackState, CallbackTarget,
-        CallbackWrite, Commit, EntryWrite, IdempotencyRecord, Store, StoreError,
+        CallbackWrite, Commit, EntryWrite, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite,
+        IdempotencyRecord, Store, StoreError,
     },
 };
 
-use crate::{T0, samples::kim};
+use crate::{
+    T0,
+    samples::{self, kim},
+};
 
 /// Generates one `#[tokio::test]` per contract case for the store made by `$factory`, an async
 /// expression yielding `Arc<dyn Store>`. The calling crate needs `tokio` as a dev-dependency.
@@ -30,7 +34,8 @@ macro_rules! store_contract_tests {
             st_1_idempotent_create, st_1_cas_update, st_1_no_re_tag, st_1_vote_cas, st_1_consume_once,
             st_1_ledger_uniqueness, st_1_outbox_claim, st_1_gap_free_seq, st_1_commit_is_all_or_nothing,
             st_1_queries, st_1_listing_pages_reach_the_oldest, st_1_approvals_are_found_by_id_prefix,
-            st_1_pending_facts_agree_with_the_approvals, st_1_side_by_side_commits_all_land, st_6_retention_keeps_pending_and_unfinished_work);
+            st_1_pending_facts_agree_with_the_approvals, st_1_side_by_side_commits_all_land,
+            st_1_grant_uses_add_up_and_never_outlive_a_revocation, st_6_retention_keeps_pending_and_unfinished_work);
     };
 }
 
@@ -313,6 +318,45 @@ pub async fn st_1_side_by_side_commits_all_land(store: Arc<dyn Store>) {
     let all = AuditFilter { limit: 10_000, ..AuditFilter::default() };
     let seqs: Vec<u64> = store.audit(&all).await.unwrap().iter().map(|a| a.seq).collect();
     assert_eq!(seqs, (1..=audit).collect::<Vec<u64>>());
+}
+
+/// A stored exec grant for `make test`, never used.
+pub fn grant(bits: u128) -> Grant {
+    Grant { id: GrantId::from_bits(bits), ..samples::grant(Kind::Exec, samples::exact(&["make", "test"])) }
+}
+
+/// PO-12: a grant changes only by narrow writes, never by a copy read earlier. Uses add up, a
+/// revocation stands, and a use of a revoked or unknown grant is a conflict that writes nothing,
+/// so a hit that raced a revocation approves nothing.
+pub async fn st_1_grant_uses_add_up_and_never_outlive_a_revocation(store: Arc<dyn Store>) {
+    let g = grant(80);
+    let write = |w: GrantWrite| Commit { grants: vec![w], ..Commit::default() };
+    let (used, revoked) = (T0 + Duration::from_secs(2), T0 + Duration::from_secs(3));
+    store.commit(write(GrantWrite::Insert(Box::new(g.clone()))), T0).await.unwrap();
+    for at in [T0 + Duration::from_secs(1), used] {
+        store.commit(write(GrantWrite::Use { id: g.id.clone(), at }), at).await.unwrap();
+    }
+    let active = store.active_grants(Kind::Exec).await.unwrap();
+    assert_eq!(active.iter().map(|g| (g.use_count, g.last_used_at)).collect::<Vec<_>>(), [(2, Some(used))]);
+
+    let revoke = GrantWrite::Revoke { id: g.id.clone(), at: revoked, by: "console:admin".into() };
+    store.commit(write(revoke.clone()), revoked).await.unwrap();
+    let again = store.commit(write(revoke), revoked).await;
+    assert!(matches!(again, Err(StoreError::Conflict(GRANT_ALREADY_REVOKED))), "{again:?}");
+    for id in [g.id.clone(), GrantId::from_bits(81)] {
+        let mut late = write(GrantWrite::Use { id, at: revoked });
+        late.audit.push(AuditEntry::new(AuditType::GrantUsed, revoked));
+        let late = store.commit(late, revoked).await;
+        assert!(matches!(late, Err(StoreError::Conflict(GRANT_NOT_ACTIVE))), "{late:?}");
+    }
+    assert!(store.audit(&AuditFilter::default()).await.unwrap().is_empty(), "a refused use writes nothing");
+    assert!(store.active_grants(Kind::Exec).await.unwrap().is_empty());
+    let stored = store.grant(&g.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.use_count, stored.revoked_at, stored.revoked_by.as_deref()),
+        (2, Some(revoked), Some("console:admin"))
+    );
+    assert_eq!(store.grants().await.unwrap(), [stored]);
 }
 
 /// A commit that fails any check writes nothing: no events, no audit, no entries.

@@ -1,42 +1,13 @@
 use std::time::Duration;
 
-use assent_core::{
-    id::{GrantId, IdGenExt, SequentialIds},
-    model::*,
-    policy::*,
-};
+use assent_core::{id::GrantId, model::*, policy::*};
+
+use assent_testing::samples::{exact, grant};
 
 use crate::{T0, approval, binding_action, exec_action, kim, plugin_action};
 
 fn req(action: Action) -> NewApproval {
     NewApproval::new(action, "token:ci")
-}
-
-fn grant(kind: Kind, matcher: GrantMatcher) -> Grant {
-    Grant {
-        id: SequentialIds::default().grant_id(),
-        kind,
-        matcher,
-        constraints: GrantConstraints::default(),
-        source: GrantSource::AllowAlways,
-        approval_id: None,
-        created_by: "telegram:42".into(),
-        created_at: T0,
-        last_used_at: None,
-        use_count: 0,
-        revoked_at: None,
-        revoked_by: None,
-    }
-}
-
-fn exact(argv: &[&str]) -> GrantMatcher {
-    GrantMatcher::ExactArgv {
-        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-        executable: None,
-        cwd: None,
-        host: "build-1".into(),
-        env_digest: None,
-    }
 }
 
 fn rule(name: &str, matcher: RuleMatch) -> PolicyRule {

@@ -1,16 +1,27 @@
 //! Grants fail closed (issue 9, findings 1, 2 and 13): an allow-always grant covers exactly
 //! the request it was made for, and a scope that cannot be honoured is refused.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use assent_core::{
-    model::{Action, Actor, Decision, ExecRequest, Kind, NewApproval, Status},
+    id::GrantId,
+    memory::MemoryStore,
+    model::{Action, Actor, Approval, Decision, ExecRequest, Grant, GrantSource, Kind, NewApproval, Status},
     policy::{GrantScope, ScopeBase},
+    store::{ApprovalWrite, Commit, StoreError},
 };
 use assent_engine::{ApprovalRef, Authority, Interaction, ResolveError};
-use assent_testing::TestBed;
+use assent_testing::{HookedStore, StoreHook, TestBed, test_config};
+use async_trait::async_trait;
+use tokio::sync::watch;
 
-use crate::telegram;
+use crate::{telegram, until};
 
 fn make_install() -> ExecRequest {
     ExecRequest {
@@ -175,4 +186,79 @@ async fn po_7_the_card_says_when_ignored_variables_do_not_count() {
     let card = crate::card(&fake, &a.id).await;
     let covers = card.payload.body.lines().find(|l| l.starts_with("Allow always covers"));
     assert!(covers.is_some_and(|l| l.contains("ignore_env")), "{}", card.payload.body);
+}
+
+/// Holds every grant hit's commit (an approval born approved by a grant) until the test lets go,
+/// so the test can act between the hit's read of the grants and its write.
+struct HoldGrantHits {
+    arrived: AtomicUsize,
+    open: watch::Sender<bool>,
+}
+
+#[async_trait]
+impl StoreHook for HoldGrantHits {
+    async fn on_commit(&self, c: &Commit) -> Result<Option<Box<dyn std::any::Any + Send>>, StoreError> {
+        if let Some(ApprovalWrite::Insert { approval, .. }) = &c.approval
+            && approval.grant_id.is_some()
+        {
+            let mut open = self.open.subscribe();
+            self.arrived.fetch_add(1, Ordering::SeqCst);
+            let _ = open.wait_for(|open| *open).await;
+        }
+        Ok(None)
+    }
+}
+
+/// A bed whose grant hits wait at the store, and the stored grant made for `make install`.
+async fn held_bed() -> (TestBed, Arc<HookedStore<HoldGrantHits>>, Grant) {
+    let hook = HoldGrantHits { arrived: AtomicUsize::new(0), open: watch::channel(false).0 };
+    let store = Arc::new(HookedStore::new(Arc::new(MemoryStore::new()), hook));
+    let bed = TestBed::with(store.clone(), test_config(), &[telegram()]).await;
+    let a = bed.handle.create(request(make_install())).await.unwrap();
+    allow_always(&bed, &a.id, None).await.unwrap();
+    let grant = stored_grant(&bed, None).await;
+    (bed, store, grant)
+}
+
+async fn stored_grant(bed: &TestBed, id: Option<&GrantId>) -> Grant {
+    let grants = bed.handle.grants().await.unwrap();
+    grants
+        .into_iter()
+        .find(|g| g.source == GrantSource::AllowAlways && id.is_none_or(|id| &g.id == id))
+        .unwrap()
+}
+
+fn spawn_hit(bed: &TestBed) -> tokio::task::JoinHandle<Approval> {
+    let handle = bed.handle.clone();
+    tokio::spawn(async move { handle.create(request(make_install())).await.unwrap() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn po_12_a_revocation_between_a_hit_reading_the_grant_and_writing_it_stands() {
+    let (bed, store, grant) = held_bed().await;
+    let hit = spawn_hit(&bed);
+    until("the hit reaches the store", || async { store.hook.arrived.load(Ordering::SeqCst) == 1 }).await;
+    bed.handle.revoke_grant(&grant.id, &Actor::console("admin")).await.unwrap();
+    store.hook.open.send_replace(true);
+
+    let hit = hit.await.unwrap();
+    assert_eq!(hit.status, Status::Pending, "a grant revoked before the hit was written approves nothing");
+    let after = stored_grant(&bed, Some(&grant.id)).await;
+    assert!(after.revoked_at.is_some(), "the hit must not undo the revocation: {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn po_12_concurrent_hits_of_one_grant_are_each_counted() {
+    const HITS: usize = 8;
+    let (bed, store, grant) = held_bed().await;
+    let hits: Vec<_> = (0..HITS).map(|_| spawn_hit(&bed)).collect();
+    until("every hit has read the grant", || async { store.hook.arrived.load(Ordering::SeqCst) == HITS })
+        .await;
+    store.hook.open.send_replace(true);
+    for hit in hits {
+        assert_eq!(hit.await.unwrap().status, Status::Approved);
+    }
+    let after = stored_grant(&bed, Some(&grant.id)).await;
+    assert_eq!(after.use_count, HITS as u64, "no use is lost to another");
+    assert!(after.last_used_at.is_some());
 }

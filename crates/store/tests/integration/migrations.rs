@@ -3,8 +3,8 @@ use std::time::Duration;
 use assent_core::{
     clock::Timestamp,
     id::EntryId,
-    model::Status,
-    store::{ApprovalWrite, Commit, EntryWrite, Store},
+    model::{Grant, Status},
+    store::{ApprovalWrite, Commit, EntryWrite, GrantWrite, Store},
 };
 use assent_store::{OpenError, OpenOptions, SqlStore};
 #[cfg(feature = "postgres")]
@@ -18,11 +18,11 @@ use crate::temp_db;
 async fn st_5_a_newer_schema_is_refused_on_sqlite() {
     let path = temp_db();
     let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     store.pretend_schema_version(99).await.unwrap();
     drop(store);
     let err = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap_err();
-    assert!(matches!(err, OpenError::SchemaTooNew { found: 99, supported: 2 }), "{err}");
+    assert!(matches!(err, OpenError::SchemaTooNew { found: 99, supported: 3 }), "{err}");
     assert!(err.to_string().starts_with("schema_too_new"));
 }
 
@@ -31,7 +31,7 @@ async fn st_5_no_migrate_fails_while_migrations_are_pending() {
     let path = temp_db();
     let no = OpenOptions { migrate: false, ..OpenOptions::default() };
     let err = SqlStore::open_sqlite(&path, no).await.unwrap_err();
-    assert!(matches!(err, OpenError::MigrationsPending { pending: 2 }), "{err}");
+    assert!(matches!(err, OpenError::MigrationsPending { pending: 3 }), "{err}");
     drop(SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap());
     SqlStore::open_sqlite(&path, no).await.expect("nothing pending any more");
 }
@@ -42,7 +42,7 @@ async fn st_5_migrations_are_idempotent_and_refuse_newer_schemas_on_postgres() {
     let url = PgServer::shared().fresh_database();
     let a = SqlStore::open(&url, OpenOptions::default()).await.unwrap();
     let b = SqlStore::open(&url, OpenOptions::default()).await.unwrap();
-    assert_eq!(b.schema_version().await.unwrap(), 2, "a second replica applies nothing twice");
+    assert_eq!(b.schema_version().await.unwrap(), 3, "a second replica applies nothing twice");
     a.pretend_schema_version(7).await.unwrap();
     let err = SqlStore::open(&url, OpenOptions::default()).await.unwrap_err();
     assert!(matches!(err, OpenError::SchemaTooNew { found: 7, .. }), "{err}");
@@ -71,19 +71,76 @@ async fn st_5_a_version_1_database_keeps_its_finalization_queue() {
     drop(store);
 
     // Back to version 1, as an older assent left it.
-    let url = format!("sqlite://{}", path.display());
-    let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
-    for statement in [
-        "DROP INDEX entries_finalizable",
-        "ALTER TABLE entries DROP COLUMN finalizable",
-        "DELETE FROM schema_migrations WHERE version = 2",
-    ] {
-        sqlx::query(statement).execute(&mut raw).await.unwrap();
-    }
-    raw.close().await.unwrap();
+    back_to_version_2(&path).await;
+    run_raw(
+        &path,
+        &[
+            "DROP INDEX entries_finalizable",
+            "ALTER TABLE entries DROP COLUMN finalizable",
+            "DELETE FROM schema_migrations WHERE version = 2",
+        ],
+    )
+    .await;
 
     let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     let due = store.finalize_due(t0 + Duration::from_secs(1), 10).await.unwrap();
     assert_eq!(due.iter().map(|e| e.entry_id.clone()).collect::<Vec<_>>(), vec![EntryId::from_bits(11)]);
+}
+
+/// Migration 3 on a database written by version 2, which kept a grant's uses and revocation in
+/// its body: both survive, and new uses count on top.
+#[tokio::test]
+async fn st_5_a_version_2_database_keeps_its_grants_uses_and_revocations() {
+    let path = temp_db();
+    let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
+    let t0 = Timestamp(1_700_000_000_000);
+    let (t1, t2) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(2));
+    let used = Grant { use_count: 5, last_used_at: Some(t1), ..store_contract::grant(1) };
+    let revoked =
+        Grant { revoked_at: Some(t1), revoked_by: Some("console:admin".into()), ..store_contract::grant(2) };
+    for g in [&used, &revoked] {
+        store
+            .commit(Commit { grants: vec![GrantWrite::Insert(Box::new(g.clone()))], ..Commit::default() }, t0)
+            .await
+            .unwrap();
+    }
+    drop(store);
+    back_to_version_2(&path).await;
+
+    let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
+    assert_eq!(store.grant(&used.id).await.unwrap().unwrap(), used);
+    assert_eq!(store.grant(&revoked.id).await.unwrap().unwrap(), revoked);
+    let one_more =
+        Commit { grants: vec![GrantWrite::Use { id: used.id.clone(), at: t2 }], ..Commit::default() };
+    store.commit(one_more, t2).await.unwrap();
+    let after = store.grant(&used.id).await.unwrap().unwrap();
+    assert_eq!((after.use_count, after.last_used_at), (6, Some(t2)));
+    let late =
+        Commit { grants: vec![GrantWrite::Use { id: revoked.id.clone(), at: t2 }], ..Commit::default() };
+    assert!(store.commit(late, t2).await.is_err(), "a grant revoked before the upgrade stays revoked");
+}
+
+/// Undoes migration 3, as version 2 of assent left the schema.
+async fn back_to_version_2(path: &std::path::Path) {
+    run_raw(
+        path,
+        &[
+            "ALTER TABLE grants DROP COLUMN uses",
+            "ALTER TABLE grants DROP COLUMN last_used_at",
+            "ALTER TABLE grants DROP COLUMN revoked_at",
+            "ALTER TABLE grants DROP COLUMN revoked_by",
+            "DELETE FROM schema_migrations WHERE version = 3",
+        ],
+    )
+    .await;
+}
+
+async fn run_raw(path: &std::path::Path, statements: &[&'static str]) {
+    let url = format!("sqlite://{}", path.display());
+    let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+    for statement in statements {
+        sqlx::query(*statement).execute(&mut raw).await.unwrap();
+    }
+    raw.close().await.unwrap();
 }
