@@ -14,9 +14,9 @@ use crate::{
     id::{ApprovalId, EntryId, GrantId},
     model::{AccountKey, Approval, AuditEntry, Binding, Channel, Entry, Event, Grant, Kind, Origin, Status},
     store::{
-        ApprovalFilter, ApprovalWrite, AuditFilter, BindingWrite, CallbackJob, CallbackState, CallbackWrite,
-        Commit, Committed, EntryWrite, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite,
-        IDEMPOTENCY_WINDOW, Store, StoreError,
+        ApprovalFilter, ApprovalWrite, AuditFilter, BINDING_MOVED, BindingWrite, CONVERSATION_BOUND,
+        CallbackJob, CallbackState, CallbackWrite, Commit, Committed, EntryWrite, GRANT_ALREADY_REVOKED,
+        GRANT_NOT_ACTIVE, GrantWrite, IDEMPOTENCY_WINDOW, Store, StoreError,
     },
 };
 
@@ -119,6 +119,21 @@ fn check(inner: &Inner, commit: &Commit, now: Timestamp) -> Result<(), StoreErro
     {
         return Err(StoreError::Conflict("notice already sent"));
     }
+    for w in &commit.bindings {
+        let held = |key: &str| inner.bindings.get(key);
+        match w {
+            BindingWrite::Bind(b) if held(&b.key).is_some_and(|h| h.plugin.root != b.plugin.root) => {
+                return Err(StoreError::Conflict(CONVERSATION_BOUND));
+            }
+            BindingWrite::Refresh(b) if held(&b.key).is_none_or(|h| h.id != b.id) => {
+                return Err(StoreError::Conflict(BINDING_MOVED));
+            }
+            BindingWrite::Remove { key, id } if held(key).is_none_or(|h| &h.id != id) => {
+                return Err(StoreError::Conflict(BINDING_MOVED));
+            }
+            _ => {}
+        }
+    }
     for w in &commit.grants {
         let unrevoked = |id: &GrantId| inner.grants.get(id).is_some_and(|g| g.revoked_at.is_none());
         match w {
@@ -191,11 +206,11 @@ fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
     }
     for w in commit.bindings {
         match w {
-            BindingWrite::Upsert(b) => {
+            BindingWrite::Bind(b) | BindingWrite::Refresh(b) => {
                 inner.bindings.insert(b.key.clone(), *b);
             }
-            BindingWrite::Remove(k) => {
-                inner.bindings.remove(&k);
+            BindingWrite::Remove { key, .. } => {
+                inner.bindings.remove(&key);
             }
         }
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     clock::Timestamp,
-    id::{ApprovalId, EntryId, GrantId},
+    id::{ApprovalId, BindingId, EntryId, GrantId},
     model::{
         AccountKey, Approval, AuditEntry, Binding, Entry, Event, Grant, Kind, Origin, PendingFacts, Status,
     },
@@ -108,14 +108,32 @@ pub const GRANT_NOT_ACTIVE: &str = "grant not active";
 /// The conflict of a [`GrantWrite::Revoke`] whose grant is gone or already revoked.
 pub const GRANT_ALREADY_REVOKED: &str = "grant already revoked";
 
-/// Binding write.
+/// Binding write. Each says what it expects to find, and the commit is a conflict when the
+/// conversation has moved on since the engine looked (BD-1, BD-7): a late write never takes a
+/// conversation from another install, brings back a detached binding, or detaches a newer one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindingWrite {
-    /// Insert or replace by key.
-    Upsert(Box<Binding>),
-    /// Remove by key.
-    Remove(String),
+    /// A new binding (approved, or matched by a grant). The conversation must be free or held
+    /// by the same install root, or the commit is a [`CONVERSATION_BOUND`] conflict.
+    Bind(Box<Binding>),
+    /// New details (summary, detach hint) of the binding that holds the conversation. The same
+    /// binding (by id) must still hold it, or the commit is a [`BINDING_MOVED`] conflict.
+    Refresh(Box<Binding>),
+    /// Detaches binding `id` from conversation `key`. It must still hold it, or the commit is a
+    /// [`BINDING_MOVED`] conflict.
+    Remove {
+        /// The conversation's binding key.
+        key: String,
+        /// The binding the caller checked.
+        id: BindingId,
+    },
 }
+
+/// The conflict of a [`BindingWrite::Bind`] whose conversation another install holds.
+pub const CONVERSATION_BOUND: &str = "conversation bound to another install";
+/// The conflict of a [`BindingWrite::Refresh`] or [`BindingWrite::Remove`] whose binding no
+/// longer holds its conversation.
+pub const BINDING_MOVED: &str = "binding moved";
 
 /// Where a callback goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

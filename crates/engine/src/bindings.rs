@@ -55,7 +55,7 @@ impl EngineHandle {
             existing.summary = req.summary.clone();
             existing.detach_hint = req.detach_hint.clone();
             let commit = Commit {
-                bindings: vec![BindingWrite::Upsert(Box::new(existing.clone()))],
+                bindings: vec![BindingWrite::Refresh(Box::new(existing.clone()))],
                 ..Commit::default()
             };
             self.commit(commit).await?;
@@ -83,7 +83,7 @@ impl EngineHandle {
             let mut created = AuditEntry::new(AuditType::BindingCreated, now);
             created.binding_id = Some(binding.id.clone());
             let mut commit = Commit {
-                bindings: vec![BindingWrite::Upsert(Box::new(binding.clone()))],
+                bindings: vec![BindingWrite::Bind(Box::new(binding.clone()))],
                 audit: vec![used, created.details(json!({ "plugin_id": binding.plugin.id, "via": "grant" }))],
                 events: vec![binding_event(EventType::BindingCreated, &binding, now)],
                 ..Commit::default()
@@ -115,7 +115,17 @@ impl EngineHandle {
         is_admin: bool,
     ) -> Result<bool, EngineError> {
         let key = conversation.clone().normalized().binding_key();
-        let Some(existing) = self.inner.store.binding(&key).await? else { return Ok(false) };
+        judged_again(|| self.detach_once(&key, plugin_root, actor, is_admin)).await
+    }
+
+    async fn detach_once(
+        &self,
+        key: &str,
+        plugin_root: Option<&str>,
+        actor: &Actor,
+        is_admin: bool,
+    ) -> Result<bool, EngineError> {
+        let Some(existing) = self.inner.store.binding(key).await? else { return Ok(false) };
         let owner = plugin_root.is_some_and(|r| r == existing.plugin.root);
         if !owner && !is_admin {
             return Err(EngineError::ConversationBound { owner: existing.plugin.id });
@@ -124,7 +134,7 @@ impl EngineHandle {
         let mut audit = AuditEntry::new(AuditType::BindingDetached, now).actor(actor);
         audit.binding_id = Some(existing.id.clone());
         let commit = Commit {
-            bindings: vec![BindingWrite::Remove(key)],
+            bindings: vec![BindingWrite::Remove { key: key.to_owned(), id: existing.id.clone() }],
             audit: vec![audit.details(json!({ "plugin_id": existing.plugin.id, "by_admin": !owner }))],
             events: vec![binding_event(EventType::BindingDetached, &existing, now)],
             ..Commit::default()

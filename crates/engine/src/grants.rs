@@ -4,7 +4,10 @@
 use assent_core::{
     id::GrantId,
     model::{Actor, AuditEntry, AuditType, Event, EventType, Grant, GrantSource},
-    store::{Commit, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite, StoreError},
+    store::{
+        BINDING_MOVED, CONVERSATION_BOUND, Commit, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite,
+        StoreError,
+    },
 };
 use serde_json::json;
 
@@ -57,10 +60,11 @@ impl EngineHandle {
     }
 }
 
-/// Runs `attempt` again when it failed because a grant it matched was revoked after it was read
-/// and before its hit was written (the store refuses such a hit). The request is then judged
-/// without that grant. Each retry needs yet another revocation in that short window, so three
-/// attempts are plenty; after them the conflict is the answer, which integrations read as deny.
+/// Runs `attempt` again when the store refused its write because what it read has changed since:
+/// a grant it matched was revoked, or the conversation it binds or detaches moved on. The
+/// request is then judged afresh on what holds now. Each retry needs yet another such change in
+/// that short window, so three attempts are plenty; after them the conflict is the answer, which
+/// integrations read as deny.
 pub(crate) async fn judged_again<T, F, Fut>(mut attempt: F) -> Result<T, EngineError>
 where
     F: FnMut() -> Fut,
@@ -69,7 +73,9 @@ where
     let mut tries = 1;
     loop {
         match attempt().await {
-            Err(EngineError::Store(StoreError::Conflict(GRANT_NOT_ACTIVE))) if tries < 3 => tries += 1,
+            Err(EngineError::Store(StoreError::Conflict(
+                GRANT_NOT_ACTIVE | BINDING_MOVED | CONVERSATION_BOUND,
+            ))) if tries < 3 => tries += 1,
             outcome => return outcome,
         }
     }

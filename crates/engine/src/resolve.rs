@@ -7,7 +7,7 @@ use assent_core::{
     lifecycle::{ExpiryCause, Rejection, RequesterError, VoteOutcome, apply_vote, cancel, consume, expire},
     model::{AccountKey, Actor, Approval, AuditEntry, AuditType, Decision, EventType, Kind},
     policy::GrantScope,
-    store::{ApprovalWrite, Commit, StoreError},
+    store::{ApprovalWrite, CONVERSATION_BOUND, Commit, StoreError},
     text::DisplayText,
     token::TokenAction,
 };
@@ -340,6 +340,10 @@ impl EngineHandle {
             };
             match self.apply_transition(&current, next, Some(&acc.actor), acc.grant_scope.clone()).await {
                 Ok(next) => return Ok(self.resolution(next, acc.decision)),
+                // Another install bound the conversation after the check above: say who.
+                Err(TransitionError::Store(StoreError::Conflict(CONVERSATION_BOUND))) => {
+                    self.check_conversation_free(&current).await?;
+                }
                 Err(TransitionError::Store(StoreError::Conflict(_))) => continue,
                 Err(TransitionError::Store(e)) => return Err(e.into()),
                 Err(TransitionError::Scope(e)) => return Err(e.into()),

@@ -141,7 +141,7 @@ pub(crate) fn transition_commit(
             approval_id: Some(next.id.clone()),
             data: json!({ "binding_id": b.id, "plugin_id": b.plugin.id }),
         });
-        commit.bindings.push(BindingWrite::Upsert(Box::new(b.clone())));
+        commit.bindings.push(BindingWrite::Bind(Box::new(b.clone())));
     }
 
     if next.status.is_terminal() {

@@ -1,6 +1,11 @@
 //! Embedded, forward-only migrations (ST-5). One script serves SQLite and PostgreSQL: only types
 //! and syntax both accept are used (`TEXT`, `BIGINT`, partial indexes, `ON CONFLICT`).
 
+use assent_core::model::Binding;
+use sqlx::Row;
+
+use crate::rows::Tx;
+
 /// Migrations in order; the position + 1 is the version. Never edit a released one: append.
 pub(crate) const MIGRATIONS: &[&[&str]] = &[
     &[
@@ -76,8 +81,33 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE grants ADD COLUMN last_used_at BIGINT",
         "ALTER TABLE grants ADD COLUMN revoked_at BIGINT",
         "ALTER TABLE grants ADD COLUMN revoked_by TEXT",
+        // A binding write names the binding (or install root) it expects to find, so a late
+        // write cannot take, bring back or detach another binding (BD-1, BD-7). Filled from
+        // the bodies by `fill_binding_owners`.
+        "ALTER TABLE bindings ADD COLUMN binding_id TEXT",
+        "ALTER TABLE bindings ADD COLUMN plugin_root TEXT",
     ],
 ];
+
+/// The version whose data step is [`fill_binding_owners`].
+pub(crate) const BINDING_OWNERS: i64 = 3;
+
+/// Migration 3's data step, which SQL cannot take on both databases alike: each binding's id
+/// and install root, copied from its JSON body into the columns that guard binding writes.
+pub(crate) async fn fill_binding_owners(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query("SELECT body FROM bindings").fetch_all(&mut **tx).await?;
+    for row in rows {
+        let body: String = row.try_get("body")?;
+        let b: Binding = serde_json::from_str(&body).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        sqlx::query("UPDATE bindings SET binding_id = $1, plugin_root = $2 WHERE key = $3")
+            .bind(b.id.as_str())
+            .bind(b.plugin.root.as_str())
+            .bind(b.key.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
 
 /// The schema version this binary writes.
 pub(crate) fn latest() -> i64 {

@@ -132,6 +132,9 @@ impl SqlStore {
             for statement in *statements {
                 sqlx::query(*statement).execute(&mut *tx).await?;
             }
+            if version == migrations::BINDING_OWNERS {
+                migrations::fill_binding_owners(&mut tx).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
                 .bind(0_i64)

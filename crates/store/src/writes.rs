@@ -9,9 +9,9 @@ use assent_core::{
     id::ApprovalId,
     model::{Approval, AuditEntry, Event},
     store::{
-        ApprovalWrite, BindingWrite, CallbackJob, CallbackState, CallbackWrite, Commit, Committed,
-        EntryWrite, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite, IDEMPOTENCY_WINDOW,
-        IdempotencyRecord, StoreError,
+        ApprovalWrite, BINDING_MOVED, BindingWrite, CONVERSATION_BOUND, CallbackJob, CallbackState,
+        CallbackWrite, Commit, Committed, EntryWrite, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite,
+        IDEMPOTENCY_WINDOW, IdempotencyRecord, StoreError,
     },
 };
 use sqlx::{Row, any::AnyRow};
@@ -267,12 +267,31 @@ fn write_grant(w: &GrantWrite) -> Result<Step, StoreError> {
 
 fn write_binding(w: &BindingWrite) -> Result<Step, StoreError> {
     Ok(match w {
-        BindingWrite::Upsert(b) => Step::new(
-            "INSERT INTO bindings (key, body) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET body = excluded.body",
+        // The conflict's update happens only for the same install root: otherwise no row
+        // changes, and the commit is a conflict.
+        BindingWrite::Bind(b) => Step::new(
+            "INSERT INTO bindings (key, body, binding_id, plugin_root) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key) DO UPDATE SET body = excluded.body, binding_id = excluded.binding_id
+             WHERE bindings.plugin_root = excluded.plugin_root",
         )
         .bind(b.key.as_str())
-        .bind(json(&**b)?),
-        BindingWrite::Remove(key) => Step::new("DELETE FROM bindings WHERE key = $1").bind(key.as_str()),
+        .bind(json(&**b)?)
+        .bind(b.id.as_str())
+        .bind(b.plugin.root.as_str())
+        .changes_one(CONVERSATION_BOUND),
+        BindingWrite::Refresh(b) => {
+            Step::new("UPDATE bindings SET body = $1 WHERE key = $2 AND binding_id = $3")
+                .bind(json(&**b)?)
+                .bind(b.key.as_str())
+                .bind(b.id.as_str())
+                .changes_one(BINDING_MOVED)
+        }
+        BindingWrite::Remove { key, id } => {
+            Step::new("DELETE FROM bindings WHERE key = $1 AND binding_id = $2")
+                .bind(key.as_str())
+                .bind(id.as_str())
+                .changes_one(BINDING_MOVED)
+        }
     })
 }
 

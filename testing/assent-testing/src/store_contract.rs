@@ -7,16 +7,16 @@
 use std::{sync::Arc, time::Duration};
 
 use assent_core::{
-    id::{ApprovalId, EntryId, GrantId},
+    id::{ApprovalId, BindingId, EntryId, GrantId},
     lifecycle::{VoteOutcome, apply_vote, consume},
     model::{
-        AccountKey, Action, Actor, Approval, AuditEntry, AuditType, Channel, Decision, Entry, EntryState,
-        Event, EventType, Grant, Kind, PendingFacts, Status, Surface, Vote,
+        AccountKey, Action, Actor, Approval, AuditEntry, AuditType, Binding, Channel, Conversation, Decision,
+        Entry, EntryState, Event, EventType, Grant, Kind, PendingFacts, PluginRef, Status, Surface, Vote,
     },
     store::{
-        ApprovalFilter, ApprovalWrite, AuditFilter, CallbackJob, CallbackState, CallbackTarget,
-        CallbackWrite, Commit, EntryWrite, GRANT_ALREADY_REVOKED, GRANT_NOT_ACTIVE, GrantWrite,
-        IdempotencyRecord, Store, StoreError,
+        ApprovalFilter, ApprovalWrite, AuditFilter, BINDING_MOVED, BindingWrite, CONVERSATION_BOUND,
+        CallbackJob, CallbackState, CallbackTarget, CallbackWrite, Commit, EntryWrite, GRANT_ALREADY_REVOKED,
+        GRANT_NOT_ACTIVE, GrantWrite, IdempotencyRecord, Store, StoreError,
     },
 };
 
@@ -35,7 +35,8 @@ macro_rules! store_contract_tests {
             st_1_ledger_uniqueness, st_1_outbox_claim, st_1_gap_free_seq, st_1_commit_is_all_or_nothing,
             st_1_queries, st_1_listing_pages_reach_the_oldest, st_1_approvals_are_found_by_id_prefix,
             st_1_pending_facts_agree_with_the_approvals, st_1_side_by_side_commits_all_land,
-            st_1_grant_uses_add_up_and_never_outlive_a_revocation, st_6_retention_keeps_pending_and_unfinished_work);
+            st_1_grant_uses_add_up_and_never_outlive_a_revocation, st_1_binding_writes_expect_what_they_found,
+            st_6_retention_keeps_pending_and_unfinished_work);
     };
 }
 
@@ -357,6 +358,60 @@ pub async fn st_1_grant_uses_add_up_and_never_outlive_a_revocation(store: Arc<dy
         (2, Some(revoked), Some("console:admin"))
     );
     assert_eq!(store.grants().await.unwrap(), [stored]);
+}
+
+/// Binding `bits` of install `root` on Telegram conversation -100.
+pub fn binding(bits: u128, root: &str) -> Binding {
+    let conversation = Conversation {
+        channel: Channel::Telegram,
+        account: "main".into(),
+        conversation: "-100".into(),
+        parent: None,
+        thread: None,
+    };
+    Binding {
+        id: BindingId::from_bits(bits),
+        key: conversation.binding_key(),
+        plugin: PluginRef { id: "codex".into(), name: "Codex".into(), root: root.into() },
+        conversation,
+        bound_at: T0,
+        summary: "Answer build questions".into(),
+        detach_hint: "/detach".into(),
+        approval_id: None,
+    }
+}
+
+/// BD-1, BD-7: a binding write names what it expects to find. A bind never takes a
+/// conversation another install holds; a refresh or a detach of a binding that no longer holds
+/// its conversation is a conflict, so a late one cannot bring a detached binding back or
+/// detach a newer one.
+pub async fn st_1_binding_writes_expect_what_they_found(store: Arc<dyn Store>) {
+    let write = |w: BindingWrite| Commit { bindings: vec![w], ..Commit::default() };
+    let refused = async |w: BindingWrite, conflict: &'static str| {
+        let refused = store.commit(write(w), T0).await;
+        assert!(matches!(refused, Err(StoreError::Conflict(c)) if c == conflict), "{refused:?}");
+    };
+    let (first, other) = (binding(1, "/plugins/codex@1"), binding(2, "/plugins/other@1"));
+    let key = first.key.clone();
+    store.commit(write(BindingWrite::Bind(Box::new(first.clone()))), T0).await.unwrap();
+    refused(BindingWrite::Bind(Box::new(other.clone())), CONVERSATION_BOUND).await;
+    assert_eq!(store.binding(&key).await.unwrap().as_ref(), Some(&first));
+
+    // The same install may be bound again (a new approval); the old binding is then gone.
+    let again = Binding { summary: "Again".into(), ..binding(3, "/plugins/codex@1") };
+    store.commit(write(BindingWrite::Bind(Box::new(again.clone()))), T0).await.unwrap();
+    refused(BindingWrite::Refresh(Box::new(first.clone())), BINDING_MOVED).await;
+    refused(BindingWrite::Remove { key: key.clone(), id: first.id.clone() }, BINDING_MOVED).await;
+    let refreshed = Binding { summary: "Refreshed".into(), ..again.clone() };
+    store.commit(write(BindingWrite::Refresh(Box::new(refreshed.clone()))), T0).await.unwrap();
+    assert_eq!(store.binding(&key).await.unwrap(), Some(refreshed));
+
+    store.commit(write(BindingWrite::Remove { key: key.clone(), id: again.id.clone() }), T0).await.unwrap();
+    refused(BindingWrite::Refresh(Box::new(again.clone())), BINDING_MOVED).await;
+    refused(BindingWrite::Remove { key: key.clone(), id: again.id.clone() }, BINDING_MOVED).await;
+    assert_eq!(store.binding(&key).await.unwrap(), None, "nothing brings a detached binding back");
+    store.commit(write(BindingWrite::Bind(Box::new(other.clone()))), T0).await.unwrap();
+    assert_eq!(store.binding(&key).await.unwrap(), Some(other), "a free conversation takes any install");
 }
 
 /// A commit that fails any check writes nothing: no events, no audit, no entries.

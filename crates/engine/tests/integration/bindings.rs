@@ -1,12 +1,21 @@
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
-use assent_core::{memory::MemoryStore, model::*, routing::Forward};
+use assent_core::{
+    memory::MemoryStore,
+    model::*,
+    routing::Forward,
+    store::{Commit, StoreError},
+};
 use assent_engine::{BindingHandler, BindingOutcome, EngineError, EngineHandle};
-use assent_testing::{FakeChannel, TestBed, test_config};
+use assent_testing::{FakeChannel, HookedStore, StoreHook, TestBed, test_config};
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use crate::{card, status_becomes, until};
 
@@ -310,4 +319,83 @@ async fn finding_3_a_second_pending_binding_cannot_silently_take_the_conversatio
     let owner = bed.handle.binding_for(&conversation("-100")).await.unwrap().unwrap();
     assert_eq!(owner.plugin.root, "/plugins/codex@1", "the first owner keeps the conversation");
     assert_eq!(bed.store.approval(&second.id).await.unwrap().unwrap().status, Status::Pending);
+}
+
+/// Holds the first commit that `what` picks until the test lets go, so the test can change the
+/// conversation between the engine's look at it and the engine's write.
+struct HoldFirst {
+    what: fn(&Commit) -> bool,
+    arrived: AtomicBool,
+    open: watch::Sender<bool>,
+}
+
+#[async_trait]
+impl StoreHook for HoldFirst {
+    async fn on_commit(&self, c: &Commit) -> Result<Option<Box<dyn std::any::Any + Send>>, StoreError> {
+        if (self.what)(c) && !self.arrived.swap(true, Ordering::SeqCst) {
+            let _ = self.open.subscribe().wait_for(|open| *open).await;
+        }
+        Ok(None)
+    }
+}
+
+async fn held_bed(fake: &FakeChannel, what: fn(&Commit) -> bool) -> (TestBed, Arc<HookedStore<HoldFirst>>) {
+    let hook = HoldFirst { what, arrived: AtomicBool::new(false), open: watch::channel(false).0 };
+    let store = Arc::new(HookedStore::new(Arc::new(MemoryStore::new()), hook));
+    (TestBed::with(store.clone(), test_config(), &[fake.clone()]).await, store)
+}
+
+async fn until_held(store: &HookedStore<HoldFirst>) {
+    until("the held write reaches the store", || async { store.hook.arrived.load(Ordering::SeqCst) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_7_a_refresh_that_raced_a_detach_does_not_bring_the_binding_back() {
+    let fake = room();
+    // A refresh writes the binding and nothing else; binding and detaching also audit.
+    let (bed, store) = held_bed(&fake, |c| !c.bindings.is_empty() && c.audit.is_empty()).await;
+    let a = pending(&bed.handle, "/p@1", "-100").await;
+    let msg = card(&fake, &a.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+
+    let handle = bed.handle.clone();
+    let refresh =
+        tokio::spawn(async move { handle.request_binding(request("/p@1", "-100"), "plugin:codex").await });
+    until_held(&store).await;
+    assert!(
+        bed.handle.detach_binding(&conversation("-100"), None, &Actor::console("admin"), true).await.unwrap()
+    );
+    store.hook.open.send_replace(true);
+
+    let outcome = refresh.await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, BindingOutcome::Pending(_)),
+        "after a detach, binding again needs approval: {outcome:?}"
+    );
+    assert_eq!(bed.handle.binding_for(&conversation("-100")).await.unwrap(), None, "the detach stands");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_3_an_approval_checked_before_another_install_bound_the_conversation_cannot_take_it() {
+    let fake = room();
+    // The first decision that binds waits at the store, after its check that the conversation
+    // is free.
+    let (bed, store) = held_bed(&fake, |c| !c.bindings.is_empty() && c.approval.is_some()).await;
+    let first = pending(&bed.handle, "/plugins/codex@1", "-100").await;
+    let second = pending(&bed.handle, "/plugins/other@1", "-100").await;
+    let (first_card, second_card) = (card(&fake, &first.id).await, card(&fake, &second.id).await);
+    let (clicker, handle) = (fake.clone(), bed.handle.clone());
+    let late = tokio::spawn(async move {
+        clicker.click(&handle, first_card.id, Decision::AllowOnce, "42").await.resolution.unwrap()
+    });
+    until_held(&store).await;
+    fake.click(&bed.handle, second_card.id, Decision::AllowOnce, "42").await;
+    status_becomes(&bed, &second.id, Status::Approved).await;
+    store.hook.open.send_replace(true);
+
+    let late = late.await.unwrap();
+    assert!(late.as_ref().is_err_and(|e| e.to_string().contains("now bound to")), "{late:?}");
+    let owner = bed.handle.binding_for(&conversation("-100")).await.unwrap().unwrap();
+    assert_eq!(owner.plugin.root, "/plugins/other@1", "the install bound first keeps the conversation");
+    assert_eq!(bed.store.approval(&first.id).await.unwrap().unwrap().status, Status::Pending);
 }

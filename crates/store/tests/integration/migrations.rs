@@ -4,7 +4,9 @@ use assent_core::{
     clock::Timestamp,
     id::EntryId,
     model::{Grant, Status},
-    store::{ApprovalWrite, Commit, EntryWrite, GrantWrite, Store},
+    store::{
+        ApprovalWrite, BindingWrite, CONVERSATION_BOUND, Commit, EntryWrite, GrantWrite, Store, StoreError,
+    },
 };
 use assent_store::{OpenError, OpenOptions, SqlStore};
 #[cfg(feature = "postgres")]
@@ -89,9 +91,10 @@ async fn st_5_a_version_1_database_keeps_its_finalization_queue() {
 }
 
 /// Migration 3 on a database written by version 2, which kept a grant's uses and revocation in
-/// its body: both survive, and new uses count on top.
+/// its body: both survive, and new uses count on top. Its bindings get the owner columns that
+/// guard binding writes.
 #[tokio::test]
-async fn st_5_a_version_2_database_keeps_its_grants_uses_and_revocations() {
+async fn st_5_a_version_2_database_keeps_its_grants_uses_and_revocations_and_binding_owners() {
     let path = temp_db();
     let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
     let t0 = Timestamp(1_700_000_000_000);
@@ -105,6 +108,9 @@ async fn st_5_a_version_2_database_keeps_its_grants_uses_and_revocations() {
             .await
             .unwrap();
     }
+    let bound = store_contract::binding(3, "/plugins/codex@1");
+    let bind = BindingWrite::Bind(Box::new(bound.clone()));
+    store.commit(Commit { bindings: vec![bind], ..Commit::default() }, t0).await.unwrap();
     drop(store);
     back_to_version_2(&path).await;
 
@@ -119,6 +125,12 @@ async fn st_5_a_version_2_database_keeps_its_grants_uses_and_revocations() {
     let late =
         Commit { grants: vec![GrantWrite::Use { id: revoked.id.clone(), at: t2 }], ..Commit::default() };
     assert!(store.commit(late, t2).await.is_err(), "a grant revoked before the upgrade stays revoked");
+
+    let other = BindingWrite::Bind(Box::new(store_contract::binding(4, "/plugins/other@1")));
+    let taken = store.commit(Commit { bindings: vec![other], ..Commit::default() }, t2).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(CONVERSATION_BOUND))), "{taken:?}");
+    let detach = BindingWrite::Remove { key: bound.key.clone(), id: bound.id.clone() };
+    store.commit(Commit { bindings: vec![detach], ..Commit::default() }, t2).await.unwrap();
 }
 
 /// Undoes migration 3, as version 2 of assent left the schema.
@@ -130,6 +142,8 @@ async fn back_to_version_2(path: &std::path::Path) {
             "ALTER TABLE grants DROP COLUMN last_used_at",
             "ALTER TABLE grants DROP COLUMN revoked_at",
             "ALTER TABLE grants DROP COLUMN revoked_by",
+            "ALTER TABLE bindings DROP COLUMN binding_id",
+            "ALTER TABLE bindings DROP COLUMN plugin_root",
             "DELETE FROM schema_migrations WHERE version = 3",
         ],
     )
