@@ -18,16 +18,20 @@
 //! its writers on concurrent connections and already merges their WAL flushes, so it is off
 //! there unless asked for (not measured there yet; docs/benchmarks.md).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use assent_core::{
     clock::Timestamp,
-    store::{Commit, Committed, StoreError},
+    store::{Commit, Committed, GRANT_NOT_ACTIVE, GrantWrite, StoreError},
 };
 use sqlx::{Acquire, Any, AnyPool, pool::PoolConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    grant_cache::GrantCache,
     rows::Tx,
     script::Scripts,
     writes::{apply, finish},
@@ -65,9 +69,10 @@ impl std::fmt::Debug for Job {
 impl GroupCommit {
     /// Starts the writer task on `writer`. `notify`: tell other replicas of each batch
     /// (PostgreSQL's `assent_events` channel, ST-8).
-    pub(crate) fn start(writer: AnyPool, notify: bool) -> Self {
+    /// `grants`: the active grants to keep in step with every batch kept (SQLite).
+    pub(crate) fn start(writer: AnyPool, notify: bool, grants: Option<Arc<GrantCache>>) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(run(writer, notify, jobs));
+        tokio::spawn(run(writer, notify, grants, jobs));
         Self { queue }
     }
 
@@ -83,7 +88,12 @@ impl GroupCommit {
     }
 }
 
-async fn run(writer: AnyPool, notify: bool, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn run(
+    writer: AnyPool,
+    notify: bool,
+    grants: Option<Arc<GrantCache>>,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut scripts = Scripts::default();
     let mut held: Option<(Connection, Instant)> = None;
@@ -100,9 +110,23 @@ async fn run(writer: AnyPool, notify: bool, mut queue: mpsc::UnboundedReceiver<J
                 }
             },
         };
-        let kept = commit_batch(&mut conn, notify, jobs, &mut scripts).await;
+        // The batch's grant writes, for the cache once the batch is durable.
+        let grant_writes: Vec<_> = match &grants {
+            Some(_) => jobs.iter().map(|job| job.commit.grants.clone()).collect(),
+            None => Vec::new(),
+        };
+        let kept = commit_batch(&mut conn, notify, jobs, &mut scripts, |results| {
+            if let Some(cache) = &grants {
+                keep_in_step(cache, &grant_writes, results);
+            }
+        })
+        .await;
         if !kept {
             scripts.forget();
+            // A batch that failed at its COMMIT may still have been kept.
+            if let Some(cache) = &grants {
+                cache.forget();
+            }
         }
         // Taking the connection from the pool for each batch cost more than a batch's BEGIN
         // (docs/benchmarks.md, sixth pass), so it is kept while commits keep coming. It goes back
@@ -118,12 +142,31 @@ fn unavailable(e: &sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// Applies the grant writes of a durable batch's kept commits, in commit order. A hit refused
+/// because its grant is no longer active means the cache was late: it loads afresh.
+fn keep_in_step(
+    cache: &GrantCache,
+    writes: &[Vec<GrantWrite>],
+    results: &[(Answer, Result<Committed, StoreError>)],
+) {
+    for (writes, (_, result)) in writes.iter().zip(results) {
+        match result {
+            Ok(_) if !writes.is_empty() => cache.apply(writes),
+            Err(StoreError::Conflict(GRANT_NOT_ACTIVE)) => cache.forget(),
+            _ => {}
+        }
+    }
+}
+
 /// Commits `jobs` in one transaction and answers each caller; `false` if the batch was lost.
+/// `durable` sees the results of a batch that was kept, in commit order, once it is durable and
+/// before any caller hears of them.
 async fn commit_batch(
     writer: &mut Connection,
     notify: bool,
     mut jobs: Vec<Job>,
     scripts: &mut Scripts,
+    durable: impl FnOnce(&[(Answer, Result<Committed, StoreError>)]),
 ) -> bool {
     let mut tx = match writer.begin().await {
         Ok(tx) => tx,
@@ -180,6 +223,7 @@ async fn commit_batch(
     }
     match tx.commit().await {
         Ok(()) => {
+            durable(&results);
             results.into_iter().for_each(|(answer, result)| drop(answer.send(result)));
             true
         }
@@ -300,6 +344,7 @@ mod tests {
             false,
             vec![first, second, third],
             &mut Scripts::default(),
+            |_| {},
         )
         .await;
         let first = first_answer.await.unwrap().unwrap();
@@ -337,7 +382,7 @@ mod tests {
         let (jobs, answers): (Vec<_>, Vec<_>) =
             [created, vote(1, 1), vote(1, 1), replayed, later].into_iter().map(job).unzip();
         let mut scripts = Scripts::default();
-        commit_batch(&mut store.writer.acquire().await.unwrap(), false, jobs, &mut scripts).await;
+        commit_batch(&mut store.writer.acquire().await.unwrap(), false, jobs, &mut scripts, |_| {}).await;
         let mut results = Vec::new();
         for answer in answers {
             results.push(answer.await.unwrap().map(|c| c.events.iter().map(|e| e.seq).collect::<Vec<_>>()));
@@ -389,7 +434,7 @@ mod tests {
         decided.notice_key = Some(format!("notice:{first}"));
         let (jobs, answers): (Vec<_>, Vec<_>) = [created, decided].into_iter().map(job).unzip();
         let mut scripts = Scripts::default();
-        commit_batch(&mut store.writer.acquire().await.unwrap(), false, jobs, &mut scripts).await;
+        commit_batch(&mut store.writer.acquire().await.unwrap(), false, jobs, &mut scripts, |_| {}).await;
         for answer in answers {
             answer.await.unwrap().unwrap();
         }

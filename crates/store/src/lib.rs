@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod grant_cache;
 mod group;
 mod migrations;
 mod private;
@@ -245,7 +246,9 @@ impl SqlStore {
         store.migrate(options.migrate).await?;
         if options.group_commit.unwrap_or(backend == Backend::Sqlite) {
             let notify = backend == Backend::Postgres;
-            store.group = Some(group::GroupCommit::start(store.writer.clone(), notify));
+            // This process is SQLite's only writer, so it can keep the active grants in step.
+            store.grants = (backend == Backend::Sqlite).then(Default::default);
+            store.group = Some(group::GroupCommit::start(store.writer.clone(), notify, store.grants.clone()));
         }
         Ok(store)
     }

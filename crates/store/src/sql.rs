@@ -2,7 +2,7 @@
 //! backends share one implementation. Records are stored as JSON bodies beside the columns that
 //! are indexed or compared (status, version, deadlines, ledger keys).
 
-use std::{fs::File, time::Duration};
+use std::{fs::File, sync::Arc, time::Duration};
 
 use assent_core::{
     clock::Timestamp,
@@ -17,6 +17,7 @@ use sqlx::{AnyPool, Row};
 
 use crate::{
     Backend, OpenError,
+    grant_cache::GrantCache,
     group::GroupCommit,
     migrations,
     rows::{Query, Tx, int, limit, parse, parse_grant, unavailable},
@@ -43,6 +44,8 @@ pub struct SqlStore {
     pub(crate) checkpoints: Option<tokio::task::AbortHandle>,
     /// SQLite's writer task, which commits whatever is queued in one transaction (group commit).
     pub(crate) group: Option<GroupCommit>,
+    /// SQLite's active grants, kept in step by the writer task.
+    pub(crate) grants: Option<Arc<GrantCache>>,
 }
 
 impl Drop for SqlStore {
@@ -81,7 +84,16 @@ impl SqlStore {
 
 impl SqlStore {
     pub(crate) fn from_pools(pool: AnyPool, writer: AnyPool, backend: Backend, url: &str) -> Self {
-        Self { pool, writer, backend, url: url.to_owned(), lock: None, checkpoints: None, group: None }
+        Self {
+            pool,
+            writer,
+            backend,
+            url: url.to_owned(),
+            lock: None,
+            checkpoints: None,
+            group: None,
+            grants: None,
+        }
     }
 
     /// The backend.
@@ -291,9 +303,20 @@ impl Store for SqlStore {
     }
 
     async fn active_grants(&self, kind: Kind) -> Result<Vec<Grant>, StoreError> {
-        let sql = "SELECT body, uses, last_used_at, revoked_at, revoked_by FROM grants
-             WHERE kind = $1 AND revoked = 0";
-        self.grant_rows(sqlx::query(sql).bind(kind.as_str())).await
+        let Some(cache) = &self.grants else {
+            let sql = "SELECT body, uses, last_used_at, revoked_at, revoked_by FROM grants
+                 WHERE kind = $1 AND revoked = 0";
+            return self.grant_rows(sqlx::query(sql).bind(kind.as_str())).await;
+        };
+        let generation = match cache.get(kind) {
+            Ok(active) => return Ok(active),
+            Err(generation) => generation,
+        };
+        let sql = "SELECT body, uses, last_used_at, revoked_at, revoked_by FROM grants WHERE revoked = 0";
+        let active = self.grant_rows(sqlx::query(sql)).await?;
+        let of_kind = active.iter().filter(|g| g.kind == kind).cloned().collect();
+        cache.fill(generation, active);
+        Ok(of_kind)
     }
 
     async fn grants(&self) -> Result<Vec<Grant>, StoreError> {

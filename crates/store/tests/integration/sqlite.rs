@@ -82,3 +82,35 @@ async fn st_3_many_concurrent_writers_queue_behind_one_writer() {
     }
     assert_eq!(store.pending().await.unwrap().len(), 500);
 }
+
+/// Issue 15: SQLite keeps the active grants in memory. Should the table change behind the
+/// store's back, a hit on a grant revoked there is still refused by the table, and the refusal
+/// makes the store read the table afresh.
+#[tokio::test]
+async fn po_12_a_grant_revoked_behind_the_stores_back_is_refused_and_then_forgotten() {
+    use assent_core::{
+        model::Kind,
+        store::{Commit, GRANT_NOT_ACTIVE, GrantWrite, StoreError},
+    };
+    use sqlx::Connection;
+
+    let path = temp_db();
+    let store = SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap();
+    let g = assent_testing::store_contract::grant(1);
+    let insert = Commit { grants: vec![GrantWrite::Insert(Box::new(g.clone()))], ..Commit::default() };
+    store.commit(insert, assent_testing::T0).await.unwrap();
+    assert_eq!(store.active_grants(Kind::Exec).await.unwrap(), [g.clone()]);
+
+    let mut raw = sqlx::AnyConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("UPDATE grants SET revoked = 1").execute(&mut raw).await.unwrap();
+    raw.close().await.unwrap();
+    assert_eq!(store.active_grants(Kind::Exec).await.unwrap(), [g.clone()], "the store has not seen it");
+
+    let hit = Commit {
+        grants: vec![GrantWrite::Use { id: g.id.clone(), at: assent_testing::T0 }],
+        ..Commit::default()
+    };
+    let refused = store.commit(hit, assent_testing::T0).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(GRANT_NOT_ACTIVE))), "{refused:?}");
+    assert!(store.active_grants(Kind::Exec).await.unwrap().is_empty(), "the refusal reloads the grants");
+}
