@@ -215,6 +215,16 @@ impl Scripts {
         }
         sqlx::query("ROLLBACK TO assent_commit").execute(&mut **tx).await?;
         let result = apply(tx, commit, now).await;
+        // A conflict is the usual cause and is the caller's to report; anything else is worth a
+        // look, since every redo costs a commit's statements one hand-off each.
+        match &result {
+            Err(
+                StoreError::Conflict(_) | StoreError::IdempotentReplay(_) | StoreError::IdempotencyConflict,
+            ) => {}
+            other => {
+                tracing::debug!(ok = other.is_ok(), "a commit's script was redone a statement at a time")
+            }
+        }
         if result.is_err() {
             sqlx::query("ROLLBACK TO assent_commit").execute(&mut **tx).await?;
         }
