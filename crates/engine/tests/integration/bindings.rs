@@ -399,3 +399,29 @@ async fn finding_3_an_approval_checked_before_another_install_bound_the_conversa
     assert_eq!(owner.plugin.root, "/plugins/other@1", "the install bound first keeps the conversation");
     assert_eq!(bed.store.approval(&first.id).await.unwrap().unwrap().status, Status::Pending);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bd_4_a_grant_bind_that_raced_another_install_does_not_take_its_conversation() {
+    let fake = room();
+    // A bind by a grant writes the binding with its audit and no approval.
+    let (bed, store) =
+        held_bed(&fake, |c| !c.bindings.is_empty() && c.approval.is_none() && !c.audit.is_empty()).await;
+    let trusted = pending(&bed.handle, "/p@1", "-100").await;
+    let msg = card(&fake, &trusted.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowAlways, "42").await;
+    let other = pending(&bed.handle, "/other@1", "-300").await;
+
+    let handle = bed.handle.clone();
+    let by_grant =
+        tokio::spawn(async move { handle.request_binding(request("/p@1", "-300"), "plugin:codex").await });
+    until_held(&store).await;
+    let msg = card(&fake, &other.id).await;
+    fake.click(&bed.handle, msg.id, Decision::AllowOnce, "42").await;
+    status_becomes(&bed, &other.id, Status::Approved).await;
+    store.hook.open.send_replace(true);
+
+    let outcome = by_grant.await.unwrap();
+    assert!(matches!(outcome, Err(EngineError::ConversationBound { .. })), "{outcome:?}");
+    let owner = bed.handle.binding_for(&conversation("-300")).await.unwrap().unwrap();
+    assert_eq!(owner.plugin.root, "/other@1", "the install bound first keeps the conversation");
+}
