@@ -2,14 +2,17 @@
 //! (issue 15: before this, every request read and decoded every active grant of its kind).
 //!
 //! Only SQLite has one: its lock file makes this process the database's only writer, and every
-//! grant write passes through the group-commit writer, which applies it here, in commit order,
-//! once its batch is durable and before it answers the caller. PostgreSQL replicas write grants
-//! the others do not see, so they read the table each time.
+//! grant write passes through its writer thread (`crate::sqlite_writer`), which applies it here,
+//! in commit order, once its batch is durable and before it answers the caller. PostgreSQL
+//! replicas write grants the others do not see, so they read the table each time.
 //!
 //! The cache can only ever be late, never wrong in the unsafe direction: a hit on a grant that
 //! was revoked meanwhile is refused by the store itself (`GrantWrite::Use` needs an unrevoked
 //! row), and such a refusal makes the cache load afresh. A read that started before a grant
 //! write never stores its result over that write (the generation check in [`GrantCache::fill`]).
+
+// Without SQLite, nothing fills the cache: the PostgreSQL store reads the table.
+#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 
 use std::sync::{Mutex, MutexGuard};
 

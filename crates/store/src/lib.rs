@@ -6,8 +6,9 @@ mod migrations;
 mod private;
 mod replicas;
 mod rows;
-mod script;
 mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite_writer;
 mod steps;
 mod writes;
 
@@ -18,7 +19,7 @@ use std::{
 };
 
 use sqlx::{
-    AnyPool, Executor, Row,
+    AnyPool, Executor,
     any::{AnyPoolOptions, install_default_drivers},
 };
 
@@ -130,34 +131,6 @@ fn backend_of(url: &str) -> Result<Backend, OpenError> {
     }
 }
 
-/// How often the WAL is copied back into the database file, off the commit path (NF-6).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// A WAL longer than this many frames (4 KiB pages) is truncated once it is fully copied back.
-const WAL_TRUNCATE_FRAMES: i64 = 1000;
-
-/// Copies committed WAL frames into the database file in the background. A passive checkpoint
-/// waits for nobody, so commits never pay for it. Under a steady stream of commits the WAL would
-/// never start over, so once a passive pass has copied everything and the WAL is long, a
-/// truncating pass resets it (it only has to wait for readers, not copy or sync pages): the WAL
-/// stays short, and so does the scan of it when the database is opened again (NF-4).
-async fn checkpoints(readers: AnyPool) {
-    loop {
-        tokio::time::sleep(CHECKPOINT_EVERY).await;
-        let passive = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&readers).await;
-        let (log, copied) = match passive {
-            Ok(row) => (row.try_get::<i64, _>(1).unwrap_or(0), row.try_get::<i64, _>(2).unwrap_or(0)),
-            Err(e) => {
-                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
-                continue;
-            }
-        };
-        if log > WAL_TRUNCATE_FRAMES && copied == log {
-            let _ = readers.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
-        }
-    }
-}
-
 /// Holds `<db>.lock` so a second server on the same SQLite file refuses to start.
 fn lock_file(db: &Path) -> Result<File, OpenError> {
     let path = PathBuf::from(format!("{}.lock", db.display()));
@@ -192,6 +165,20 @@ impl SqlStore {
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let mut store = Self::connect(&url, Backend::Sqlite, options).await?;
         store.lock = Some(lock);
+        #[cfg(feature = "sqlite")]
+        {
+            // The lock file makes this process SQLite's only writer, so its writer thread can
+            // keep the active grants in step.
+            let grants: std::sync::Arc<grant_cache::GrantCache> = std::sync::Arc::default();
+            let batch = if options.group_commit.unwrap_or(true) { sqlite_writer::MAX_BATCH } else { 1 };
+            let writer =
+                sqlite_writer::SqliteWriter::start(path, options.durability, batch, Some(grants.clone()))?;
+            let checkpointer =
+                tokio::spawn(sqlite_writer::checkpoints(store.pool.clone(), writer.wal_truncator()));
+            store.checkpoints = Some(checkpointer.abort_handle());
+            store.grants = Some(grants);
+            store.sqlite_writer = Some(writer);
+        }
         Ok(store)
     }
 
@@ -231,24 +218,15 @@ impl SqlStore {
             Backend::Sqlite => {
                 // Persistent in the file: set once, before any other connection writes.
                 readers.execute("PRAGMA journal_mode = WAL").await?;
-                let writer = pool_with(1).connect(url).await?;
-                // NF-6: no checkpoint inside a commit; `checkpoints` runs them beside it.
-                writer.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                writer
+                // Migrations only: once open, the store writes on its own thread (`sqlite_writer`).
+                pool_with(1).connect(url).await?
             }
             Backend::Postgres => readers.clone(),
         };
-        let checkpointer = (backend == Backend::Sqlite).then(|| readers.clone());
         let mut store = Self::from_pools(readers, writer, backend, url);
-        if let Some(readers) = checkpointer {
-            store.checkpoints = Some(tokio::spawn(checkpoints(readers)).abort_handle());
-        }
         store.migrate(options.migrate).await?;
-        if options.group_commit.unwrap_or(backend == Backend::Sqlite) {
-            let notify = backend == Backend::Postgres;
-            // This process is SQLite's only writer, so it can keep the active grants in step.
-            store.grants = (backend == Backend::Sqlite).then(Default::default);
-            store.group = Some(group::GroupCommit::start(store.writer.clone(), notify, store.grants.clone()));
+        if backend == Backend::Postgres && options.group_commit == Some(true) {
+            store.group = Some(group::GroupCommit::start(store.writer.clone()));
         }
         Ok(store)
     }

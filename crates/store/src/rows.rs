@@ -25,7 +25,11 @@ pub(crate) fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 pub(crate) fn parse<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
-    let body: &str = row.try_get("body").map_err(unavailable)?;
+    decode(row.try_get("body").map_err(unavailable)?)
+}
+
+/// A stored record's JSON body.
+pub(crate) fn decode<T: DeserializeOwned>(body: &str) -> Result<T, StoreError> {
     serde_json::from_str(body)
         .map_err(|e| StoreError::Unavailable(format!("a stored record does not decode: {e}")))
 }

@@ -31,7 +31,7 @@ const PENDING_BODIES: &str = "SELECT body FROM approvals WHERE status = 'pending
 #[derive(Debug)]
 pub struct SqlStore {
     /// Readers (and, on PostgreSQL, writers too).
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     /// Writes. On SQLite a pool of one connection: writers queue for it instead of failing
     /// with `SQLITE_BUSY` (ST-3, one writer).
     pub(crate) writer: AnyPool,
@@ -42,9 +42,13 @@ pub struct SqlStore {
     pub(crate) lock: Option<File>,
     /// The SQLite background checkpointer, stopped with the store.
     pub(crate) checkpoints: Option<tokio::task::AbortHandle>,
-    /// SQLite's writer task, which commits whatever is queued in one transaction (group commit).
+    /// PostgreSQL's writer task when group commit is on: it commits whatever is queued in one
+    /// transaction.
     pub(crate) group: Option<GroupCommit>,
-    /// SQLite's active grants, kept in step by the writer task.
+    /// SQLite's writer thread: every write of an open SQLite store goes through it.
+    #[cfg(feature = "sqlite")]
+    pub(crate) sqlite_writer: Option<crate::sqlite_writer::SqliteWriter>,
+    /// SQLite's active grants, kept in step by its writer thread.
     pub(crate) grants: Option<Arc<GrantCache>>,
 }
 
@@ -92,6 +96,8 @@ impl SqlStore {
             lock: None,
             checkpoints: None,
             group: None,
+            #[cfg(feature = "sqlite")]
+            sqlite_writer: None,
             grants: None,
         }
     }
@@ -177,6 +183,10 @@ impl SqlStore {
 #[async_trait]
 impl Store for SqlStore {
     async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+        #[cfg(feature = "sqlite")]
+        if let Some(writer) = &self.sqlite_writer {
+            return writer.commit(commit, now).await;
+        }
         if let Some(group) = &self.group {
             return group.commit(commit, now).await;
         }
@@ -381,23 +391,23 @@ impl Store for SqlStore {
         lease: Duration,
         n: usize,
     ) -> Result<Vec<CallbackJob>, StoreError> {
-        // PostgreSQL replicas skip rows another replica is claiming (ST-8); SQLite has one writer.
-        let select: &'static str = match self.backend {
-            Backend::Postgres => {
-                "SELECT body FROM callbacks WHERE state = 'pending' AND next_attempt_at <= $1
-                 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-            }
-            Backend::Sqlite => {
-                "SELECT body FROM callbacks WHERE state = 'pending' AND next_attempt_at <= $1
-                 ORDER BY next_attempt_at LIMIT $2"
-            }
-        };
+        #[cfg(feature = "sqlite")]
+        if let Some(writer) = &self.sqlite_writer {
+            return writer.claim(now, lease, n).await;
+        }
+        // PostgreSQL replicas skip rows another replica is claiming (ST-8).
+        let select = "SELECT body FROM callbacks WHERE state = 'pending' AND next_attempt_at <= $1
+            ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED";
         let mut tx = self.begin().await?;
         let result = claim(&mut tx, select, now, lease, n).await;
         finish(tx, result).await
     }
 
     async fn purge(&self, before: Timestamp) -> Result<u64, StoreError> {
+        #[cfg(feature = "sqlite")]
+        if let Some(writer) = &self.sqlite_writer {
+            return writer.purge(before).await;
+        }
         let mut tx = self.begin().await?;
         let result = purge(&mut tx, before).await;
         finish(tx, result).await

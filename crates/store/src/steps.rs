@@ -1,7 +1,6 @@
 //! A write's statements as data: each [`Step`] is one statement, its values, and what its
-//! result means. The same steps run one at a time ([`Step::run`], every backend) or, on SQLite,
-//! joined into one script that crosses to SQLite's thread once (`crate::script`), so both ways
-//! share one text of every statement.
+//! result means. PostgreSQL runs them through sqlx ([`Step::run`]); SQLite's writer thread runs
+//! the same steps in place (`crate::sqlite_writer`), so both share one text of every statement.
 
 use std::borrow::Cow;
 
@@ -91,6 +90,12 @@ impl Step {
     pub(crate) fn changes_one(mut self, what: &'static str) -> Self {
         self.changes_one = Some(what);
         self
+    }
+
+    /// The conflict a unique-constraint violation of this statement stands for, if any.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn unique_conflict(&self) -> Option<&'static str> {
+        self.unique
     }
 
     /// What a failure of this statement means to the caller.

@@ -52,12 +52,22 @@ async fn next_seqs(tx: &mut Tx<'_>, audit: usize, events: usize) -> Result<(i64,
     }
     let Some(step) = reserve_seqs(audit, events) else { return Ok((0, 0)) };
     let rows = step.query()?.fetch_all(&mut **tx).await.map_err(unavailable)?;
-    if rows.len() != usize::from(audit > 0) + usize::from(events > 0) {
+    let counters = rows.iter().map(counter).collect::<Result<Vec<_>, _>>()?;
+    first_seqs(audit, events, &counters)
+}
+
+/// The first of `audit` audit and `events` event numbers, from the counters' new values
+/// ([`reserve_seqs`]'s rows).
+pub(crate) fn first_seqs(
+    audit: usize,
+    events: usize,
+    counters: &[(String, i64)],
+) -> Result<(i64, i64), StoreError> {
+    if counters.len() != usize::from(audit > 0) + usize::from(events > 0) {
         return Err(StoreError::Unavailable("the audit and event counters are missing".to_owned()));
     }
     let (mut first_audit, mut first_event) = (0, 0);
-    for row in rows {
-        let (name, last) = counter(&row)?;
+    for (name, last) in counters {
         match name.as_str() {
             "audit" => first_audit = last - limit(audit) + 1,
             _ => first_event = last - limit(events) + 1,
@@ -120,8 +130,7 @@ pub(crate) fn idempotency_lookup(rec: &IdempotencyRecord) -> Step {
         .bind(rec.key.as_str())
 }
 
-/// IN-4: a key used within the window for the same request replays it, and for another request
-/// is refused; an older use is forgotten.
+/// Looks `rec`'s key up and applies [`StoredKey::admits`].
 async fn check_idempotency(
     tx: &mut Tx<'_>,
     rec: &IdempotencyRecord,
@@ -129,17 +138,34 @@ async fn check_idempotency(
 ) -> Result<(), StoreError> {
     let found = idempotency_lookup(rec).query()?.fetch_optional(&mut **tx).await.map_err(unavailable)?;
     let Some(row) = found else { return Ok(()) };
-    let at: i64 = row.try_get("at").map_err(unavailable)?;
-    if Timestamp(at) + IDEMPOTENCY_WINDOW <= now {
-        return Ok(());
+    let stored = StoredKey {
+        digest: row.try_get("digest").map_err(unavailable)?,
+        approval_id: row.try_get("approval_id").map_err(unavailable)?,
+        at: row.try_get("at").map_err(unavailable)?,
+    };
+    stored.admits(rec, now)
+}
+
+/// What [`idempotency_lookup`] found under a key.
+pub(crate) struct StoredKey {
+    pub(crate) digest: String,
+    pub(crate) approval_id: String,
+    pub(crate) at: i64,
+}
+
+impl StoredKey {
+    /// IN-4: a key used within the window for the same request replays it, and for another
+    /// request is refused; an older use is forgotten.
+    pub(crate) fn admits(self, rec: &IdempotencyRecord, now: Timestamp) -> Result<(), StoreError> {
+        if Timestamp(self.at) + IDEMPOTENCY_WINDOW <= now {
+            return Ok(());
+        }
+        if self.digest != rec.digest {
+            return Err(StoreError::IdempotencyConflict);
+        }
+        let id = ApprovalId::parse(&self.approval_id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Err(StoreError::IdempotentReplay(id))
     }
-    let digest: String = row.try_get("digest").map_err(unavailable)?;
-    if digest != rec.digest {
-        return Err(StoreError::IdempotencyConflict);
-    }
-    let id: String = row.try_get("approval_id").map_err(unavailable)?;
-    let id = ApprovalId::parse(&id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    Err(StoreError::IdempotentReplay(id))
 }
 
 fn insert_approval(
@@ -399,7 +425,8 @@ pub(crate) fn log(
     Ok(steps)
 }
 
-/// Runs a commit's statements one at a time (every backend; SQLite's scripts fall back to it).
+/// Runs a commit's statements through sqlx (PostgreSQL; SQLite's writer thread runs the same
+/// steps in place, `crate::sqlite_writer`).
 pub(crate) async fn apply(tx: &mut Tx<'_>, mut c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
     if let Some(ApprovalWrite::Insert { idempotency: Some(rec), .. }) = &c.approval {
         check_idempotency(tx, rec, now).await?;
@@ -420,36 +447,57 @@ pub(crate) async fn claim(
     let rows =
         sqlx::query(select).bind(now.0).bind(limit(n)).fetch_all(&mut **tx).await.map_err(unavailable)?;
     let mut jobs: Vec<CallbackJob> = parse_all(&rows)?;
-    for job in &mut jobs {
-        job.next_attempt_at = now + lease;
-        write_callback(&CallbackWrite::Update(job.clone()))?.run(tx).await?;
-    }
+    run_all(tx, lease_out(&mut jobs, now, lease)?).await?;
     Ok(jobs)
 }
 
+/// Leases claimed `jobs` until `now + lease`: the statements that record it.
+pub(crate) fn lease_out(
+    jobs: &mut [CallbackJob],
+    now: Timestamp,
+    lease: Duration,
+) -> Result<Vec<Step>, StoreError> {
+    jobs.iter_mut()
+        .map(|job| {
+            job.next_attempt_at = now + lease;
+            write_callback(&CallbackWrite::Update(job.clone()))
+        })
+        .collect()
+}
+
+/// Terminal approvals created before `$1` whose cards are all final: what retention removes.
+/// The rest waits for the next run.
+pub(crate) const DOOMED: &str = "SELECT id FROM approvals a WHERE a.status <> 'pending' AND a.created_at < $1
+    AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.approval_id = a.id AND e.open = 1)";
+
 pub(crate) async fn purge(tx: &mut Tx<'_>, before: Timestamp) -> Result<u64, StoreError> {
-    // Terminal approvals whose cards are all final; the rest waits for the next run.
-    const DOOMED: &str = "SELECT id FROM approvals a WHERE a.status <> 'pending' AND a.created_at < $1
-        AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.approval_id = a.id AND e.open = 1)";
     let rows = sqlx::query(DOOMED).bind(before.0).fetch_all(&mut **tx).await.map_err(unavailable)?;
     let ids: Vec<String> =
         rows.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>().map_err(unavailable)?;
-    for id in &ids {
-        for q in [
+    run_all(tx, removals(&ids, before)).await?;
+    Ok(ids.len() as u64)
+}
+
+/// Retention's deletes: the `doomed` approvals with their cards, notices and finished
+/// callbacks, then audit, events and idempotency keys older than `before`.
+pub(crate) fn removals(doomed: &[String], before: Timestamp) -> Vec<Step> {
+    let mut steps = Vec::with_capacity(doomed.len() * 4 + 3);
+    for id in doomed {
+        for sql in [
             "DELETE FROM entries WHERE approval_id = $1",
             "DELETE FROM approvals WHERE id = $1",
             "DELETE FROM notice_keys WHERE key = 'notice:' || $1",
             "DELETE FROM callbacks WHERE key LIKE $1 || ':%' AND state <> 'pending'",
         ] {
-            sqlx::query(q).bind(id).execute(&mut **tx).await.map_err(unavailable)?;
+            steps.push(Step::new(sql).bind(id.as_str()));
         }
     }
-    for q in [
+    for sql in [
         "DELETE FROM audit WHERE at < $1",
         "DELETE FROM events WHERE at < $1",
         "DELETE FROM idempotency WHERE at < $1",
     ] {
-        sqlx::query(q).bind(before.0).execute(&mut **tx).await.map_err(unavailable)?;
+        steps.push(Step::new(sql).bind(before.0));
     }
-    Ok(ids.len() as u64)
+    steps
 }

@@ -114,3 +114,46 @@ async fn po_12_a_grant_revoked_behind_the_stores_back_is_refused_and_then_forgot
     assert!(matches!(refused, Err(StoreError::Conflict(GRANT_NOT_ACTIVE))), "{refused:?}");
     assert!(store.active_grants(Kind::Exec).await.unwrap().is_empty(), "the refusal reloads the grants");
 }
+
+/// The WAL file does not keep growing while commits keep coming: once a passive checkpoint has
+/// copied it all, the writer thread truncates it between two batches (NF-4 reads a short WAL at
+/// the next start). Writers stay busy the whole time, as under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn st_3_the_wal_is_truncated_while_commits_keep_coming() {
+    let path = temp_db();
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    let store = Arc::new(SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8u128 {
+        let (store, stop) = (store.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u128;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let approval = assent_testing::store_contract::sample(1_000_000 * (w + 1) + n);
+                let insert = assent_core::store::ApprovalWrite::Insert { approval, idempotency: None };
+                let commit = assent_core::store::Commit { approval: Some(insert), ..Default::default() };
+                store.commit(commit, assent_testing::T0).await.unwrap();
+                n += 1;
+            }
+        }));
+    }
+    let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    // 1,000 frames of 4 KiB is where the store starts truncating.
+    let long = 1_000 * 4_096;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut grew = false;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the WAL was never truncated (grew past 4 MB: {grew})");
+        let now = size();
+        grew |= now > long;
+        if grew && now < long / 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+}

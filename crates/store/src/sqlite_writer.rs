@@ -1,0 +1,488 @@
+//! SQLite's writer: a thread of the store's own that owns the one write connection and calls
+//! SQLite in place (ST-3, NF-2, issue 15).
+//!
+//! sqlx runs each SQLite connection on a worker thread and hands it every statement, so a
+//! commit used to cross threads several times (its statements, then the batch's `BEGIN` and
+//! `COMMIT`), and those hand-offs, not SQLite's work, bounded every write (docs/benchmarks.md,
+//! fifth to eighth passes). Here a commit crosses once: the caller queues it, the thread runs it
+//! and answers. The statements are the same [`Step`]s PostgreSQL runs through sqlx
+//! (`crate::writes`), prepared once and kept in the connection's statement cache.
+//!
+//! Group commit: the thread takes every commit waiting in the queue (up to a batch) and runs
+//! them in one transaction, each in its own savepoint.
+//! - A commit whose checks fail (a stale version, a taken key) is rolled back to its savepoint
+//!   alone, and its caller gets that error, exactly as if it had run by itself.
+//! - Every caller is answered only after the shared transaction is durable, so an acknowledged
+//!   commit survives a crash (NF-7). If the transaction fails, every caller is told so and
+//!   nothing of the batch is kept.
+//!
+//! Callback claims and retention queue here too, each in a transaction of its own, so nothing
+//! else in the process competes for SQLite's write lock. The store's sqlx pools only read (and
+//! migrate, before this thread starts).
+
+use std::{mem, path::Path, sync::Arc, time::Duration};
+
+use assent_core::{
+    clock::Timestamp,
+    store::{ApprovalWrite, CallbackJob, Commit, Committed, GRANT_NOT_ACTIVE, GrantWrite, StoreError},
+};
+use rusqlite::{
+    CachedStatement, Connection, ErrorCode, OpenFlags, Row, ToSql, ffi,
+    types::{ToSqlOutput, ValueRef},
+};
+use sqlx::{AnyPool, Row as _};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    Durability, OpenError,
+    grant_cache::GrantCache,
+    rows::{decode, limit},
+    steps::{Step, Value},
+    writes::{
+        DOOMED, StoredKey, first_seqs, idempotency_lookup, lease_out, log, plan, removals, reserve_seqs,
+    },
+};
+
+/// Most commits in one transaction, so the first caller of a burst never waits for a long one.
+pub(crate) const MAX_BATCH: usize = 128;
+
+/// Callbacks due for their lease, oldest first (SQLite has one writer, so no row locks).
+const CLAIMABLE: &str = "SELECT body FROM callbacks WHERE state = 'pending' AND next_attempt_at <= $1
+    ORDER BY next_attempt_at LIMIT $2";
+
+type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A commit run in a batch: its caller, its grant writes (for the cache) and its result.
+type Ran = (Answer<Committed>, Vec<GrantWrite>, Result<Committed, StoreError>);
+
+/// A commit waiting for the thread.
+struct Queued {
+    commit: Commit,
+    now: Timestamp,
+    answer: Answer<Committed>,
+}
+
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every job is a commit: boxing it would cost an allocation each"
+)]
+enum Job {
+    Commit(Queued),
+    Claim { now: Timestamp, lease: Duration, n: usize, answer: Answer<Vec<CallbackJob>> },
+    Purge { before: Timestamp, answer: Answer<u64> },
+    TruncateWal,
+}
+
+/// The handle of the writer thread; the thread ends once the store (its only sender) drops and
+/// the queue is empty.
+#[derive(Debug)]
+pub(crate) struct SqliteWriter {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl SqliteWriter {
+    /// Opens the write connection to the database at `path` (already created and migrated) and
+    /// starts the thread. `batch`: most commits per transaction (1 turns group commit off).
+    /// `grants`: the active grants to keep in step with every batch kept.
+    pub(crate) fn start(
+        path: &Path,
+        durability: Durability,
+        batch: usize,
+        grants: Option<Arc<GrantCache>>,
+    ) -> Result<Self, OpenError> {
+        let conn = open(path, durability).map_err(|e| OpenError::Io {
+            context: format!("opening the write connection to {}", path.display()),
+            source: std::io::Error::other(e),
+        })?;
+        let (queue, jobs) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("assent-sqlite-writer".to_owned())
+            .spawn(move || serve(&conn, jobs, batch.max(1), grants.as_deref()))
+            .map_err(|source| OpenError::Io {
+                context: "starting the SQLite writer thread".to_owned(),
+                source,
+            })?;
+        Ok(Self { queue })
+    }
+
+    /// Commits `commit` with whatever else is queued; returns once it is durable.
+    pub(crate) async fn commit(&self, commit: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+        self.ask(|answer| Job::Commit(Queued { commit, now, answer })).await
+    }
+
+    /// Leases up to `n` callback jobs due at `now` for `lease`.
+    pub(crate) async fn claim(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        n: usize,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        self.ask(|answer| Job::Claim { now, lease, n, answer }).await
+    }
+
+    /// A handle for the store's checkpoint task, which does not keep the thread running.
+    pub(crate) fn wal_truncator(&self) -> WalTruncator {
+        WalTruncator(self.queue.downgrade())
+    }
+
+    /// Retention: removes what is older than `before` and finished.
+    pub(crate) async fn purge(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.ask(|answer| Job::Purge { before, answer }).await
+    }
+
+    async fn ask<T>(&self, job: impl FnOnce(Answer<T>) -> Job) -> Result<T, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(job(answer))
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".to_owned()))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer stopped before answering".to_owned()))?
+    }
+}
+
+/// How often the WAL is copied back into the database file, off the commit path (NF-6).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// A WAL longer than this many frames (4 KiB pages) is truncated once it is fully copied back.
+const WAL_TRUNCATE_FRAMES: i64 = 1000;
+
+/// Copies committed WAL frames into the database file in the background. A passive checkpoint
+/// waits for nobody, so commits never pay for it. Under a steady stream of commits the WAL file
+/// would keep its largest size, so once a passive pass has copied everything and the WAL is
+/// long, the writer thread is asked to truncate it (it only has to wait for readers, not copy or
+/// sync pages): the WAL stays short, and so does the scan of it when the database is opened
+/// again (NF-4).
+pub(crate) async fn checkpoints(readers: AnyPool, writer: WalTruncator) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        let passive = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&readers).await;
+        let (log, copied) = match passive {
+            Ok(row) => (row.try_get::<i64, _>(1).unwrap_or(0), row.try_get::<i64, _>(2).unwrap_or(0)),
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                continue;
+            }
+        };
+        if log > WAL_TRUNCATE_FRAMES && copied == log {
+            writer.request();
+        }
+    }
+}
+
+/// Asks the writer thread to reset the WAL ([`checkpoints`]).
+#[derive(Debug, Clone)]
+pub(crate) struct WalTruncator(mpsc::WeakUnboundedSender<Job>);
+
+impl WalTruncator {
+    /// Queues a truncation behind the commits already queued; does nothing once the store is gone.
+    pub(crate) fn request(&self) {
+        if let Some(queue) = self.0.upgrade() {
+            let _ = queue.send(Job::TruncateWal);
+        }
+    }
+}
+
+/// How long the write connection waits for SQLite's locks (other processes, a checkpoint).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The write connection, set up as sqlx sets up the readers (`SqlStore::connect`).
+fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::PowerLoss => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // NF-6: no checkpoint inside a commit; the store's background task runs them beside it.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // A statement of every kind of write, and multi-row inserts of a few sizes.
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// The thread's loop: consecutive commits share a transaction; a claim or a purge runs alone,
+/// after the commits queued before it.
+fn serve(
+    conn: &Connection,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    batch: usize,
+    grants: Option<&GrantCache>,
+) {
+    let mut commits = Vec::with_capacity(batch);
+    while let Some(first) = queue.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Commit(queued) => commits.push(queued),
+                Job::Claim { now, lease, n, answer } => {
+                    commit_batch(conn, &mut commits, grants);
+                    let _ = answer.send(alone(conn, |conn| claim(conn, now, lease, n)));
+                }
+                Job::Purge { before, answer } => {
+                    commit_batch(conn, &mut commits, grants);
+                    let _ = answer.send(alone(conn, |conn| purge(conn, before)));
+                }
+                Job::TruncateWal => {
+                    commit_batch(conn, &mut commits, grants);
+                    truncate_wal(conn);
+                }
+            }
+            if commits.len() < batch {
+                next = queue.try_recv().ok();
+            }
+        }
+        commit_batch(conn, &mut commits, grants);
+    }
+}
+
+/// Resets the WAL to empty, asked for once a passive checkpoint has copied all of it. A
+/// truncating checkpoint needs the write lock, so it runs here, between batches: run from another
+/// connection it waited for this thread's lock in SQLite's busy handler, which polls in steps of
+/// up to 100 ms, and under steady writes it got its turn only once they stopped (issue 15, eighth
+/// pass). It must not hold up the commits queued behind it either, so it does not wait for
+/// readers still on an older snapshot: the next pass tries again.
+fn truncate_wal(conn: &Connection) {
+    let truncated = conn
+        .busy_timeout(Duration::ZERO)
+        .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)));
+    if let Err(e) = truncated.and(conn.busy_timeout(BUSY_TIMEOUT)) {
+        tracing::warn!(error = %e, "WAL truncation failed; will retry");
+    }
+}
+
+/// Runs `work` in a transaction of its own.
+fn alone<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    control(conn, "BEGIN IMMEDIATE")?;
+    match work(conn) {
+        Ok(done) => match control(conn, "COMMIT") {
+            Ok(()) => Ok(done),
+            Err(e) => {
+                rollback(conn);
+                Err(e)
+            }
+        },
+        Err(e) => {
+            rollback(conn);
+            Err(e)
+        }
+    }
+}
+
+/// Commits the queued `commits` in one transaction and answers each caller.
+fn commit_batch(conn: &Connection, commits: &mut Vec<Queued>, grants: Option<&GrantCache>) {
+    if commits.is_empty() {
+        return;
+    }
+    let queued = mem::take(commits);
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
+        queued.into_iter().for_each(|q| drop(q.answer.send(Err(e.clone()))));
+        return;
+    }
+    let mut results = Vec::with_capacity(queued.len());
+    for Queued { commit, now, answer } in queued {
+        // The grant writes, for the cache once the batch is durable.
+        let writes = if grants.is_some() { commit.grants.clone() } else { Vec::new() };
+        match in_savepoint(conn, commit, now) {
+            Ok(result) => results.push((answer, writes, result)),
+            Err(e) => {
+                // The savepoint itself failed: the transaction's state is unknown, so none of
+                // the batch may be kept.
+                results.push((answer, writes, Ok(Committed::default())));
+                rollback(conn);
+                return lost(results, &e, grants);
+            }
+        }
+    }
+    if let Err(e) = control(conn, "COMMIT") {
+        rollback(conn);
+        return lost(results, &e, grants);
+    }
+    for (answer, writes, result) in results {
+        if let Some(cache) = grants {
+            keep_in_step(cache, &writes, &result);
+        }
+        let _ = answer.send(result);
+    }
+}
+
+/// Applies a durable commit's grant writes to the cache. A hit refused because its grant is no
+/// longer active means the cache was late: it loads afresh.
+fn keep_in_step(cache: &GrantCache, writes: &[GrantWrite], result: &Result<Committed, StoreError>) {
+    match result {
+        Ok(_) if !writes.is_empty() => cache.apply(writes),
+        Err(StoreError::Conflict(GRANT_NOT_ACTIVE)) => cache.forget(),
+        _ => {}
+    }
+}
+
+/// A batch that was not kept: a commit that failed its own checks keeps its own error, the rest
+/// get `error`. The cache may have missed writes of a batch whose `COMMIT` failed late.
+fn lost(results: Vec<Ran>, error: &StoreError, grants: Option<&GrantCache>) {
+    if let Some(cache) = grants {
+        cache.forget();
+    }
+    for (answer, _, result) in results {
+        let _ = answer.send(Err(result.err().unwrap_or_else(|| error.clone())));
+    }
+}
+
+/// One commit inside the shared transaction. The outer error means the savepoint statements
+/// failed; the inner result is the commit's own.
+fn in_savepoint(
+    conn: &Connection,
+    commit: Commit,
+    now: Timestamp,
+) -> Result<Result<Committed, StoreError>, StoreError> {
+    control(conn, "SAVEPOINT assent_commit")?;
+    let result = apply(conn, commit, now);
+    if result.is_err() {
+        control(conn, "ROLLBACK TO assent_commit")?;
+    }
+    control(conn, "RELEASE assent_commit")?;
+    Ok(result)
+}
+
+/// A commit's statements, as `writes::apply` runs them through sqlx: the idempotency check,
+/// the writes, the counters, then the audit and event rows.
+fn apply(conn: &Connection, mut c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
+    if let Some(ApprovalWrite::Insert { idempotency: Some(rec), .. }) = &c.approval {
+        let found = rows(conn, &idempotency_lookup(rec), |row| {
+            Ok(StoredKey {
+                digest: row.get("digest")?,
+                approval_id: row.get("approval_id")?,
+                at: row.get("at")?,
+            })
+        })?;
+        if let Some(stored) = found.into_iter().next() {
+            stored.admits(rec, now)?;
+        }
+    }
+    for step in plan(&c, now)? {
+        execute(conn, &step)?;
+    }
+    let counters = match reserve_seqs(c.audit.len(), c.events.len()) {
+        Some(step) => rows(conn, &step, |row| Ok((row.get("name")?, row.get("value")?)))?,
+        None => Vec::new(),
+    };
+    let (first_audit, first_event) = first_seqs(c.audit.len(), c.events.len(), &counters)?;
+    for step in log(&mut c.audit, &mut c.events, first_audit, first_event)? {
+        execute(conn, &step)?;
+    }
+    Ok(Committed { events: c.events })
+}
+
+fn claim(
+    conn: &Connection,
+    now: Timestamp,
+    lease: Duration,
+    n: usize,
+) -> Result<Vec<CallbackJob>, StoreError> {
+    let select = Step::new(CLAIMABLE).bind(now.0).bind(limit(n));
+    let bodies: Vec<String> = rows(conn, &select, |row| row.get("body"))?;
+    let mut jobs = bodies.iter().map(|body| decode(body)).collect::<Result<Vec<CallbackJob>, _>>()?;
+    for step in lease_out(&mut jobs, now, lease)? {
+        execute(conn, &step)?;
+    }
+    Ok(jobs)
+}
+
+fn purge(conn: &Connection, before: Timestamp) -> Result<u64, StoreError> {
+    let doomed: Vec<String> = rows(conn, &Step::new(DOOMED).bind(before.0), |row| row.get("id"))?;
+    for step in removals(&doomed, before) {
+        execute(conn, &step)?;
+    }
+    Ok(doomed.len() as u64)
+}
+
+/// Runs a statement without values or rows (transaction control).
+fn control(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql).and_then(|mut s| s.raw_execute()).map(drop).map_err(unavailable)
+}
+
+/// Ends the open transaction, if any. Used only on a path that already failed, so its own
+/// failure adds nothing (SQLite may have rolled back by itself).
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
+/// Runs `step`, which returns no rows, and applies its check.
+fn execute(conn: &Connection, step: &Step) -> Result<(), StoreError> {
+    let changed = bound(conn, step)?.raw_execute().map_err(|e| step_error(step, e))?;
+    step.check(u64::try_from(changed).unwrap_or(u64::MAX))
+}
+
+/// Runs `step` and reads each row it returns with `read`.
+fn rows<T>(
+    conn: &Connection,
+    step: &Step,
+    mut read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = bound(conn, step)?;
+    let mut found = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = found.next().map_err(|e| step_error(step, e))? {
+        out.push(read(row).map_err(unavailable)?);
+    }
+    Ok(out)
+}
+
+/// `step`'s statement from the cache with its values bound. SQLite numbers `$1`, `$2`… by
+/// first appearance, not by their digits, so each parameter is matched to its value by name.
+fn bound<'c>(conn: &'c Connection, step: &Step) -> Result<CachedStatement<'c>, StoreError> {
+    let mut statement = conn.prepare_cached(&step.sql).map_err(unavailable)?;
+    for index in 1..=statement.parameter_count() {
+        let value = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$')?.parse::<usize>().ok())
+            .and_then(|n| step.values.get(n.checked_sub(1)?))
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!("a statement's parameter {index} has no value"))
+            })?;
+        statement.raw_bind_parameter(index, value).map_err(unavailable)?;
+    }
+    Ok(statement)
+}
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Self::Int(v) | Self::MaybeInt(Some(v)) => ValueRef::Integer(*v),
+            Self::Text(v) | Self::MaybeText(Some(v)) => ValueRef::Text(v.as_bytes()),
+            Self::MaybeInt(None) | Self::MaybeText(None) => ValueRef::Null,
+        }))
+    }
+}
+
+/// What a failure of `step` means to the caller: a taken unique key is its conflict.
+fn step_error(step: &Step, e: rusqlite::Error) -> StoreError {
+    match (step.unique_conflict(), &e) {
+        (Some(what), rusqlite::Error::SqliteFailure(failure, _))
+            if failure.code == ErrorCode::ConstraintViolation
+                && matches!(
+                    failure.extended_code,
+                    ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+        {
+            StoreError::Conflict(what)
+        }
+        _ => unavailable(e),
+    }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests;
