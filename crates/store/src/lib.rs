@@ -151,7 +151,7 @@ fn lock_file(db: &Path) -> Result<File, OpenError> {
 
 impl SqlStore {
     /// Opens (creating if needed) the SQLite database at `path`, with WAL, a 5 s busy timeout,
-    /// one writer and a reader pool, and a lock file against a second server (ST-3).
+    /// a reader pool and one writer thread, and a lock file against a second server (ST-3).
     pub async fn open_sqlite(path: &Path, options: OpenOptions) -> Result<Self, OpenError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir)
@@ -200,33 +200,29 @@ impl SqlStore {
             Durability::Normal => "PRAGMA synchronous = NORMAL",
             Durability::PowerLoss => "PRAGMA synchronous = FULL",
         };
-        let pool_with = |max: u32| {
-            AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).after_connect(
-                move |conn, _meta| {
-                    Box::pin(async move {
-                        if backend == Backend::Sqlite {
-                            conn.execute("PRAGMA busy_timeout = 5000").await?;
-                            conn.execute(synchronous).await?;
-                        }
-                        Ok(())
-                    })
-                },
-            )
-        };
-        let readers: AnyPool = pool_with(options.max_connections.max(1)).connect(url).await?;
-        let writer = match backend {
-            Backend::Sqlite => {
-                // Persistent in the file: set once, before any other connection writes.
-                readers.execute("PRAGMA journal_mode = WAL").await?;
-                // Migrations only: once open, the store writes on its own thread (`sqlite_writer`).
-                pool_with(1).connect(url).await?
-            }
-            Backend::Postgres => readers.clone(),
-        };
-        let mut store = Self::from_pools(readers, writer, backend, url);
+        let pool: AnyPool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute(synchronous).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        if backend == Backend::Sqlite {
+            // Persistent in the file: set once, before any other connection writes.
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        // Migrations run on the pool; once open, a SQLite store writes on its own thread.
+        let mut store = Self::from_pool(pool, backend, url);
         store.migrate(options.migrate).await?;
         if backend == Backend::Postgres && options.group_commit == Some(true) {
-            store.group = Some(group::GroupCommit::start(store.writer.clone()));
+            store.group = Some(group::GroupCommit::start(store.pool.clone()));
         }
         Ok(store)
     }

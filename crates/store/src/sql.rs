@@ -30,11 +30,9 @@ const PENDING_BODIES: &str = "SELECT body FROM approvals WHERE status = 'pending
 /// A durable [`Store`] on SQLite or PostgreSQL.
 #[derive(Debug)]
 pub struct SqlStore {
-    /// Readers (and, on PostgreSQL, writers too).
+    /// Reads, PostgreSQL's writes, and migrations. An open SQLite store writes only on its
+    /// writer thread (`sqlite_writer`).
     pub(crate) pool: AnyPool,
-    /// Writes. On SQLite a pool of one connection: writers queue for it instead of failing
-    /// with `SQLITE_BUSY` (ST-3, one writer).
-    pub(crate) writer: AnyPool,
     backend: Backend,
     /// The database URL, for the sessions that replicas keep outside the pools (ST-7, ST-8).
     pub(crate) url: String,
@@ -87,10 +85,9 @@ impl SqlStore {
 }
 
 impl SqlStore {
-    pub(crate) fn from_pools(pool: AnyPool, writer: AnyPool, backend: Backend, url: &str) -> Self {
+    pub(crate) fn from_pool(pool: AnyPool, backend: Backend, url: &str) -> Self {
         Self {
             pool,
-            writer,
             backend,
             url: url.to_owned(),
             lock: None,
@@ -121,7 +118,7 @@ impl SqlStore {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
             .execute(&self.pool)
             .await?;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             // One migrator at a time across replicas.
             sqlx::query("SELECT pg_advisory_xact_lock(7265726)").execute(&mut *tx).await?;
@@ -174,9 +171,9 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Starts a write transaction, queued behind SQLite's single writer.
+    /// Starts a write transaction (PostgreSQL; SQLite writes on its writer thread).
     async fn begin(&self) -> Result<Tx<'static>, StoreError> {
-        self.writer.begin().await.map_err(unavailable)
+        self.pool.begin().await.map_err(unavailable)
     }
 }
 
