@@ -4,8 +4,8 @@
 //! sqlx runs each SQLite connection on a worker thread and hands it every statement, so a
 //! commit used to cross threads several times (its statements, then the batch's `BEGIN` and
 //! `COMMIT`), and those hand-offs, not SQLite's work, bounded every write (docs/benchmarks.md,
-//! fifth to eighth passes). Here a commit crosses once: the caller queues it, the thread runs it
-//! and answers. The statements are the same [`Step`]s PostgreSQL runs through sqlx
+//! fifth to eighth passes). Here a commit crosses to another thread and back once: the caller
+//! queues it, the thread runs it and answers. The statements are the same [`Step`]s PostgreSQL runs through sqlx
 //! (`crate::writes`), prepared once and kept in the connection's statement cache.
 //!
 //! Group commit: the thread takes every commit waiting in the queue (up to a batch) and runs
@@ -16,9 +16,9 @@
 //!   commit survives a crash (NF-7). If the transaction fails, every caller is told so and
 //!   nothing of the batch is kept.
 //!
-//! Callback claims and retention queue here too, each in a transaction of its own, so nothing
-//! else in the process competes for SQLite's write lock. The store's sqlx pools only read (and
-//! migrate, before this thread starts).
+//! Callback claims, retention and the WAL's truncation queue here too, each claim and purge in a
+//! transaction of its own, so nothing else in the process competes for SQLite's write lock. The
+//! store's sqlx pool only reads (and migrates, before this thread starts).
 
 use std::{mem, path::Path, sync::Arc, time::Duration};
 
