@@ -20,7 +20,7 @@
 //! transaction of its own, so nothing else in the process competes for SQLite's write lock. The
 //! store's sqlx pool only reads (and migrates, before this thread starts).
 
-use std::{mem, path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use assent_core::{
     clock::Timestamp,
@@ -282,13 +282,13 @@ fn commit_batch(conn: &Connection, commits: &mut Vec<Queued>, grants: Option<&Gr
     if commits.is_empty() {
         return;
     }
-    let queued = mem::take(commits);
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
-        queued.into_iter().for_each(|q| drop(q.answer.send(Err(e.clone()))));
+        commits.drain(..).for_each(|q| drop(q.answer.send(Err(e.clone()))));
         return;
     }
-    let mut results = Vec::with_capacity(queued.len());
-    for Queued { commit, now, answer } in queued {
+    let mut results = Vec::with_capacity(commits.len());
+    // Drained rather than taken, so the queue keeps its capacity from one batch to the next.
+    for Queued { commit, now, answer } in commits.drain(..) {
         // The grant writes, for the cache once the batch is durable.
         let writes = if grants.is_some() { commit.grants.clone() } else { Vec::new() };
         match in_savepoint(conn, commit, now) {

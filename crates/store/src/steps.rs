@@ -49,7 +49,7 @@ impl From<Option<String>> for Value {
 }
 
 impl Value {
-    pub(crate) fn add_to(self, args: &mut AnyArguments) -> Result<(), StoreError> {
+    fn add_to(self, args: &mut AnyArguments) -> Result<(), StoreError> {
         let added = match self {
             Self::Int(v) => args.add(v),
             Self::MaybeInt(v) => args.add(v),

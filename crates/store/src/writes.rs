@@ -99,7 +99,7 @@ pub(crate) fn reserve_seqs(audit: usize, events: usize) -> Option<Step> {
 }
 
 /// A counter row: its name and value.
-pub(crate) fn counter(row: &AnyRow) -> Result<(String, i64), StoreError> {
+fn counter(row: &AnyRow) -> Result<(String, i64), StoreError> {
     Ok((row.try_get("name").map_err(unavailable)?, row.try_get("value").map_err(unavailable)?))
 }
 
