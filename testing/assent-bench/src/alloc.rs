@@ -1,29 +1,44 @@
-//! A counting global allocator for NF-3: live heap bytes at any moment.
+//! A counting global allocator: live heap bytes at any moment (NF-3) and allocation calls (the
+//! allocations an NF-2 lifecycle makes).
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicBool, AtomicIsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering},
 };
 
 /// Wraps the system allocator and tracks live bytes.
 pub(crate) struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
-/// Counting is on from the start and switched off once NF-3 is measured: the shared counter is
-/// a cache line both worker threads write on every allocation, which cost the throughput
-/// figures about 8% of their CPU time.
+/// Counting is on from the start and switched off once NF-3 is measured: the shared counters
+/// are cache lines both worker threads write on every allocation, which cost the throughput
+/// figures about 8% of their CPU time. Timed runs go without it.
 static COUNTING: AtomicBool = AtomicBool::new(true);
 
-/// Stops counting for the rest of the process; [`live_bytes`] is meaningless afterwards.
+/// Stops counting; [`live_bytes`] is meaningless from then on.
 pub(crate) fn stop_counting() {
     COUNTING.store(false, Ordering::Relaxed);
+}
+
+/// Counts allocation calls again (live bytes stay meaningless once stopped).
+pub(crate) fn count_calls() {
+    COUNTING.store(true, Ordering::Relaxed);
 }
 
 fn count(delta: isize) {
     if COUNTING.load(Ordering::Relaxed) {
         LIVE.fetch_add(delta, Ordering::Relaxed);
+        if delta > 0 {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Allocation calls counted so far (`alloc`, and `realloc` that grows).
+pub(crate) fn calls() -> u64 {
+    CALLS.load(Ordering::SeqCst)
 }
 
 /// Live heap bytes now.
