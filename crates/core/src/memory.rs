@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -44,7 +44,7 @@ struct Inner {
     grants: BTreeMap<GrantId, Grant>,
     bindings: HashMap<String, Binding>,
     audit: Vec<AuditEntry>,
-    events: Vec<Event>,
+    events: Vec<Arc<Event>>,
     callbacks: BTreeMap<String, CallbackJob>,
     pending_callbacks: BTreeSet<String>,
     notice_keys: HashSet<String>,
@@ -238,7 +238,8 @@ fn apply(inner: &mut Inner, commit: Commit, now: Timestamp) -> Committed {
     for mut e in commit.events {
         inner.event_seq += 1;
         e.seq = inner.event_seq;
-        inner.events.push(e.clone());
+        let e = Arc::new(e);
+        inner.events.push(Arc::clone(&e));
         events.push(e);
     }
     Committed { events }
@@ -378,7 +379,7 @@ impl Store for MemoryStore {
         let inner = self.lock()?;
         // Sorted by seq; retention may have removed the oldest.
         let start = inner.events.partition_point(|e| e.seq <= seq);
-        Ok(inner.events[start..].iter().take(limit).cloned().collect())
+        Ok(inner.events[start..].iter().take(limit).map(|e| Event::clone(e)).collect())
     }
 
     async fn latest_event_seq(&self) -> Result<u64, StoreError> {

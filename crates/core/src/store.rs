@@ -4,7 +4,7 @@
 //! [`MemoryStore`](crate::memory::MemoryStore) is the reference implementation; SQLite and
 //! PostgreSQL live in `assent-store`. All pass `store_contract_tests!` in `assent-testing`.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -224,8 +224,16 @@ pub struct Commit {
 /// What a commit assigned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Committed {
-    /// Events with their seq, to publish after commit.
-    pub events: Vec<Event>,
+    /// Events with their seq, to publish after commit. Shared, not copied: the engine hands
+    /// each one to every live subscriber, and an in-memory store keeps the same one.
+    pub events: Vec<Arc<Event>>,
+}
+
+impl Committed {
+    /// The answer to a commit that assigned these events.
+    pub fn new(events: Vec<Event>) -> Self {
+        Self { events: events.into_iter().map(Arc::new).collect() }
+    }
 }
 
 /// Filter for approval listings.

@@ -71,7 +71,7 @@ struct Inner {
     replication: replication::Replication,
     throttle: Mutex<GuessThrottle>,
     console_sessions: AtomicUsize,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Arc<Event>>,
     finalize_wake: Notify,
     callback_wake: Notify,
     callbacks: callbacks::Sinks,
@@ -279,7 +279,7 @@ impl EngineHandle {
         self.inner.replication.published_here(&committed.events);
         for e in &committed.events {
             // No subscriber is fine: events are also in the store for resume.
-            let _ = self.inner.events.send(e.clone());
+            let _ = self.inner.events.send(Arc::clone(e));
         }
         self.wake_waiters(&committed.events);
         Ok(committed)
@@ -374,7 +374,7 @@ impl EngineHandle {
     }
 
     /// Live events. On `Lagged`, resume with [`EngineHandle::events_since`].
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.events.subscribe()
     }
 
@@ -420,7 +420,7 @@ impl EngineHandle {
     }
 
     /// Wakes the waiters of the approvals these events are about.
-    fn wake_waiters(&self, events: &[Event]) {
+    fn wake_waiters(&self, events: &[Arc<Event>]) {
         let mut map = self.inner.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for id in events.iter().filter_map(|e| e.approval_id.as_ref()) {
             match map.get(id).map(std::sync::Weak::upgrade) {

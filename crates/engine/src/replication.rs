@@ -10,7 +10,7 @@
 use std::{
     collections::HashSet,
     sync::{
-        Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -49,7 +49,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Replication {
     /// Records events this replica committed (no-op without replicas).
-    pub(crate) fn published_here(&self, events: &[Event]) {
+    pub(crate) fn published_here(&self, events: &[Arc<Event>]) {
         if self.active.load(Ordering::Acquire) && !events.is_empty() {
             let mut seqs = lock(&self.local_seqs);
             if seqs.len() > MAX_LOCAL_SEQS {
@@ -110,13 +110,14 @@ impl EngineHandle {
                 // that moment, so it is not mistaken for another replica's.
                 tokio::time::sleep(LOCAL_GRACE).await;
             }
-            for e in &page {
+            let full = page.len() == PAGE;
+            for e in page {
                 cursor = e.seq;
                 if !self.inner.replication.committed_here(e.seq) {
                     self.apply_remote(e).await;
                 }
             }
-            if page.len() < PAGE {
+            if !full {
                 return cursor;
             }
         }
@@ -124,7 +125,7 @@ impl EngineHandle {
 
     /// One event another replica committed: the index first, then local subscribers and
     /// waiters, so whoever is woken sees this replica already up to date.
-    async fn apply_remote(&self, e: &Event) {
+    async fn apply_remote(&self, e: Event) {
         if let Some(id) = &e.approval_id {
             match e.kind {
                 EventType::Delivered => {
@@ -143,8 +144,9 @@ impl EngineHandle {
                 _ => {}
             }
         }
-        let _ = self.inner.events.send(e.clone());
-        self.wake_waiters(std::slice::from_ref(e));
+        let e = Arc::new(e);
+        let _ = self.inner.events.send(Arc::clone(&e));
+        self.wake_waiters(std::slice::from_ref(&e));
     }
 
     /// An approval created or voted on elsewhere: index it, and deliver it to the accounts this

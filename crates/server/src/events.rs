@@ -4,7 +4,7 @@
 //! A subscriber first replays stored events after its cursor, then follows the live feed. A
 //! subscriber that falls behind the live feed re-reads from the store, so it never misses one.
 
-use std::{collections::HashMap, convert::Infallible, time::Duration};
+use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
 
 use assent_core::model::Event;
 use axum::{
@@ -43,7 +43,7 @@ pub(crate) struct SinceParams {
 
 /// What a subscriber receives: events in seq order, then `Lagged` if it fell 1,024 behind.
 enum Item {
-    Event(Event),
+    Event(Arc<Event>),
     Lagged,
 }
 
@@ -153,7 +153,7 @@ pub(crate) async fn ws(
 /// Sends stored events after `cursor`, then live ones, until the client goes away.
 async fn pump(
     state: &AppState,
-    mut live: broadcast::Receiver<Event>,
+    mut live: broadcast::Receiver<Arc<Event>>,
     mut cursor: u64,
     own: Option<String>,
     tx: &mpsc::Sender<Item>,
@@ -163,11 +163,12 @@ async fn pump(
         // Replay everything stored after the cursor.
         loop {
             let Ok(page) = state.engine.events_since(cursor, REPLAY_PAGE).await else { return Ok(()) };
-            for e in &page {
+            let full = page.len() == REPLAY_PAGE;
+            for e in page {
                 cursor = e.seq;
-                send(state, e, own.as_deref(), &mut owners, tx).await?;
+                send(state, Arc::new(e), own.as_deref(), &mut owners, tx).await?;
             }
-            if page.len() < REPLAY_PAGE {
+            if !full {
                 break;
             }
         }
@@ -179,7 +180,7 @@ async fn pump(
                     Ok(e) if e.seq <= cursor => {}
                     Ok(e) => {
                         cursor = e.seq;
-                        send(state, &e, own.as_deref(), &mut owners, tx).await?;
+                        send(state, e, own.as_deref(), &mut owners, tx).await?;
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => break,
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
@@ -194,7 +195,7 @@ struct Overflow;
 
 async fn send(
     state: &AppState,
-    e: &Event,
+    e: Arc<Event>,
     own: Option<&str>,
     owners: &mut HashMap<String, bool>,
     tx: &mpsc::Sender<Item>,
@@ -218,7 +219,7 @@ async fn send(
     if tx.capacity() <= 1 {
         return Err(Overflow);
     }
-    tx.try_send(Item::Event(e.clone())).map_err(|_| Overflow)
+    tx.try_send(Item::Event(e)).map_err(|_| Overflow)
 }
 
 fn event_name(e: &Event) -> String {

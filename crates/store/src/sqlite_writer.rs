@@ -377,7 +377,7 @@ fn apply(conn: &Connection, mut c: Commit, now: Timestamp) -> Result<Committed, 
     for step in log(&mut c.audit, &mut c.events, first_audit, first_event)? {
         execute(conn, &step)?;
     }
-    Ok(Committed { events: c.events })
+    Ok(Committed::new(c.events))
 }
 
 fn claim(

@@ -434,7 +434,7 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, mut c: Commit, now: Timestamp) -> Res
     run_all(tx, plan(&c, now)?).await?;
     let (first_audit, first_event) = next_seqs(tx, c.audit.len(), c.events.len()).await?;
     run_all(tx, log(&mut c.audit, &mut c.events, first_audit, first_event)?).await?;
-    Ok(Committed { events: c.events })
+    Ok(Committed::new(c.events))
 }
 
 pub(crate) async fn claim(

@@ -62,7 +62,13 @@ const MAX_ARG_BYTES: usize = 4096;
 const MAX_ARGV_BYTES: usize = 32 * 1024;
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// SHA-256 as lowercase hex.
@@ -220,6 +226,13 @@ mod tests {
 
     fn req(argv: &[&str]) -> ExecRequest {
         ExecRequest { argv: argv.iter().map(|s| (*s).to_owned()).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn digests_are_lowercase_hex_sha256_as_stored() {
+        // Stored grants compare these strings: the encoding must never change.
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(hex(&[0x00, 0x0f, 0xf0, 0xff]), "000ff0ff");
     }
 
     #[test]
