@@ -104,7 +104,7 @@ pub(crate) async fn sse(
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let frame = match rx.recv().await? {
             Item::Event(e) => {
-                let data = serde_json::to_string(&e).unwrap_or_default();
+                let data = serde_json::to_string(&*e).unwrap_or_default();
                 SseEvent::default().id(e.seq.to_string()).event(event_name(&e)).data(data)
             }
             Item::Lagged => SseEvent::default().event("lagged").data("{}"),
@@ -131,7 +131,7 @@ pub(crate) async fn ws(
         loop {
             let message = tokio::select! {
                 item = rx.recv() => match item {
-                    Some(Item::Event(e)) => Message::Text(serde_json::to_string(&e).unwrap_or_default().into()),
+                    Some(Item::Event(e)) => Message::Text(serde_json::to_string(&*e).unwrap_or_default().into()),
                     Some(Item::Lagged) => Message::Text(r#"{"type":"lagged"}"#.into()),
                     None => break,
                 },
