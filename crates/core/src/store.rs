@@ -346,6 +346,12 @@ pub trait Store: Send + Sync {
     /// The seq of the newest event ever committed (0 before the first); retention does not
     /// lower it. Where a new subscriber without a cursor starts.
     async fn latest_event_seq(&self) -> Result<u64, StoreError>;
+    /// Whether the store takes reads and writes now (`/v1/ready`). By default, whether a read
+    /// answers; a store that writes through a part of its own (a thread, a task) also checks
+    /// that part is alive.
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.latest_event_seq().await.map(|_| ())
+    }
     /// Audit listing.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
     /// Session registry (RT-6).

@@ -378,6 +378,11 @@ impl EngineHandle {
         self.inner.events.subscribe()
     }
 
+    /// Whether the store takes reads and writes now (`/v1/ready`).
+    pub async fn store_ready(&self) -> Result<(), EngineError> {
+        Ok(self.inner.store.ready().await?)
+    }
+
     /// The seq of the newest event, where a subscriber without a cursor starts.
     pub async fn latest_event_seq(&self) -> Result<u64, EngineError> {
         Ok(self.inner.store.latest_event_seq().await?)

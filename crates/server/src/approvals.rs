@@ -428,9 +428,9 @@ pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-#[utoipa::path(get, path = "/v1/ready", tag = "operations", responses((status = 200, description = "Store reachable; pending count, console route and accounts"), (status = 503, description = "Not ready")))]
+#[utoipa::path(get, path = "/v1/ready", tag = "operations", responses((status = 200, description = "Store reachable and writable; pending count, console route and accounts"), (status = 503, description = "Not ready: the store does not answer, or cannot write")))]
 pub(crate) async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    let store_ok = state.engine.latest_event_seq().await.is_ok();
+    let store_ok = state.engine.store_ready().await.is_ok();
     let accounts: Vec<_> = state
         .engine
         .accounts()

@@ -350,6 +350,14 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn ready(&self) -> Result<(), StoreError> {
+        #[cfg(feature = "sqlite")]
+        if self.sqlite_writer.as_ref().is_some_and(|w| !w.running()) {
+            return Err(StoreError::Unavailable("the store's writer has stopped".to_owned()));
+        }
+        self.latest_event_seq().await.map(|_| ())
+    }
+
     async fn latest_event_seq(&self) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT value FROM counters WHERE name = 'events'")
             .fetch_one(&self.pool)

@@ -20,6 +20,8 @@
 //! transaction of its own, so nothing else in the process competes for SQLite's write lock. The
 //! store's sqlx pool only reads (and migrates, before this thread starts).
 
+mod wal;
+
 use std::{path::Path, sync::Arc, time::Duration};
 
 use assent_core::{
@@ -30,8 +32,10 @@ use rusqlite::{
     CachedStatement, Connection, ErrorCode, OpenFlags, Row, ToSql, ffi,
     types::{ToSqlOutput, ValueRef},
 };
-use sqlx::{AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
+
+use self::wal::truncate_wal;
+pub(crate) use self::wal::{WalTruncator, checkpoints};
 
 use crate::{
     Durability, OpenError,
@@ -68,9 +72,20 @@ struct Queued {
 )]
 enum Job {
     Commit(Queued),
-    Claim { now: Timestamp, lease: Duration, n: usize, answer: Answer<Vec<CallbackJob>> },
-    Purge { before: Timestamp, answer: Answer<u64> },
+    Claim {
+        now: Timestamp,
+        lease: Duration,
+        n: usize,
+        answer: Answer<Vec<CallbackJob>>,
+    },
+    Purge {
+        before: Timestamp,
+        answer: Answer<u64>,
+    },
     TruncateWal,
+    /// A bug on the thread, in tests: what a panic leaves behind.
+    #[cfg(test)]
+    Panic,
 }
 
 /// The handle of the writer thread; the thread ends once the store (its only sender) drops and
@@ -97,7 +112,18 @@ impl SqliteWriter {
         let (queue, jobs) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("assent-sqlite-writer".to_owned())
-            .spawn(move || serve(&conn, jobs, batch.max(1), grants.as_deref()))
+            .spawn(move || {
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve(&conn, jobs, batch.max(1), grants.as_deref());
+                }));
+                if let Err(panic) = served {
+                    // Its queue is gone with it: every write now fails, and `/v1/ready` says so.
+                    tracing::error!(
+                        panic = panic_text(&*panic),
+                        "the SQLite writer thread panicked; writes fail until a restart"
+                    );
+                }
+            })
             .map_err(|source| OpenError::Io {
                 context: "starting the SQLite writer thread".to_owned(),
                 source,
@@ -120,6 +146,11 @@ impl SqliteWriter {
         self.ask(|answer| Job::Claim { now, lease, n, answer }).await
     }
 
+    /// Whether the thread still takes writes: false once it has died (a panic). Readiness.
+    pub(crate) fn running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// A handle for the store's checkpoint task, which does not keep the thread running.
     pub(crate) fn wal_truncator(&self) -> WalTruncator {
         WalTruncator(self.queue.downgrade())
@@ -138,48 +169,6 @@ impl SqliteWriter {
         answered
             .await
             .map_err(|_| StoreError::Unavailable("the store's writer stopped before answering".to_owned()))?
-    }
-}
-
-/// How often the WAL is copied back into the database file, off the commit path (NF-6).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// A WAL longer than this many frames (4 KiB pages) is truncated once it is fully copied back.
-const WAL_TRUNCATE_FRAMES: i64 = 1000;
-
-/// Copies committed WAL frames into the database file in the background. A passive checkpoint
-/// waits for nobody, so commits never pay for it. Under a steady stream of commits the WAL file
-/// would keep its largest size, so once a passive pass has copied everything and the WAL is
-/// long, the writer thread is asked to truncate it (it only has to wait for readers, not copy or
-/// sync pages): the WAL stays short, and so does the scan of it when the database is opened
-/// again (NF-4).
-pub(crate) async fn checkpoints(readers: AnyPool, writer: WalTruncator) {
-    loop {
-        tokio::time::sleep(CHECKPOINT_EVERY).await;
-        let passive = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&readers).await;
-        let (log, copied) = match passive {
-            Ok(row) => (row.try_get::<i64, _>(1).unwrap_or(0), row.try_get::<i64, _>(2).unwrap_or(0)),
-            Err(e) => {
-                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
-                continue;
-            }
-        };
-        if log > WAL_TRUNCATE_FRAMES && copied == log {
-            writer.request();
-        }
-    }
-}
-
-/// Asks the writer thread to reset the WAL ([`checkpoints`]).
-#[derive(Debug, Clone)]
-pub(crate) struct WalTruncator(mpsc::WeakUnboundedSender<Job>);
-
-impl WalTruncator {
-    /// Queues a truncation behind the commits already queued; does nothing once the store is gone.
-    pub(crate) fn request(&self) {
-        if let Some(queue) = self.0.upgrade() {
-            let _ = queue.send(Job::TruncateWal);
-        }
     }
 }
 
@@ -232,6 +221,8 @@ fn serve(
                     commit_batch(conn, &mut commits, grants);
                     truncate_wal(conn);
                 }
+                #[cfg(test)]
+                Job::Panic => panic!("a bug on the writer thread"),
             }
             if commits.len() < batch {
                 next = queue.try_recv().ok();
@@ -241,19 +232,12 @@ fn serve(
     }
 }
 
-/// Resets the WAL to empty, asked for once a passive checkpoint has copied all of it. A
-/// truncating checkpoint needs the write lock, so it runs here, between batches: run from another
-/// connection it waited for this thread's lock in SQLite's busy handler, which polls in steps of
-/// up to 100 ms, and under steady writes it got its turn only once they stopped (issue 15, eighth
-/// pass). It must not hold up the commits queued behind it either, so it does not wait for
-/// readers still on an older snapshot: the next pass tries again.
-fn truncate_wal(conn: &Connection) {
-    let truncated = conn
-        .busy_timeout(Duration::ZERO)
-        .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)));
-    if let Err(e) = truncated.and(conn.busy_timeout(BUSY_TIMEOUT)) {
-        tracing::warn!(error = %e, "WAL truncation failed; will retry");
-    }
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not text)")
 }
 
 /// Runs `work` in a transaction of its own.

@@ -170,3 +170,30 @@ async fn a_batch_keeps_every_kind_of_write() {
 async fn store_version(store: &SqlStore, bits: u128) -> u64 {
     store.approval(&sample(bits).id).await.unwrap().unwrap().version
 }
+
+/// A bug that kills the writer thread leaves a store that says so: not ready, and every write
+/// refused as unavailable, never taken and lost.
+#[tokio::test]
+async fn a_dead_writer_thread_makes_the_store_not_ready_and_refuses_writes() {
+    let (store, _conn) = store().await;
+    store.ready().await.unwrap();
+    let writer = store.sqlite_writer.as_ref().unwrap();
+    writer.queue.send(Job::Panic).unwrap_or_else(|_| panic!("the writer is not running"));
+    for _ in 0..1_000 {
+        if !writer.running() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        matches!(store.ready().await, Err(StoreError::Unavailable(ref why)) if why.contains("writer has stopped")),
+        "a store that cannot write must not call itself ready"
+    );
+    let insert = Commit {
+        approval: Some(ApprovalWrite::Insert { approval: sample(1), idempotency: None }),
+        ..Commit::default()
+    };
+    assert!(matches!(store.commit(insert, T0).await, Err(StoreError::Unavailable(_))));
+    // Reads still answer: the approvals stored so far stay visible.
+    assert!(store.approval(&sample(1).id).await.unwrap().is_none());
+}
