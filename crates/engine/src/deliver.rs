@@ -23,7 +23,6 @@ use serde_json::json;
 use crate::{
     EngineHandle, backoff, guarded, guarded_sync,
     index::Lookup,
-    panic_message,
     transition::{event, event_data, event_with},
 };
 
@@ -104,7 +103,7 @@ impl EngineHandle {
             // Channel code is already `guarded`; this catches a bug in the engine's own, which
             // would otherwise end the watch below with it, silencing the notice and no-route.
             if let Err(panic) = AssertUnwindSafe(deliveries).catch_unwind().await {
-                tracing::error!(approval = %a.id, panic = %panic_message(&panic), "delivery panicked");
+                tracing::error!(approval = %a.id, panic = %assent_core::panic_message(&panic), "delivery panicked");
             }
             let _ = finished.send(());
         };

@@ -517,7 +517,9 @@ where
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
         Ok(r) => r,
-        Err(panic) => Err(assent_core::capability::CapabilityError::Panicked(panic_message(&panic))),
+        Err(panic) => {
+            Err(assent_core::capability::CapabilityError::Panicked(assent_core::panic_message(&panic)))
+        }
     }
 }
 
@@ -526,14 +528,6 @@ pub(crate) fn guarded_sync<T>(
     f: impl FnOnce() -> Result<T, assent_core::capability::CapabilityError>,
 ) -> Result<T, assent_core::capability::CapabilityError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        Err(assent_core::capability::CapabilityError::Panicked(panic_message(&panic)))
+        Err(assent_core::capability::CapabilityError::Panicked(assent_core::panic_message(&panic)))
     })
-}
-
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic".to_owned())
 }

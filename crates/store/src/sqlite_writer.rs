@@ -119,7 +119,7 @@ impl SqliteWriter {
                 if let Err(panic) = served {
                     // Its queue is gone with it: every write now fails, and `/v1/ready` says so.
                     tracing::error!(
-                        panic = panic_text(&*panic),
+                        panic = assent_core::panic_message(&panic),
                         "the SQLite writer thread panicked; writes fail until a restart"
                     );
                 }
@@ -230,14 +230,6 @@ fn serve(
         }
         commit_batch(conn, &mut commits, grants);
     }
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(not text)")
 }
 
 /// Runs `work` in a transaction of its own.
