@@ -15,6 +15,12 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
+/// The gateway's heap (the `jemalloc` feature, on by default): glibc's per-thread arenas grow a
+/// page at a time and hold on to fragments, which many tokio tasks make costly.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static HEAP: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit codes (CLI-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Exit {

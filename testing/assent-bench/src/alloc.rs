@@ -1,12 +1,21 @@
 //! A counting global allocator: live heap bytes at any moment (NF-3) and allocation calls (the
-//! allocations an NF-2 lifecycle makes).
+//! allocations an NF-2 lifecycle makes). It counts on top of the allocator the `assent` binary
+//! ships with, so the engine is timed on the same heap it runs on.
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
+    alloc::{GlobalAlloc, Layout},
     sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering},
 };
 
-/// Wraps the system allocator and tracks live bytes.
+/// The `assent` binary's allocator (its default `jemalloc` feature).
+#[cfg(not(any(target_env = "msvc", feature = "system-allocator")))]
+const HEAP: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// The system's malloc: where jemalloc does not build, or for heap profilers such as heaptrack
+/// that follow malloc (the bench's `system-allocator` feature).
+#[cfg(any(target_env = "msvc", feature = "system-allocator"))]
+const HEAP: std::alloc::System = std::alloc::System;
+
+/// Wraps the gateway's allocator and tracks live bytes.
 pub(crate) struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -50,25 +59,25 @@ fn size(layout: Layout) -> isize {
     isize::try_from(layout.size()).unwrap_or(isize::MAX)
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract is exactly the system allocator's; the counter is a side effect only.
+// SAFETY: every method forwards to `HEAP` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract is exactly that allocator's; the counter is a side effect only.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count(size(layout));
         // SAFETY: forwarded unchanged (see above).
-        unsafe { System.alloc(layout) }
+        unsafe { HEAP.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         count(-size(layout));
         // SAFETY: forwarded unchanged (see above).
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { HEAP.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count(isize::try_from(new_size).unwrap_or(isize::MAX) - size(layout));
         // SAFETY: forwarded unchanged (see above).
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { HEAP.realloc(ptr, layout, new_size) }
     }
 }
