@@ -1,7 +1,11 @@
 //! A small blocking HTTP client for the `/v1` API (CLI-7: no async runtime, no channel SDKs on
 //! client paths, so `assent request` starts fast).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    io::ErrorKind,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -20,16 +24,24 @@ pub(crate) struct Client {
 pub(crate) enum ApiFailure {
     /// The server answered with an error.
     Api { code: String, message: String },
-    /// The server could not be reached.
+    /// The server could not be reached: the request never left.
     Unreachable(String),
+    /// The request went out but no answer came back (the server stopped or restarted while
+    /// handling it), so it may or may not have been carried out.
+    NoAnswer(String),
 }
 
 impl ApiFailure {
     pub(crate) fn code(&self) -> &str {
         match self {
             ApiFailure::Api { code, .. } => code,
-            ApiFailure::Unreachable(_) => "unreachable",
+            ApiFailure::Unreachable(_) | ApiFailure::NoAnswer(_) => "unreachable",
         }
+    }
+
+    /// The server is down or restarting, as opposed to having answered with an error.
+    pub(crate) fn is_unreachable(&self) -> bool {
+        self.code() == "unreachable"
     }
 }
 
@@ -37,7 +49,7 @@ impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ApiFailure::Api { code, message, .. } => write!(f, "{message} ({code})"),
-            ApiFailure::Unreachable(e) => write!(f, "{e}"),
+            ApiFailure::Unreachable(e) | ApiFailure::NoAnswer(e) => write!(f, "{e}"),
         }
     }
 }
@@ -102,18 +114,51 @@ impl Client {
         self.finish(req.send_json(body))
     }
 
+    /// `POST /v1/approvals`, surviving a server that stops while it handles the request. The
+    /// body gets a fresh idempotency key; when the answer is lost, the same body is sent again
+    /// every second (through the server's restart) until it answers or `give_up` passes. The
+    /// key makes the server answer a repeat with the approval it already recorded, so a lost
+    /// answer never leaves an approval pending with nobody waiting for it, nor creates two.
+    pub(crate) fn create_approval(&self, body: &Value, give_up: Instant) -> Result<Value, ApiFailure> {
+        let mut body = body.clone();
+        body["idempotency_key"] = Value::String(idempotency_key());
+        let mut lost: Option<ApiFailure> = None;
+        loop {
+            match self.send::<Value>("POST", "/v1/approvals", &body) {
+                Err(e @ ApiFailure::NoAnswer(_)) => {
+                    if lost.is_none() {
+                        eprintln!("assent: {e}; asking again (the approval is not created twice)");
+                    }
+                    lost = Some(e);
+                }
+                // While the server restarts, after it may have recorded the request.
+                Err(e @ ApiFailure::Unreachable(_)) if lost.is_some() => lost = Some(e),
+                answer => return answer,
+            }
+            if Instant::now() >= give_up {
+                let e = lost.map(|e| e.to_string()).unwrap_or_default();
+                return Err(ApiFailure::NoAnswer(format!(
+                    "{e}; the approval may have been recorded before the server stopped (`assent approvals` lists it)"
+                )));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
     fn finish<T: DeserializeOwned>(
         &self,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, ApiFailure> {
         let base = &self.base;
-        let mut response =
-            result.map_err(|e| ApiFailure::Unreachable(format!("cannot reach the server at {base}: {e}")))?;
+        let mut response = result.map_err(|e| {
+            let message = format!("cannot reach the server at {base}: {e}");
+            if never_sent(&e) { ApiFailure::Unreachable(message) } else { ApiFailure::NoAnswer(message) }
+        })?;
         let status = response.status().as_u16();
         let body: Value = response
             .body_mut()
             .read_json()
-            .map_err(|e| ApiFailure::Unreachable(format!("{base} sent an unreadable answer: {e}")))?;
+            .map_err(|e| ApiFailure::NoAnswer(format!("{base} sent an unreadable answer: {e}")))?;
         if (200..300).contains(&status) {
             return serde_json::from_value(body)
                 .map_err(|e| ApiFailure::Unreachable(format!("unexpected answer from the server: {e}")));
@@ -124,6 +169,33 @@ impl Client {
             message: e["message"].as_str().unwrap_or("request failed").to_owned(),
         })
     }
+}
+
+/// Whether `e` says the request never reached the server: no connection was made. Anything
+/// else (a reset, an early close, a timeout while waiting for the answer) may have come after
+/// the server read the request.
+fn never_sent(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::BadUri(_) => true,
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Resolve | ureq::Timeout::Connect),
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable | ErrorKind::NetworkUnreachable
+        ),
+        _ => false,
+    }
+}
+
+/// A key no other request of this principal uses (API idempotency keys are per principal).
+fn idempotency_key() -> String {
+    let mut bytes = [0u8; 16];
+    // Should the OS have no randomness to give, the process id and the time still make a key
+    // that no earlier run used (a reused key with another command would be refused).
+    if getrandom::fill(&mut bytes).is_err() {
+        let seed = format!("{}:{:?}", std::process::id(), std::time::SystemTime::now());
+        bytes.copy_from_slice(&assent_server::auth::sha256(seed.as_bytes())[..16]);
+    }
+    format!("cli-{}", assent_server::auth::hex(&bytes))
 }
 
 /// CLI-1/CLI-8: `--token`, `$ASSENT_TOKEN`, `--token-file`, else the local server's first-run

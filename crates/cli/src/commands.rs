@@ -1,6 +1,9 @@
 //! Client commands: `request`, `run`, `approvals`, `grants`, `audit`, `token`.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use assent_core::{clock::parse_duration, model::ExecRequest, text::sanitize};
 use clap::{Args, Subcommand};
@@ -80,6 +83,10 @@ pub(crate) fn host() -> String {
         .unwrap_or_default()
 }
 
+/// How long `request` and `run` keep asking when the server stopped before answering their
+/// request: long enough for a restart, short enough that a script is not stuck on a dead server.
+const CREATE_RETRY: Duration = Duration::from_secs(60);
+
 fn ask(client: &Client, args: &ExecArgs, exec: ExecRequest) -> Result<Value, Failure> {
     let timeout = match &args.timeout {
         Some(t) => Some(
@@ -96,7 +103,7 @@ fn ask(client: &Client, args: &ExecArgs, exec: ExecRequest) -> Result<Value, Fai
         "agent_id": args.agent,
         "session_key": args.session,
     });
-    Ok(client.send::<Value>("POST", "/v1/approvals", &body)?)
+    Ok(client.create_approval(&body, Instant::now() + CREATE_RETRY)?)
 }
 
 /// CLI-4: resolve the executable first, ask, re-check the digest, consume, then exec.

@@ -69,7 +69,7 @@ pub(crate) fn run(global: &Global, cmd: HookCommand) -> Result<Exit, Failure> {
 fn decide(global: &Global, body: &Value, limit: Duration) -> Result<(bool, String), Failure> {
     let deadline = Instant::now() + limit;
     let client = Client::from_global(global)?;
-    let mut view: Value = client.send("POST", "/v1/approvals", body)?;
+    let mut view = client.create_approval(body, deadline)?;
     let id = view["id"].as_str().unwrap_or_default().to_owned();
     while !is_terminal(&view) {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -80,7 +80,7 @@ fn decide(global: &Global, body: &Value, limit: Duration) -> Result<(bool, Strin
         let secs = left.as_secs().clamp(1, 25);
         match client.get::<Value>(&format!("/v1/approvals/{id}/wait?timeout={secs}")) {
             Ok(v) => view = v,
-            Err(crate::client::ApiFailure::Unreachable(_)) => std::thread::sleep(Duration::from_secs(1)),
+            Err(e) if e.is_unreachable() => std::thread::sleep(Duration::from_secs(1)),
             Err(e) => return Err(e.into()),
         }
     }

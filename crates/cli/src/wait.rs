@@ -86,7 +86,7 @@ pub(crate) fn until_decided(client: &Client, mut view: Value) -> Result<Value, F
                 view = v;
                 offline_since = None;
             }
-            Ok(Err(ApiFailure::Unreachable(_))) => {
+            Ok(Err(e)) if e.is_unreachable() => {
                 offline_since.get_or_insert_with(Instant::now);
             }
             Ok(Err(e)) => return Err(Failure::from(e)),
@@ -112,10 +112,9 @@ fn poll(client: &Client, path: &str, tx: &mpsc::Sender<Result<Value, ApiFailure>
         let answer = client.get::<Value>(path);
         let done = match &answer {
             Ok(v) => is_terminal(v),
-            Err(ApiFailure::Unreachable(_)) => false,
-            Err(_) => true,
+            Err(e) => !e.is_unreachable(),
         };
-        let unreachable = matches!(answer, Err(ApiFailure::Unreachable(_)));
+        let unreachable = answer.as_ref().is_err_and(ApiFailure::is_unreachable);
         if tx.send(answer).is_err() || done {
             return;
         }
