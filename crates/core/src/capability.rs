@@ -381,8 +381,9 @@ fn decode<T: DeserializeOwned>(
             message: format!("version {found:?}, expected {version}"),
         });
     }
-    let data = value.get("data").cloned().unwrap_or(serde_json::Value::Null);
-    serde_json::from_value(data).map_err(|e| CapabilityError::Decode { what, message: e.to_string() })
+    // Read in place: a stored reference is decoded on every edit, bind and unbind of its card.
+    let data = value.get("data").unwrap_or(&serde_json::Value::Null);
+    T::deserialize(data).map_err(|e| CapabilityError::Decode { what, message: e.to_string() })
 }
 
 fn downcast<'a, T: 'static>(value: &'a Erased, what: &str) -> Result<&'a T, CapabilityError> {

@@ -19,26 +19,27 @@ pub const REF_LEN: usize = 8;
 #[error("`{0}` is not an assent id: expected 26 characters of lowercase Crockford base32")]
 pub struct InvalidId(pub String);
 
-fn encode(value: u128) -> String {
-    (0..ID_LEN)
-        .map(|i| {
-            let shift = 5 * (ID_LEN - 1 - i);
-            char::from(ALPHABET[((value >> shift) & 31) as usize])
-        })
-        .collect()
+fn encode(value: u128) -> [u8; ID_LEN] {
+    std::array::from_fn(|i| {
+        let shift = 5 * (ID_LEN - 1 - i);
+        ALPHABET[((value >> shift) & 31) as usize]
+    })
 }
 
 fn is_id_char(c: char) -> bool {
     ALPHABET.contains(&(c as u8)) && c.is_ascii()
 }
 
-fn validate(s: &str) -> Result<(), InvalidId> {
+/// The id's bytes, lower-cased, if `s` is an id in either case.
+fn validate(s: &str) -> Result<[u8; ID_LEN], InvalidId> {
+    let invalid = || InvalidId(s.to_ascii_lowercase());
+    let mut bytes: [u8; ID_LEN] = s.as_bytes().try_into().map_err(|_| invalid())?;
+    bytes.make_ascii_lowercase();
     // The first character carries only the top three of the 130 encoded bits.
-    let first_ok = s.as_bytes().first().is_some_and(|b| (b'0'..=b'7').contains(b));
-    if s.len() == ID_LEN && first_ok && s.chars().all(is_id_char) {
-        Ok(())
+    if (b'0'..=b'7').contains(&bytes[0]) && bytes.iter().all(|b| ALPHABET.contains(b)) {
+        Ok(bytes)
     } else {
-        Err(InvalidId(s.to_owned()))
+        Err(invalid())
     }
 }
 
@@ -47,13 +48,16 @@ pub fn is_id_prefix(s: &str) -> bool {
     !s.is_empty() && s.len() <= ID_LEN && s.chars().all(is_id_char)
 }
 
+// An id is kept inline, not in a `String`: ids are copied into every record, event and audit
+// entry of an approval, and a copy is then a 26-byte move instead of a heap allocation. The
+// bytes are always validated ASCII, so they are always valid UTF-8, and they order like the text.
 macro_rules! define_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        #[serde(try_from = "String")]
+        pub struct $name([u8; ID_LEN]);
 
         impl $name {
             /// Renders 128 random bits as an id.
@@ -63,19 +67,24 @@ macro_rules! define_id {
 
             /// Parses a rendered id, accepting upper case input.
             pub fn parse(s: &str) -> Result<Self, InvalidId> {
-                let lower = s.to_ascii_lowercase();
-                validate(&lower)?;
-                Ok(Self(lower))
+                Ok(Self(validate(s)?))
             }
 
             /// The id as text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                // Never empty: every constructor wrote ASCII (see above).
+                std::str::from_utf8(&self.0).unwrap_or_default()
             }
 
             /// The ref: the first eight characters.
             pub fn short_ref(&self) -> &str {
-                &self.0[..REF_LEN]
+                &self.as_str()[..REF_LEN]
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
             }
         }
 
@@ -88,19 +97,19 @@ macro_rules! define_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.as_str().to_owned()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({})", stringify!($name), self.0)
+                write!(f, "{}({})", stringify!($name), self.as_str())
             }
         }
     };
@@ -177,6 +186,28 @@ mod tests {
         assert!(ApprovalId::parse("8zzzzzzzzzzzzzzzzzzzzzzzzz").is_err(), "131st bit");
         assert!(ApprovalId::parse("0000000000000000000000000u").is_err(), "u is not Crockford");
         assert!(ApprovalId::parse("short").is_err());
+    }
+
+    #[test]
+    fn ids_are_plain_strings_on_the_wire_and_order_like_their_text() {
+        let id = ApprovalId::from_bits(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<ApprovalId>(&json).unwrap(), id);
+        let upper = format!("\"{}\"", id.as_str().to_ascii_uppercase());
+        assert_eq!(serde_json::from_str::<ApprovalId>(&upper).unwrap(), id, "upper case is accepted");
+        let err = serde_json::from_str::<ApprovalId>("\"00000000000000000000000000é\"").unwrap_err();
+        assert!(err.to_string().contains("is not an assent id"), "{err}");
+        assert_eq!(String::from(id.clone()), id.as_str());
+        assert_eq!(format!("{id:?}"), format!("ApprovalId({id})"));
+        assert_eq!(id.short_ref(), &id.as_str()[..REF_LEN]);
+
+        let mut ids: Vec<ApprovalId> = [u128::MAX, 0, 1 << 70, 31, 32].map(ApprovalId::from_bits).to_vec();
+        ids.sort();
+        let texts: Vec<&str> = ids.iter().map(ApprovalId::as_str).collect();
+        let mut sorted = texts.clone();
+        sorted.sort_unstable();
+        assert_eq!(texts, sorted);
     }
 
     #[test]
