@@ -1,7 +1,8 @@
 //! Starting and stopping a real `assent serve`, and running the CLI against it.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::mpsc,
@@ -325,4 +326,37 @@ pub(crate) fn feed(mut child: Child, input: &[u8]) -> Output {
         stdin.write_all(input).unwrap();
     }
     child.wait_with_output().unwrap()
+}
+
+/// A loopback proxy to the server at `url` that passes every connection through, except that
+/// the server's answer on the first one is dropped and that connection closed: the server has
+/// read and handled the request, the client only sees the connection end.
+pub(crate) fn lossy_proxy(url: &str) -> String {
+    let upstream = url.trim_start_matches("http://").to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    // Ends with the test process, blocked in `accept`.
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let (Ok(client), Ok(server)) = (client, TcpStream::connect(&upstream)) else { return };
+            let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+                let _ = to_server.shutdown(Shutdown::Write);
+            });
+            let (mut from_server, mut to_client) = (server, client);
+            std::thread::spawn(move || {
+                if n == 0 {
+                    // Wait for the answer to start, so the request was handled, then drop it.
+                    let _ = from_server.read(&mut [0; 1]);
+                    let _ = to_client.shutdown(Shutdown::Both);
+                    let _ = from_server.shutdown(Shutdown::Both);
+                } else {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(Shutdown::Write);
+                }
+            });
+        }
+    });
+    proxy
 }

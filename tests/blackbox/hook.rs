@@ -5,11 +5,21 @@ use std::process::Stdio;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, describe, feed};
+use crate::harness::{Server, describe, feed, lossy_proxy};
 
 fn spawn_hook(server: &Server, payload: &[u8]) -> std::thread::JoinHandle<std::process::Output> {
+    spawn_hook_at(server, &server.url, payload)
+}
+
+/// The hook, talking to the server at `url` (the server itself, or a proxy to it).
+fn spawn_hook_at(
+    server: &Server,
+    url: &str,
+    payload: &[u8],
+) -> std::thread::JoinHandle<std::process::Output> {
     let child = server
         .cli()
+        .env("ASSENT_URL", url)
         .args(["hook", "claude-code", "--timeout", "30s"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -47,6 +57,31 @@ fn cli_6_pre_tool_use_bash_becomes_an_exec_approval_and_allow_comes_back() {
     let out = answer(&hook.join().unwrap());
     assert_eq!(out["hookSpecificOutput"]["hookEventName"], "PreToolUse");
     assert_eq!(out["hookSpecificOutput"]["permissionDecision"], "allow", "{out}");
+}
+
+/// The server records the hook's request but its answer is lost (a restart): the hook asks
+/// again with the same idempotency key and still brings the decision back; one approval only.
+#[test]
+fn cli_6_a_lost_answer_is_asked_again_and_the_decision_still_comes_back() {
+    let server = Server::start();
+    let proxy = lossy_proxy(&server.url);
+    let payload = json!({
+        "session_id": "9f1c2d7e-5b8a-4c3e-a1f0-3d2b6e8c9a71",
+        "cwd": "/home/kim/shop",
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Bash",
+        "tool_input": { "command": "terraform apply" },
+        "tool_use_id": "toolu_01Lost"
+    });
+    let hook = spawn_hook_at(&server, &proxy, payload.to_string().as_bytes());
+    let a = server.one_pending();
+    assert_eq!(server.decide(a["id"].as_str().unwrap(), "allow-once").0, 200);
+    let out = hook.join().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("asking again"), "{}", describe(&out));
+    let out = answer(&out);
+    assert_eq!(out["hookSpecificOutput"]["permissionDecision"], "allow", "{out}");
+    let (_, all) = server.call("GET", "/v1/approvals", None);
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "one approval, not two: {all}");
 }
 
 #[test]

@@ -1,13 +1,9 @@
 //! NF-7 / CLI: a requester waiting in `assent request` survives a crash and restart of the
 //! server, and the decision made after the restart reaches it.
 
-use std::{
-    io::Read,
-    net::{Shutdown, TcpListener, TcpStream},
-    process::Stdio,
-};
+use std::process::Stdio;
 
-use crate::harness::{Server, describe};
+use crate::harness::{Server, describe, lossy_proxy};
 
 #[test]
 fn a_waiting_requester_survives_a_server_kill_and_gets_the_later_decision() {
@@ -51,37 +47,4 @@ fn a_requester_whose_answer_was_lost_asks_again_and_waits_on_the_same_approval()
     assert!(String::from_utf8_lossy(&out.stderr).contains("asking again"), "{}", describe(&out));
     let (_, all) = server.call("GET", "/v1/approvals", None);
     assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "one approval, not two: {all}");
-}
-
-/// A loopback proxy to the server at `url` that passes every connection through, except that
-/// the server's answer on the first one is dropped and that connection closed: the server has
-/// read and handled the request, the client only sees the connection end.
-fn lossy_proxy(url: &str) -> String {
-    let upstream = url.trim_start_matches("http://").to_owned();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy = format!("http://{}", listener.local_addr().unwrap());
-    // Ends with the test process, blocked in `accept`.
-    std::thread::spawn(move || {
-        for (n, client) in listener.incoming().enumerate() {
-            let (Ok(client), Ok(server)) = (client, TcpStream::connect(&upstream)) else { return };
-            let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut from_client, &mut to_server);
-                let _ = to_server.shutdown(Shutdown::Write);
-            });
-            let (mut from_server, mut to_client) = (server, client);
-            std::thread::spawn(move || {
-                if n == 0 {
-                    // Wait for the answer to start, so the request was handled, then drop it.
-                    let _ = from_server.read(&mut [0; 1]);
-                    let _ = to_client.shutdown(Shutdown::Both);
-                    let _ = from_server.shutdown(Shutdown::Both);
-                } else {
-                    let _ = std::io::copy(&mut from_server, &mut to_client);
-                    let _ = to_client.shutdown(Shutdown::Write);
-                }
-            });
-        }
-    });
-    proxy
 }

@@ -72,7 +72,7 @@ macro_rules! define_id {
 
             /// The id as text.
             pub fn as_str(&self) -> &str {
-                // Never empty: every constructor wrote ASCII (see above).
+                // Every constructor writes validated ASCII (see above): the fallback is never taken.
                 std::str::from_utf8(&self.0).unwrap_or_default()
             }
 

@@ -69,6 +69,12 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { HEAP.alloc(layout) }
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(size(layout));
+        // SAFETY: forwarded unchanged (see above). jemalloc's own zeroing skips fresh pages.
+        unsafe { HEAP.alloc_zeroed(layout) }
+    }
+
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         count(-size(layout));
         // SAFETY: forwarded unchanged (see above).
