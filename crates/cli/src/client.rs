@@ -41,7 +41,7 @@ impl ApiFailure {
 
     /// The server is down or restarting, as opposed to having answered with an error.
     pub(crate) fn is_unreachable(&self) -> bool {
-        self.code() == "unreachable"
+        matches!(self, ApiFailure::Unreachable(_) | ApiFailure::NoAnswer(_))
     }
 }
 
@@ -189,13 +189,13 @@ fn never_sent(e: &ureq::Error) -> bool {
 /// A key no other request of this principal uses (API idempotency keys are per principal).
 fn idempotency_key() -> String {
     let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_ok() {
+        return format!("cli-{}", assent_server::auth::hex(&bytes));
+    }
     // Should the OS have no randomness to give, the process id and the time still make a key
     // that no earlier run used (a reused key with another command would be refused).
-    if getrandom::fill(&mut bytes).is_err() {
-        let seed = format!("{}:{:?}", std::process::id(), std::time::SystemTime::now());
-        bytes.copy_from_slice(&assent_server::auth::sha256(seed.as_bytes())[..16]);
-    }
-    format!("cli-{}", assent_server::auth::hex(&bytes))
+    let nanos = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos());
+    format!("cli-{}-{nanos}", std::process::id())
 }
 
 /// CLI-1/CLI-8: `--token`, `$ASSENT_TOKEN`, `--token-file`, else the local server's first-run
