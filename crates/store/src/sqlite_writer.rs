@@ -190,6 +190,11 @@ fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // NF-6: no checkpoint inside a commit; the store's background task runs them beside it.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // Each commit of a batch runs in a savepoint, and SQLite keeps the pages a savepoint changes
+    // in a statement journal, spilled to a temporary file past 64 KiB: two `pwrite`s a page,
+    // twice as many as the WAL got (issue 15, eleventh pass). In memory a page costs a copy;
+    // a savepoint holds one commit's pages and is emptied when released.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // A statement of every kind of write, and multi-row inserts of a few sizes.
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
