@@ -174,7 +174,7 @@ impl SqlStore {
             let writer =
                 sqlite_writer::SqliteWriter::start(path, options.durability, batch, Some(grants.clone()))?;
             let checkpointer =
-                tokio::spawn(sqlite_writer::checkpoints(store.pool.clone(), writer.wal_truncator()));
+                tokio::spawn(sqlite_writer::checkpoints(store.pool.clone(), writer.wal_resetter()));
             store.checkpoints = Some(checkpointer.abort_handle());
             store.grants = Some(grants);
             store.sqlite_writer = Some(writer);

@@ -16,13 +16,18 @@
 //!   commit survives a crash (NF-7). If the transaction fails, every caller is told so and
 //!   nothing of the batch is kept.
 //!
-//! Callback claims, retention and the WAL's truncation queue here too, each claim and purge in a
+//! Callback claims, retention and the WAL's resets queue here too, each claim and purge in a
 //! transaction of its own, so nothing else in the process competes for SQLite's write lock. The
 //! store's sqlx pool only reads (and migrates, before this thread starts).
 
+mod load;
 mod wal;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use assent_core::{
     clock::Timestamp,
@@ -34,8 +39,11 @@ use rusqlite::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use self::wal::truncate_wal;
-pub(crate) use self::wal::{WalTruncator, checkpoints};
+pub(crate) use self::wal::{WalResetter, checkpoints};
+use self::{
+    load::Load,
+    wal::{Reset, reset_wal},
+};
 
 use crate::{
     Durability, OpenError,
@@ -82,7 +90,7 @@ enum Job {
         before: Timestamp,
         answer: Answer<u64>,
     },
-    TruncateWal,
+    ResetWal(Reset),
     /// A bug on the thread, in tests: what a panic leaves behind.
     #[cfg(test)]
     Panic,
@@ -152,8 +160,8 @@ impl SqliteWriter {
     }
 
     /// A handle for the store's checkpoint task, which does not keep the thread running.
-    pub(crate) fn wal_truncator(&self) -> WalTruncator {
-        WalTruncator(self.queue.downgrade())
+    pub(crate) fn wal_resetter(&self) -> WalResetter {
+        WalResetter(self.queue.downgrade())
     }
 
     /// Retention: removes what is older than `before` and finished.
@@ -209,22 +217,29 @@ fn serve(
     grants: Option<&GrantCache>,
 ) {
     let mut commits = Vec::with_capacity(batch);
+    let mut load = Load::new();
     while let Some(first) = queue.blocking_recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
                 Job::Commit(queued) => commits.push(queued),
                 Job::Claim { now, lease, n, answer } => {
-                    commit_batch(conn, &mut commits, grants);
+                    commit_queued(conn, &mut commits, grants, &mut load);
+                    let began = Instant::now();
                     let _ = answer.send(alone(conn, |conn| claim(conn, now, lease, n)));
+                    load.record(0, began);
                 }
                 Job::Purge { before, answer } => {
-                    commit_batch(conn, &mut commits, grants);
+                    commit_queued(conn, &mut commits, grants, &mut load);
+                    let began = Instant::now();
                     let _ = answer.send(alone(conn, |conn| purge(conn, before)));
+                    load.record(0, began);
                 }
-                Job::TruncateWal => {
-                    commit_batch(conn, &mut commits, grants);
-                    truncate_wal(conn);
+                Job::ResetWal(reset) => {
+                    commit_queued(conn, &mut commits, grants, &mut load);
+                    let began = Instant::now();
+                    reset_wal(conn, reset);
+                    load.record(0, began);
                 }
                 #[cfg(test)]
                 Job::Panic => panic!("a bug on the writer thread"),
@@ -233,7 +248,7 @@ fn serve(
                 next = queue.try_recv().ok();
             }
         }
-        commit_batch(conn, &mut commits, grants);
+        commit_queued(conn, &mut commits, grants, &mut load);
     }
 }
 
@@ -258,11 +273,18 @@ fn alone<T>(
     }
 }
 
-/// Commits the queued `commits` in one transaction and answers each caller.
-fn commit_batch(conn: &Connection, commits: &mut Vec<Queued>, grants: Option<&GrantCache>) {
+/// [`commit_batch`], counted in the writer's `load`.
+fn commit_queued(conn: &Connection, commits: &mut Vec<Queued>, grants: Option<&GrantCache>, load: &mut Load) {
     if commits.is_empty() {
         return;
     }
+    let (began, size) = (Instant::now(), commits.len());
+    commit_batch(conn, commits, grants);
+    load.record(size, began);
+}
+
+/// Commits the queued `commits` in one transaction and answers each caller.
+fn commit_batch(conn: &Connection, commits: &mut Vec<Queued>, grants: Option<&GrantCache>) {
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         commits.drain(..).for_each(|q| drop(q.answer.send(Err(e.clone()))));
         return;

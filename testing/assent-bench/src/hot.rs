@@ -1,6 +1,7 @@
 //! `cargo xtask bench hot`: the path agents feel most. Most requests never reach a person: a
 //! standing grant (or a fail-closed refusal) answers them. Measured against a release
-//! `assent serve` on SQLite, with 32 concurrent keep-alive clients over loopback:
+//! `assent serve` on SQLite, with 32 concurrent keep-alive clients over loopback, each HTTP load
+//! for ten seconds (one with `--quick`):
 //!
 //! - `POST /v1/approvals` answered by an exact-argv grant;
 //! - the same answered at once with "no" (no approval route: the policy language has no deny
@@ -77,23 +78,46 @@ impl Conn {
 
 /// Requests per second and the latency distribution of one load.
 struct Load {
+    requests: usize,
     rate: f64,
     p50: Duration,
+    p90: Duration,
     p99: Duration,
 }
 
 impl Load {
+    /// The figures of `times` (sorted here), taken in `elapsed`.
+    fn of(mut times: Vec<Duration>, elapsed: Duration) -> Self {
+        times.sort();
+        Self {
+            requests: times.len(),
+            rate: times.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(&times, 0.5),
+            p90: percentile(&times, 0.9),
+            p99: percentile(&times, 0.99),
+        }
+    }
+
     fn line(&self, what: &str) -> String {
-        format!("{what}: {:.0} req/s, p50 {}, p99 {}", self.rate, ms(self.p50), ms(self.p99))
+        format!(
+            "{what}: {:.0} req/s, p50 {}, p90 {}, p99 {} ({} requests)",
+            self.rate,
+            ms(self.p50),
+            ms(self.p90),
+            ms(self.p99),
+            self.requests
+        )
     }
 }
 
-/// `per_client` requests on each of `CLIENTS` connections; `check` sees each answer.
+/// `CLIENTS` connections sending one request after another for `lasting`; `check` sees each
+/// answer. A load is timed, not counted: it must outlast several rounds of the WAL's upkeep
+/// (every 500 ms), or its p99 misses what a sustained load waits for (issue 15, eleventh pass).
 async fn load(
     addr: &str,
     token: &str,
     (method, path, body): (&'static str, &'static str, &'static str),
-    per_client: usize,
+    lasting: Duration,
     check: fn(u16, &str),
 ) -> Load {
     let mut clients = Vec::with_capacity(CLIENTS);
@@ -102,8 +126,8 @@ async fn load(
         let (addr, token) = (addr.to_owned(), token.to_owned());
         clients.push(tokio::spawn(async move {
             let mut conn = Conn::open(&addr, &token).await;
-            let mut times = Vec::with_capacity(per_client);
-            for _ in 0..per_client {
+            let mut times = Vec::new();
+            while started.elapsed() < lasting {
                 let t = Instant::now();
                 let (status, answer) = conn.call(method, path, body).await;
                 times.push(t.elapsed());
@@ -112,17 +136,11 @@ async fn load(
             times
         }));
     }
-    let mut times = Vec::with_capacity(CLIENTS * per_client);
+    let mut times = Vec::new();
     for c in clients {
         times.extend(c.await.unwrap_or_else(|e| panic!("{e}")));
     }
-    let elapsed = started.elapsed();
-    times.sort();
-    Load {
-        rate: times.len() as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&times, 0.5),
-        p99: percentile(&times, 0.99),
-    }
+    Load::of(times, started.elapsed())
 }
 
 const GRANTED: &str = r#"{"kind":"exec","exec":{"argv":["deploy","--env","staging"],"host":"bench"}}"#;
@@ -197,13 +215,7 @@ async fn cli(bin: &Path, server: &Served, runs: usize) -> Load {
         }
         left -= wave;
     }
-    let elapsed = started.elapsed();
-    times.sort();
-    Load {
-        rate: runs as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&times, 0.5),
-        p99: percentile(&times, 0.99),
-    }
+    Load::of(times, started.elapsed())
 }
 
 /// Bare SQLite: one transaction inserting one row per request, one writer, the server's PRAGMAs.
@@ -211,48 +223,44 @@ async fn sqlite_floor(commits: usize) -> Load {
     let dir = std::env::temp_dir().join(format!("assent-bench-hot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let mut times = crate::store::bare_commits(&crate::store::fresh(&dir, "floor.db"), commits).await;
-    let elapsed = started.elapsed();
+    let times = crate::store::bare_commits(&crate::store::fresh(&dir, "floor.db"), commits).await;
+    let floor = Load::of(times, started.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
-    times.sort();
-    Load {
-        rate: commits as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&times, 0.5),
-        p99: percentile(&times, 0.99),
-    }
+    floor
 }
 
 /// The grant hit again on a server that starts with `pending` approvals already waiting: a
 /// grant hit reads grants, not the queue, so its cost should not grow with it (the scaling table).
-async fn hit_with_pending(bin: &Path, pending: usize, per_client: usize) -> (Load, u64) {
+async fn hit_with_pending(bin: &Path, pending: usize, lasting: Duration) -> (Load, u64) {
     let dir = Served::fresh_dir("");
     crate::store::seed_pending(&dir.join("assent.db"), pending).await;
     let server = Served::launch(bin, dir);
     grant(&server).await;
-    let hit =
-        load(&server.addr, &server.token, ("POST", "/v1/approvals", GRANTED), per_client, granted).await;
+    let hit = load(&server.addr, &server.token, ("POST", "/v1/approvals", GRANTED), lasting, granted).await;
     (hit, server.rss_kib())
 }
 
 pub(crate) async fn run(quick: bool) {
     let bin = binary();
-    let (per_client, runs) = if quick { (100, 64) } else { (500, 320) };
+    // Ten seconds cover twenty rounds of the WAL's upkeep; a quick run covers two.
+    let (lasting, runs, floor_commits) =
+        if quick { (Duration::from_secs(1), 64, 3_200) } else { (Duration::from_secs(10), 320, 16_000) };
     println!(
-        "assent hot path (release binary {}, SQLite, {CLIENTS} keep-alive clients × {per_client} requests, loopback)",
-        bin.display()
+        "assent hot path (release binary {}, SQLite, {CLIENTS} keep-alive clients, {} s a load, loopback)",
+        bin.display(),
+        lasting.as_secs()
     );
     let server = Arc::new(Served::start(&bin, ""));
     grant(&server).await;
-    let health = load(&server.addr, &server.token, ("GET", "/v1/health", ""), per_client, healthy).await;
-    let hit =
-        load(&server.addr, &server.token, ("POST", "/v1/approvals", GRANTED), per_client, granted).await;
+    let health = load(&server.addr, &server.token, ("GET", "/v1/health", ""), lasting, healthy).await;
+    let hit = load(&server.addr, &server.token, ("POST", "/v1/approvals", GRANTED), lasting, granted).await;
     let through_cli = cli(&bin, &server, runs).await;
     drop(server);
     // Nobody can see a request here (the console counts only while someone has it open).
     let closed = Served::start(&bin, "[console]\nroute = \"connected\"\n");
-    let no = load(&closed.addr, &closed.token, ("POST", "/v1/approvals", GRANTED), per_client, refused).await;
+    let no = load(&closed.addr, &closed.token, ("POST", "/v1/approvals", GRANTED), lasting, refused).await;
     drop(closed);
-    let floor = sqlite_floor(CLIENTS * per_client).await;
+    let floor = sqlite_floor(floor_commits).await;
 
     println!("  {}", health.line("floor: GET /v1/health"));
     println!("  {}", floor.line("floor: bare SQLite, one commit per request"));
@@ -273,7 +281,7 @@ pub(crate) async fn run(quick: bool) {
     );
     let levels: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000, 100_000] };
     for &pending in levels {
-        let (at, rss) = hit_with_pending(&bin, pending, per_client).await;
+        let (at, rss) = hit_with_pending(&bin, pending, lasting).await;
         println!(
             "  {}; server RSS {} MiB ({:.0}% of the rate with none pending)",
             at.line(&format!("grant hit with {pending} approvals pending")),

@@ -1,7 +1,7 @@
 //! The WAL's upkeep beside the writer thread: passive checkpoints from a reader connection, and
-//! truncation on the writer thread once everything is copied (NF-4, NF-6).
+//! resets of the WAL on the writer thread once everything is copied (NF-4, NF-6).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use sqlx::{AnyPool, Row as _};
@@ -12,14 +12,14 @@ use super::{BUSY_TIMEOUT, Job};
 /// How often the WAL is copied back into the database file, off the commit path (NF-6).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-/// A WAL longer than this many frames (4 KiB pages) is truncated once it is fully copied back.
-const WAL_TRUNCATE_FRAMES: i64 = 1000;
+/// A WAL longer than this many frames (4 KiB pages) is reset once it is fully copied back.
+const WAL_LONG_FRAMES: i64 = 1000;
 
 /// Copies committed WAL frames into the database file in the background. A passive checkpoint
-/// waits for nobody, so commits never pay for it. Under a steady stream of commits the WAL file
-/// would keep its largest size, so once a passive pass has copied everything and the WAL is
-/// long, the writer thread is asked to truncate it: the WAL stays short, and so does the scan of
-/// it when the database is opened again (NF-4).
+/// waits for nobody, so commits never pay for it. But SQLite starts the WAL over only when a
+/// commit finds every frame copied, which a steady stream of commits never lets happen, so once
+/// a passive pass has copied a long WAL the writer thread is asked to reset it: the WAL stays
+/// short, and so does the scan of it when the database is opened again (NF-4).
 ///
 /// The writer must first copy whatever was committed after the last pass began, and every
 /// commit waits while it does. A pass over a long WAL takes a while, so the frames committed
@@ -27,11 +27,23 @@ const WAL_TRUNCATE_FRAMES: i64 = 1000;
 /// was the grant hit's p90 under sustained load (issue 15, eleventh pass). So before asking,
 /// further passes catch up, each copying only what the one before it left, until a pass finds
 /// little new.
-pub(crate) async fn checkpoints(readers: AnyPool, writer: WalTruncator) {
+///
+/// Under load the reset is a restart: the next commit writes the WAL from its start, over the
+/// old frames, and the file keeps its size. Cutting the file to nothing each time cost the
+/// writer the cut and every later commit the regrowth (issue 15, twelfth pass). The first quiet
+/// round after that cuts it once, handing the disk space back.
+pub(crate) async fn checkpoints(readers: AnyPool, writer: WalResetter) {
+    // Whether a restart has left the file at its largest since it was last cut. (SQLite removes
+    // the WAL when the store closes; one a crash left with a long log is restarted, then cut.)
+    let mut grown = false;
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         let Some(mut pass) = passive(&readers).await else { continue };
-        if pass.log <= WAL_TRUNCATE_FRAMES {
+        if pass.log <= WAL_LONG_FRAMES {
+            if grown && pass.complete() {
+                writer.request(Reset::Truncate);
+                grown = false;
+            }
             continue;
         }
         for _ in 0..CATCH_UP_PASSES {
@@ -49,17 +61,18 @@ pub(crate) async fn checkpoints(readers: AnyPool, writer: WalTruncator) {
         // (commits faster than copies) still asks, so the WAL stays bounded.
         if pass.complete() {
             // Frames per round over commits per round is the WAL's cost of a commit.
-            tracing::debug!(frames = pass.log, "asking the writer to truncate the WAL");
-            writer.request();
+            tracing::debug!(frames = pass.log, "asking the writer to restart the WAL");
+            writer.request(Reset::Restart);
+            grown = true;
         }
     }
 }
 
-/// A truncation is asked for once a catch-up pass found at most this many new frames (1 MiB):
+/// A reset is asked for once a catch-up pass found at most this many new frames (1 MiB):
 /// what the writer then copies itself takes it a few milliseconds.
 const CAUGHT_UP_FRAMES: i64 = 256;
 
-/// Most catch-up passes before the truncation is asked for anyway.
+/// Most catch-up passes before the reset is asked for anyway.
 const CATCH_UP_PASSES: usize = 8;
 
 /// What one passive checkpoint saw: frames in the WAL when it began, and frames copied.
@@ -89,30 +102,56 @@ async fn passive(readers: &AnyPool) -> Option<Pass> {
     }
 }
 
-/// Asks the writer thread to reset the WAL ([`checkpoints`]).
-#[derive(Debug, Clone)]
-pub(crate) struct WalTruncator(pub(super) mpsc::WeakUnboundedSender<Job>);
+/// What the writer thread does with a WAL whose frames are all copied ([`checkpoints`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reset {
+    /// The next commit writes the WAL from its start, over the old frames.
+    Restart,
+    /// The WAL file is cut to nothing.
+    Truncate,
+}
 
-impl WalTruncator {
-    /// Queues a truncation behind the commits already queued; does nothing once the store is gone.
-    pub(crate) fn request(&self) {
-        if let Some(queue) = self.0.upgrade() {
-            let _ = queue.send(Job::TruncateWal);
+impl Reset {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Restart => "PRAGMA wal_checkpoint(RESTART)",
+            Self::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
         }
     }
 }
 
-/// Resets the WAL to empty, asked for once a passive checkpoint has copied all of it. A
-/// truncating checkpoint needs the write lock, so it runs here, between batches: run from another
-/// connection it waited for this thread's lock in SQLite's busy handler, which polls in steps of
-/// up to 100 ms, and under steady writes it got its turn only once they stopped (issue 15, eighth
-/// pass). It must not hold up the commits queued behind it either, so it does not wait for
-/// readers still on an older snapshot: the next pass tries again.
-pub(super) fn truncate_wal(conn: &Connection) {
-    let truncated = conn
-        .busy_timeout(Duration::ZERO)
-        .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)));
-    if let Err(e) = truncated.and(conn.busy_timeout(BUSY_TIMEOUT)) {
-        tracing::warn!(error = %e, "WAL truncation failed; will retry");
+/// Asks the writer thread to reset the WAL ([`checkpoints`]).
+#[derive(Debug, Clone)]
+pub(crate) struct WalResetter(pub(super) mpsc::WeakUnboundedSender<Job>);
+
+impl WalResetter {
+    /// Queues a reset behind the commits already queued; does nothing once the store is gone.
+    fn request(&self, reset: Reset) {
+        if let Some(queue) = self.0.upgrade() {
+            let _ = queue.send(Job::ResetWal(reset));
+        }
+    }
+}
+
+/// Copies what is left of the WAL and resets it, as asked once a passive checkpoint has copied
+/// all of it. Both kinds of reset need the write lock, so they run here, between batches: run from
+/// another connection they waited for this thread's lock in SQLite's busy handler, which polls in
+/// steps of up to 100 ms, and under steady writes got their turn only once they stopped (issue 15,
+/// eighth pass). A reset must not hold up the commits queued behind it either, so it does not wait
+/// for readers still on an older snapshot: the next round tries again.
+pub(super) fn reset_wal(conn: &Connection, reset: Reset) {
+    let began = Instant::now();
+    let done = conn.busy_timeout(Duration::ZERO).and_then(|()| {
+        conn.query_row(reset.pragma(), [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+    });
+    match done.and_then(|found| conn.busy_timeout(BUSY_TIMEOUT).map(|()| found)) {
+        Ok((busy, frames)) => tracing::debug!(
+            ?reset,
+            frames,
+            held_back = busy != 0,
+            ms = began.elapsed().as_millis(),
+            "WAL reset"
+        ),
+        Err(e) => tracing::warn!(error = %e, ?reset, "WAL reset failed; will retry"),
     }
 }
