@@ -90,7 +90,10 @@ enum Job {
         before: Timestamp,
         answer: Answer<u64>,
     },
-    ResetWal(Reset),
+    ResetWal {
+        reset: Reset,
+        answer: oneshot::Sender<bool>,
+    },
     /// A bug on the thread, in tests: what a panic leaves behind.
     #[cfg(test)]
     Panic,
@@ -235,10 +238,10 @@ fn serve(
                     let _ = answer.send(alone(conn, |conn| purge(conn, before)));
                     load.record(0, began);
                 }
-                Job::ResetWal(reset) => {
+                Job::ResetWal { reset, answer } => {
                     commit_queued(conn, &mut commits, grants, &mut load);
                     let began = Instant::now();
-                    reset_wal(conn, reset);
+                    let _ = answer.send(reset_wal(conn, reset));
                     load.record(0, began);
                 }
                 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use sqlx::{AnyPool, Row as _};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{BUSY_TIMEOUT, Job};
 
@@ -41,8 +41,8 @@ pub(crate) async fn checkpoints(readers: AnyPool, writer: WalResetter) {
         let Some(mut pass) = passive(&readers).await else { continue };
         if pass.log <= WAL_LONG_FRAMES {
             if grown && pass.complete() {
-                writer.request(Reset::Truncate);
-                grown = false;
+                // A reader still on the WAL holds the cut back: the next quiet round tries again.
+                grown = !writer.reset(Reset::Truncate).await;
             }
             continue;
         }
@@ -62,7 +62,7 @@ pub(crate) async fn checkpoints(readers: AnyPool, writer: WalResetter) {
         if pass.complete() {
             // Frames per round over commits per round is the WAL's cost of a commit.
             tracing::debug!(frames = pass.log, "asking the writer to restart the WAL");
-            writer.request(Reset::Restart);
+            writer.reset(Reset::Restart).await;
             grown = true;
         }
     }
@@ -125,11 +125,15 @@ impl Reset {
 pub(crate) struct WalResetter(pub(super) mpsc::WeakUnboundedSender<Job>);
 
 impl WalResetter {
-    /// Queues a reset behind the commits already queued; does nothing once the store is gone.
-    fn request(&self, reset: Reset) {
-        if let Some(queue) = self.0.upgrade() {
-            let _ = queue.send(Job::ResetWal(reset));
-        }
+    /// Resets the WAL after the commits already queued. False when a reader held the reset back,
+    /// or the store is gone.
+    async fn reset(&self, reset: Reset) -> bool {
+        let Some(queue) = self.0.upgrade() else { return false };
+        let (answer, done) = oneshot::channel();
+        // The queue is let go before waiting, so a store dropped meanwhile can still stop its thread.
+        let sent = queue.send(Job::ResetWal { reset, answer }).is_ok();
+        drop(queue);
+        sent && done.await.unwrap_or(false)
     }
 }
 
@@ -138,20 +142,21 @@ impl WalResetter {
 /// another connection they waited for this thread's lock in SQLite's busy handler, which polls in
 /// steps of up to 100 ms, and under steady writes got their turn only once they stopped (issue 15,
 /// eighth pass). A reset must not hold up the commits queued behind it either, so it does not wait
-/// for readers still on an older snapshot: the next round tries again.
-pub(super) fn reset_wal(conn: &Connection, reset: Reset) {
+/// for readers still on the WAL: the next round tries again. True when the WAL was reset.
+pub(super) fn reset_wal(conn: &Connection, reset: Reset) -> bool {
     let began = Instant::now();
     let done = conn.busy_timeout(Duration::ZERO).and_then(|()| {
         conn.query_row(reset.pragma(), [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
     });
     match done.and_then(|found| conn.busy_timeout(BUSY_TIMEOUT).map(|()| found)) {
-        Ok((busy, frames)) => tracing::debug!(
-            ?reset,
-            frames,
-            held_back = busy != 0,
-            ms = began.elapsed().as_millis(),
-            "WAL reset"
-        ),
-        Err(e) => tracing::warn!(error = %e, ?reset, "WAL reset failed; will retry"),
+        Ok((busy, frames)) => {
+            let held_back = busy != 0;
+            tracing::debug!(?reset, frames, held_back, ms = began.elapsed().as_millis(), "WAL reset");
+            !held_back
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, ?reset, "WAL reset failed; will retry");
+            false
+        }
     }
 }
