@@ -228,21 +228,15 @@ fn serve(
                 Job::Commit(queued) => commits.push(queued),
                 Job::Claim { now, lease, n, answer } => {
                     commit_queued(conn, &mut commits, grants, &mut load);
-                    let began = Instant::now();
-                    let _ = answer.send(alone(conn, |conn| claim(conn, now, lease, n)));
-                    load.record(0, began);
+                    let _ = answer.send(load.other(|| alone(conn, |conn| claim(conn, now, lease, n))));
                 }
                 Job::Purge { before, answer } => {
                     commit_queued(conn, &mut commits, grants, &mut load);
-                    let began = Instant::now();
-                    let _ = answer.send(alone(conn, |conn| purge(conn, before)));
-                    load.record(0, began);
+                    let _ = answer.send(load.other(|| alone(conn, |conn| purge(conn, before))));
                 }
                 Job::ResetWal { reset, answer } => {
                     commit_queued(conn, &mut commits, grants, &mut load);
-                    let began = Instant::now();
-                    let _ = answer.send(reset_wal(conn, reset));
-                    load.record(0, began);
+                    let _ = answer.send(load.other(|| reset_wal(conn, reset)));
                 }
                 #[cfg(test)]
                 Job::Panic => panic!("a bug on the writer thread"),
@@ -283,7 +277,7 @@ fn commit_queued(conn: &Connection, commits: &mut Vec<Queued>, grants: Option<&G
     }
     let (began, size) = (Instant::now(), commits.len());
     commit_batch(conn, commits, grants);
-    load.record(size, began);
+    load.batch(size, began);
 }
 
 /// Commits the queued `commits` in one transaction and answers each caller.

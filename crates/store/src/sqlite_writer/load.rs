@@ -34,28 +34,36 @@ impl Load {
         }
     }
 
-    /// Counts a transaction of `commits` commits that began at `began`, or other work under
-    /// the write lock (a claim, a purge, a reset of the WAL) when `commits` is 0. Reports
-    /// when due.
-    pub(super) fn record(&mut self, commits: usize, began: Instant) {
-        let now = Instant::now();
-        let took = now.saturating_duration_since(began);
-        self.transactions += u64::from(commits > 0);
+    /// Counts a transaction of `commits` commits that began at `began`. Reports when due.
+    pub(super) fn batch(&mut self, commits: usize, began: Instant) {
+        let took = began.elapsed();
+        self.transactions += 1;
         self.commits += commits as u64;
         self.largest = self.largest.max(commits);
-        if commits > 0 {
-            self.longest = self.longest.max(took);
-        } else {
-            self.longest_other = self.longest_other.max(took);
-        }
+        self.longest = self.longest.max(took);
+        self.add(took);
+    }
+
+    /// Runs `work`, other work under the write lock (a claim, a purge, a reset of the WAL), and
+    /// counts its time. Reports when due.
+    pub(super) fn other<T>(&mut self, work: impl FnOnce() -> T) -> T {
+        let began = Instant::now();
+        let done = work();
+        let took = began.elapsed();
+        self.longest_other = self.longest_other.max(took);
+        self.add(took);
+        done
+    }
+
+    fn add(&mut self, took: Duration) {
         self.busy += took;
-        let window = now.saturating_duration_since(self.since);
+        let window = self.since.elapsed();
         if window >= REPORT_EVERY {
             // Claims and purges come on a timer even when nothing is written: no line for them.
             if self.transactions > 0 {
                 self.report(window);
             }
-            *self = Self { since: now, ..Self::new() };
+            *self = Self::new();
         }
     }
 

@@ -122,6 +122,8 @@ async fn po_12_a_grant_revoked_behind_the_stores_back_is_refused_and_then_forgot
 /// held the first attempt back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn st_3_the_wal_restarts_while_commits_keep_coming_and_shrinks_once_they_stop() {
+    use sqlx::Connection;
+
     let path = temp_db();
     let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
     let store = Arc::new(SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap());
@@ -160,7 +162,6 @@ async fn st_3_the_wal_restarts_while_commits_keep_coming_and_shrinks_once_they_s
     for w in writers {
         w.await.unwrap();
     }
-    use sqlx::Connection;
     // A reader that begins before the last commits are copied reads through the WAL, so the
     // first quiet round's cut is held back while it lasts, and a later round must try again.
     let mut reader = sqlx::AnyConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
