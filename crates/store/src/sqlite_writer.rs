@@ -9,9 +9,10 @@
 //! (`crate::writes`), prepared once and kept in the connection's statement cache.
 //!
 //! Group commit: the thread takes every commit waiting in the queue (up to a batch) and runs
-//! them in one transaction, each in its own savepoint.
-//! - A commit whose checks fail (a stale version, a taken key) is rolled back to its savepoint
-//!   alone, and its caller gets that error, exactly as if it had run by itself.
+//! them in one transaction (`batch.rs`).
+//! - A commit whose checks fail (a stale version, a taken key) leaves nothing behind, and its
+//!   caller gets that error, exactly as if it had run by itself: the batch runs again with a
+//!   savepoint around each commit, and the failed one is rolled back to its savepoint alone.
 //! - Every caller is answered only after the shared transaction is durable, so an acknowledged
 //!   commit survives a crash (NF-7). If the transaction fails, every caller is told so and
 //!   nothing of the batch is kept.
@@ -20,6 +21,7 @@
 //! transaction of its own, so nothing else in the process competes for SQLite's write lock. The
 //! store's sqlx pool only reads (and migrates, before this thread starts).
 
+mod batch;
 mod load;
 mod wal;
 
@@ -31,7 +33,7 @@ use std::{
 
 use assent_core::{
     clock::Timestamp,
-    store::{ApprovalWrite, CallbackJob, Commit, Committed, GRANT_NOT_ACTIVE, GrantWrite, StoreError},
+    store::{CallbackJob, Commit, Committed, StoreError},
 };
 use rusqlite::{
     CachedStatement, Connection, ErrorCode, OpenFlags, Row, ToSql, ffi,
@@ -41,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use self::wal::{WalResetter, checkpoints};
 use self::{
+    batch::commit_batch,
     load::Load,
     wal::{Reset, reset_wal},
 };
@@ -50,9 +53,7 @@ use crate::{
     grant_cache::GrantCache,
     rows::{decode, limit},
     steps::{Step, Value},
-    writes::{
-        DOOMED, StoredKey, first_seqs, idempotency_lookup, lease_out, log, plan, removals, reserve_seqs,
-    },
+    writes::{DOOMED, lease_out, removals},
 };
 
 /// Most commits in one transaction, so the first caller of a burst never waits for a long one.
@@ -63,9 +64,6 @@ const CLAIMABLE: &str = "SELECT body FROM callbacks WHERE state = 'pending' AND 
     ORDER BY next_attempt_at LIMIT $2";
 
 type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// A commit run in a batch: its caller, its grant writes (for the cache) and its result.
-type Ran = (Answer<Committed>, Vec<GrantWrite>, Result<Committed, StoreError>);
 
 /// A commit waiting for the thread.
 struct Queued {
@@ -220,23 +218,23 @@ fn serve(
     grants: Option<&GrantCache>,
 ) {
     let mut commits = Vec::with_capacity(batch);
-    let mut load = Load::new();
+    let mut writer = Writer { grants, load: Load::new(), careful: false };
     while let Some(first) = queue.blocking_recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
                 Job::Commit(queued) => commits.push(queued),
                 Job::Claim { now, lease, n, answer } => {
-                    commit_queued(conn, &mut commits, grants, &mut load);
-                    let _ = answer.send(load.other(|| alone(conn, |conn| claim(conn, now, lease, n))));
+                    commit_queued(conn, &mut commits, &mut writer);
+                    let _ = answer.send(writer.load.other(|| alone(conn, |conn| claim(conn, now, lease, n))));
                 }
                 Job::Purge { before, answer } => {
-                    commit_queued(conn, &mut commits, grants, &mut load);
-                    let _ = answer.send(load.other(|| alone(conn, |conn| purge(conn, before))));
+                    commit_queued(conn, &mut commits, &mut writer);
+                    let _ = answer.send(writer.load.other(|| alone(conn, |conn| purge(conn, before))));
                 }
                 Job::ResetWal { reset, answer } => {
-                    commit_queued(conn, &mut commits, grants, &mut load);
-                    let _ = answer.send(load.other(|| reset_wal(conn, reset)));
+                    commit_queued(conn, &mut commits, &mut writer);
+                    let _ = answer.send(writer.load.other(|| reset_wal(conn, reset)));
                 }
                 #[cfg(test)]
                 Job::Panic => panic!("a bug on the writer thread"),
@@ -245,8 +243,17 @@ fn serve(
                 next = queue.try_recv().ok();
             }
         }
-        commit_queued(conn, &mut commits, grants, &mut load);
+        commit_queued(conn, &mut commits, &mut writer);
     }
+}
+
+/// What the thread carries from one batch to the next.
+struct Writer<'g> {
+    /// The active grants, kept in step with every batch kept.
+    grants: Option<&'g GrantCache>,
+    load: Load,
+    /// The next batch starts with savepoints: a commit of the last one failed.
+    careful: bool,
 }
 
 /// Runs `work` in a transaction of its own.
@@ -271,113 +278,13 @@ fn alone<T>(
 }
 
 /// [`commit_batch`], counted in the writer's `load`.
-fn commit_queued(conn: &Connection, commits: &mut Vec<Queued>, grants: Option<&GrantCache>, load: &mut Load) {
+fn commit_queued(conn: &Connection, commits: &mut Vec<Queued>, writer: &mut Writer<'_>) {
     if commits.is_empty() {
         return;
     }
     let (began, size) = (Instant::now(), commits.len());
-    commit_batch(conn, commits, grants);
-    load.batch(size, began);
-}
-
-/// Commits the queued `commits` in one transaction and answers each caller.
-fn commit_batch(conn: &Connection, commits: &mut Vec<Queued>, grants: Option<&GrantCache>) {
-    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
-        commits.drain(..).for_each(|q| drop(q.answer.send(Err(e.clone()))));
-        return;
-    }
-    let mut results = Vec::with_capacity(commits.len());
-    // Drained rather than taken, so the queue keeps its capacity from one batch to the next.
-    for Queued { commit, now, answer } in commits.drain(..) {
-        // The grant writes, for the cache once the batch is durable.
-        let writes = if grants.is_some() { commit.grants.clone() } else { Vec::new() };
-        match in_savepoint(conn, commit, now) {
-            Ok(result) => results.push((answer, writes, result)),
-            Err(e) => {
-                // The savepoint itself failed: the transaction's state is unknown, so none of
-                // the batch may be kept.
-                results.push((answer, writes, Ok(Committed::default())));
-                rollback(conn);
-                return lost(results, &e, grants);
-            }
-        }
-    }
-    if let Err(e) = control(conn, "COMMIT") {
-        rollback(conn);
-        return lost(results, &e, grants);
-    }
-    for (answer, writes, result) in results {
-        if let Some(cache) = grants {
-            keep_in_step(cache, &writes, &result);
-        }
-        let _ = answer.send(result);
-    }
-}
-
-/// Applies a durable commit's grant writes to the cache. A hit refused because its grant is no
-/// longer active means the cache was late: it loads afresh.
-fn keep_in_step(cache: &GrantCache, writes: &[GrantWrite], result: &Result<Committed, StoreError>) {
-    match result {
-        Ok(_) if !writes.is_empty() => cache.apply(writes),
-        Err(StoreError::Conflict(GRANT_NOT_ACTIVE)) => cache.forget(),
-        _ => {}
-    }
-}
-
-/// A batch that was not kept: a commit that failed its own checks keeps its own error, the rest
-/// get `error`. The cache may have missed writes of a batch whose `COMMIT` failed late.
-fn lost(results: Vec<Ran>, error: &StoreError, grants: Option<&GrantCache>) {
-    if let Some(cache) = grants {
-        cache.forget();
-    }
-    for (answer, _, result) in results {
-        let _ = answer.send(Err(result.err().unwrap_or_else(|| error.clone())));
-    }
-}
-
-/// One commit inside the shared transaction. The outer error means the savepoint statements
-/// failed; the inner result is the commit's own.
-fn in_savepoint(
-    conn: &Connection,
-    commit: Commit,
-    now: Timestamp,
-) -> Result<Result<Committed, StoreError>, StoreError> {
-    control(conn, "SAVEPOINT assent_commit")?;
-    let result = apply(conn, commit, now);
-    if result.is_err() {
-        control(conn, "ROLLBACK TO assent_commit")?;
-    }
-    control(conn, "RELEASE assent_commit")?;
-    Ok(result)
-}
-
-/// A commit's statements, as `writes::apply` runs them through sqlx: the idempotency check,
-/// the writes, the counters, then the audit and event rows.
-fn apply(conn: &Connection, mut c: Commit, now: Timestamp) -> Result<Committed, StoreError> {
-    if let Some(ApprovalWrite::Insert { idempotency: Some(rec), .. }) = &c.approval {
-        let found = rows(conn, &idempotency_lookup(rec), |row| {
-            Ok(StoredKey {
-                digest: row.get("digest")?,
-                approval_id: row.get("approval_id")?,
-                at: row.get("at")?,
-            })
-        })?;
-        if let Some(stored) = found.into_iter().next() {
-            stored.admits(rec, now)?;
-        }
-    }
-    for step in plan(&c, now)? {
-        execute(conn, &step)?;
-    }
-    let counters = match reserve_seqs(c.audit.len(), c.events.len()) {
-        Some(step) => rows(conn, &step, |row| Ok((row.get("name")?, row.get("value")?)))?,
-        None => Vec::new(),
-    };
-    let (first_audit, first_event) = first_seqs(c.audit.len(), c.events.len(), &counters)?;
-    for step in log(&mut c.audit, &mut c.events, first_audit, first_event)? {
-        execute(conn, &step)?;
-    }
-    Ok(Committed::new(c.events))
+    writer.careful = commit_batch(conn, commits, writer.grants, writer.careful);
+    writer.load.batch(size, began);
 }
 
 fn claim(

@@ -54,9 +54,16 @@ fn vote(bits: u128, expected: u64) -> Commit {
 
 /// Issue 15: in one shared transaction, a commit that fails its own check is rolled back
 /// alone (what it wrote before the check too), the others are kept, and the sequences have
-/// no gap where it was.
+/// no gap where it was. Both when the batch found it without savepoints and ran again with
+/// them, and when it started with them.
 #[tokio::test]
 async fn a_failed_commit_in_a_batch_fails_alone_and_leaves_no_gap() {
+    for careful in [false, true] {
+        a_failed_commit_fails_alone(careful).await;
+    }
+}
+
+async fn a_failed_commit_fails_alone(careful: bool) {
     let (store, conn) = store().await;
     for bits in 1..=3 {
         let insert = ApprovalWrite::Insert { approval: sample(bits), idempotency: None };
@@ -70,7 +77,7 @@ async fn a_failed_commit_in_a_batch_fails_alone_and_leaves_no_gap() {
     let (first, first_answer) = queued(vote(1, 1));
     let (second, second_answer) = queued(late_failure);
     let (third, third_answer) = queued(vote(3, 1));
-    commit_batch(&conn, &mut vec![first, second, third], None);
+    assert!(commit_batch(&conn, &mut vec![first, second, third], None, careful), "a commit failed");
     let first = first_answer.await.unwrap().unwrap();
     assert_eq!(second_answer.await.unwrap(), Err(StoreError::Conflict("notice already sent")));
     let third = third_answer.await.unwrap().unwrap();
@@ -85,6 +92,12 @@ async fn a_failed_commit_in_a_batch_fails_alone_and_leaves_no_gap() {
 /// a used idempotency key), and the numbering carries on after a failed one without a gap.
 #[tokio::test]
 async fn each_commit_of_a_batch_gets_the_answer_it_would_have_had_alone() {
+    for careful in [false, true] {
+        each_commit_gets_its_own_answer(careful).await;
+    }
+}
+
+async fn each_commit_gets_its_own_answer(careful: bool) {
     let (store, conn) = store().await;
     let keyed = |bits| ApprovalWrite::Insert {
         approval: sample(bits),
@@ -104,7 +117,7 @@ async fn each_commit_of_a_batch_gets_the_answer_it_would_have_had_alone() {
     later.approval = Some(ApprovalWrite::Insert { approval: sample(3), idempotency: None });
     let (mut jobs, answers): (Vec<_>, Vec<_>) =
         [created, vote(1, 1), vote(1, 1), replayed, later].into_iter().map(queued).unzip();
-    commit_batch(&conn, &mut jobs, None);
+    assert!(commit_batch(&conn, &mut jobs, None, careful));
     let mut results = Vec::new();
     for answer in answers {
         results.push(answer.await.unwrap().map(|c| c.events.iter().map(|e| e.seq).collect::<Vec<_>>()));
@@ -154,7 +167,7 @@ async fn a_batch_keeps_every_kind_of_write() {
     decided.entries = vec![EntryWrite::Update(finalized)];
     decided.notice_key = Some(format!("notice:{first}"));
     let (mut jobs, answers): (Vec<_>, Vec<_>) = [created, decided].into_iter().map(queued).unzip();
-    commit_batch(&conn, &mut jobs, None);
+    assert!(!commit_batch(&conn, &mut jobs, None, false), "no commit failed");
     for answer in answers {
         answer.await.unwrap().unwrap();
     }
