@@ -150,6 +150,11 @@ impl SqlStore {
             if version == migrations::BINDING_OWNERS {
                 migrations::fill_binding_owners(&mut tx).await?;
             }
+            if version == migrations::SEQ_AS_ROWID && self.backend == Backend::Sqlite {
+                for statement in migrations::SQLITE_SEQ_AS_ROWID {
+                    sqlx::query(*statement).execute(&mut *tx).await?;
+                }
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
                 .bind(0_i64)
