@@ -98,7 +98,7 @@ impl EngineHandle {
         let work = async {
             let deliveries = join_all(by_account.into_iter().map(|(account, targets)| {
                 let (a, delivered) = (&a, &delivered);
-                async move { self.deliver_account(a, &account, targets, delivered).await }
+                async move { self.deliver_account(a, &account, targets, fresh, delivered).await }
             }));
             // Channel code is already `guarded`; this catches a bug in the engine's own, which
             // would otherwise end the watch below with it, silencing the notice and no-route.
@@ -196,11 +196,13 @@ impl EngineHandle {
 
     /// One account's targets, in plan order, deduplicated by the channel's `dedupe_key`. Each
     /// success is reported into `delivered` at once, so no-route and notice checks see it.
+    /// `fresh`: the approval was just created here, so it has no cards yet to look up.
     async fn deliver_account(
         &self,
         a: &Approval,
         account: &AccountKey,
         targets: Vec<PlannedTarget>,
+        fresh: bool,
         delivered: &Mutex<Vec<Delivered>>,
     ) {
         let Some(cap) = self.capability(account) else {
@@ -216,11 +218,20 @@ impl EngineHandle {
             }
             return;
         };
-        let existing: Vec<String> = match self.inner.store.entries(&a.id).await {
-            Ok(entries) => {
-                entries.into_iter().filter(|e| &e.account_key() == account).map(|e| e.target_key).collect()
+        // A re-delivery (restart, re-attach, another replica's approval) skips the targets that
+        // already have a card. A new approval has none yet (its create committed it a moment
+        // ago), so it skips the read, a round trip to the store's reader threads on SQLite.
+        let existing: Vec<String> = if fresh {
+            Vec::new()
+        } else {
+            match self.inner.store.entries(&a.id).await {
+                Ok(entries) => entries
+                    .into_iter()
+                    .filter(|e| &e.account_key() == account)
+                    .map(|e| e.target_key)
+                    .collect(),
+                Err(_) => Vec::new(),
             }
-            Err(_) => Vec::new(),
         };
         let mut seen_keys: Vec<String> = Vec::new();
         let mut rendered = Rendered::default();
