@@ -59,3 +59,23 @@ async fn rt_5_every_approver_gets_a_card_on_sqlite() {
     }
     eventually("three cards each", &mut || ids.iter().all(|id| fake.messages_for(id).len() == 3)).await;
 }
+
+/// An engine that has shut down lets go of its store, so an embedder that drops its own handle
+/// closes the database (and SQLite deletes the WAL) without ending the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shut_down_engine_releases_its_store() {
+    let path = temp_db();
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    let fake = FakeChannel::new(Channel::Telegram, "main", &["42"]);
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(&path, OpenOptions::default()).await.unwrap());
+    let bed = TestBed::with(store, test_config(), &[fake.clone()]).await;
+    let a = bed.handle.create(exec_request(&["deploy", "--prod"])).await.unwrap();
+    eventually("a card", &mut || !fake.messages_for(&a.id).is_empty()).await;
+    let TestBed { engine, store, handle, .. } = bed;
+    drop(handle);
+    engine.shutdown(Duration::from_secs(5)).await;
+    let weak = Arc::downgrade(&store);
+    drop(store);
+    eventually("the engine to drop its store", &mut || weak.strong_count() == 0).await;
+    eventually("the WAL to be deleted", &mut || !wal.exists()).await;
+}
