@@ -72,7 +72,11 @@ fn nf5(bin: &Path, runs: usize) {
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
-        drop(conn);
+        // Drain the rest of the request before closing: closing a socket with unread bytes sends
+        // a reset, which the CLI takes for a lost answer and retries for a minute.
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = std::io::copy(&mut conn, &mut std::io::sink());
         let _ = child.wait();
     }
     times.sort();
