@@ -218,20 +218,13 @@ impl EngineHandle {
             }
             return;
         };
-        // A re-delivery (restart, re-attach, another replica's approval) skips the targets that
-        // already have a card. A new approval has none yet (its create committed it a moment
-        // ago), so it skips the read, a round trip to the store's reader threads on SQLite.
+        // A re-delivery (restart, re-attach, replication) skips targets that already have a
+        // card. A new approval has none, so it skips the read (a reader round trip on SQLite).
         let existing: Vec<String> = if fresh {
             Vec::new()
         } else {
-            match self.inner.store.entries(&a.id).await {
-                Ok(entries) => entries
-                    .into_iter()
-                    .filter(|e| &e.account_key() == account)
-                    .map(|e| e.target_key)
-                    .collect(),
-                Err(_) => Vec::new(),
-            }
+            let entries = self.inner.store.entries(&a.id).await.unwrap_or_default();
+            entries.into_iter().filter(|e| &e.account_key() == account).map(|e| e.target_key).collect()
         };
         let mut seen_keys: Vec<String> = Vec::new();
         let mut rendered = Rendered::default();
