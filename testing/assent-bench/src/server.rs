@@ -47,12 +47,14 @@ pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// NF-5: spawn → first request bytes at a listening socket (budget 20 ms).
+/// NF-5: spawn → first request bytes at a listening socket (budget 20 ms). The first start is
+/// timed apart: it may read the binary from disk (47–69 ms here after dropping the page
+/// cache), which would otherwise be the p99 of every run.
 fn nf5(bin: &Path, runs: usize) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
+    let mut times = Vec::with_capacity(runs + 1);
+    for _ in 0..=runs {
         let started = Instant::now();
         let mut child = Command::new(bin)
             .args(["request", "exec", "--no-wait", "--", "true"])
@@ -79,11 +81,13 @@ fn nf5(bin: &Path, runs: usize) {
         let _ = std::io::copy(&mut conn, &mut std::io::sink());
         let _ = child.wait();
     }
+    let first = times.remove(0);
     times.sort();
     println!(
-        "NF-5 CLI start to first request: p50 {}, p99 {} over {runs} runs (budget 20 ms)",
+        "NF-5 CLI start to first request: p50 {}, p99 {} over {runs} runs after a first start of {} (budget 20 ms)",
         ms(percentile(&times, 0.5)),
-        ms(percentile(&times, 0.99))
+        ms(percentile(&times, 0.99)),
+        ms(first)
     );
 }
 
