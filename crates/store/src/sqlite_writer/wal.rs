@@ -36,10 +36,17 @@ pub(crate) async fn checkpoints(readers: AnyPool, writer: WalResetter) {
     // Whether a restart has left the file at its largest since it was last cut. (SQLite removes
     // the WAL when the store closes; one a crash left with a long log is restarted, then cut.)
     let mut grown = false;
+    // The WAL's length at the round before. A restart takes effect only at the next commit, so
+    // a WAL restarted just as the writes stopped keeps its length: a round that finds it
+    // unchanged is quiet too, however long it is, or it would be restarted again every round
+    // and never cut.
+    let mut last_log = -1;
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         let Some(mut pass) = passive(&readers).await else { continue };
-        if pass.log <= WAL_LONG_FRAMES {
+        let quiet = pass.log == last_log;
+        last_log = pass.log;
+        if pass.log <= WAL_LONG_FRAMES || quiet {
             if grown && pass.complete() {
                 // A reader still on the WAL holds the cut back: the next quiet round tries again.
                 grown = !writer.reset(Reset::Truncate).await;
@@ -57,6 +64,7 @@ pub(crate) async fn checkpoints(readers: AnyPool, writer: WalResetter) {
                 break;
             }
         }
+        last_log = pass.log;
         // A pass left behind by an old snapshot waits for the next round; one that never caught up
         // (commits faster than copies) still asks, so the WAL stays bounded.
         if pass.complete() {
